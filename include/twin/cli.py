@@ -1,0 +1,116 @@
+"""The `twin` command: run the platform's stages and the embedded stack from a shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin.settings import default_home
+
+app = typer.Typer(
+    help="TwinOps: turn an author's public writing into an LLM Twin.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="The embedded stack of real services under .twin/.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+# Wide output when piped, so URLs in tables are not wrapped.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+HomeOption = typer.Option(None, "--home", help="Stack state folder (default: $TWIN_HOME or .twin)")
+
+
+def _stack(home: Path | None, services: str | None, airflow: bool = False):
+    from twin.stack import CORE_SERVICES, Stack
+
+    names = CORE_SERVICES
+    if services:
+        names = tuple(s.strip() for s in services.split(",") if s.strip())
+    if airflow and "airflow" not in names:
+        names = (*names, "airflow")
+    return Stack(home or default_home(), names)
+
+
+def _print_status(statuses) -> None:
+    table = Table(title="TwinOps embedded stack")
+    for column in ("service", "state", "url", "pid", "detail"):
+        table.add_column(column)
+    colour = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
+    for s in statuses:
+        table.add_row(
+            s.name, f"[{colour[s.state]}]{s.state}[/]", s.url, str(s.pid or "-"), s.detail
+        )
+    out.print(table)
+
+
+@stack_app.command("up")
+def stack_up(
+    home: Path | None = HomeOption,
+    airflow: bool = typer.Option(False, "--airflow", help="Also run `airflow standalone` (UI)."),
+    services: str | None = typer.Option(None, help="Comma-separated subset of services."),
+) -> None:
+    """Start every service that is not already healthy; write .twin/stack.env."""
+    from twin.stack import StackError
+
+    stack = _stack(home, services, airflow)
+    began = time.monotonic()
+    try:
+        with console.status("bringing the stack up") as spinner:
+            result = stack.up(progress=lambda msg: spinner.update(msg))
+    except StackError as err:
+        console.print(f"[red]stack up failed:[/] {err}")
+        raise typer.Exit(1) from err
+    console.print(
+        f"started: {', '.join(result.started) or 'nothing'}; "
+        f"reused: {', '.join(result.reused) or 'nothing'} "
+        f"({time.monotonic() - began:.1f} s); endpoints in {stack.env_path}"
+    )
+    _print_status(result.statuses)
+
+
+@stack_app.command("down")
+def stack_down(home: Path | None = HomeOption) -> None:
+    """Stop every service the stack started (whole process groups), and nothing else."""
+    stopped = _stack(home, None, airflow=True).down()
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(
+    home: Path | None = HomeOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Each service, its URL and its health. Exit 1 when a core service is not healthy."""
+    from twin.stack.manager import CORE_SERVICES, as_dicts
+
+    statuses = _stack(home, None).status()
+    if as_json:
+        out.print_json(json.dumps(as_dicts(statuses)))
+    else:
+        _print_status(statuses)
+    if any(not s.healthy for s in statuses if s.name in CORE_SERVICES):
+        raise typer.Exit(1)
+
+
+@app.command("healthcheck")
+def healthcheck() -> None:
+    """Check every service through the project's own clients, as the twin_healthcheck DAG does."""
+    from twin.ops.healthcheck import check_all, render_report
+
+    results = check_all()
+    out.print(render_report(results))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""rag stage of TwinOps."""

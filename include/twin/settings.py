@@ -1,0 +1,139 @@
+"""Every endpoint and knob of TwinOps, in one pydantic-settings object.
+
+Values come, in order of precedence, from environment variables, then `.twin/stack.env` (written by
+`twin stack up`), then the Airflow connection named in DESIGN.md (when running inside Airflow),
+then defaults. Production sets the same variables or the same Airflow connections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Airflow connection ids (DESIGN.md) and the settings field each one backs.
+CONNECTION_IDS: dict[str, str] = {
+    "mongo_uri": "mongo_default",
+    "warehouse_dsn": "warehouse_postgres",
+    "mlflow_tracking_uri": "mlflow_default",
+    "triton_http_url": "triton_default",
+}
+
+
+def default_home() -> Path:
+    """The embedded stack's state folder: `$TWIN_HOME`, else `<project>/.twin`."""
+    return Path(os.environ.get("TWIN_HOME") or PROJECT_ROOT / ".twin").resolve()
+
+
+class Settings(BaseSettings):
+    """Endpoints of every service and the knobs of every stage."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=default_home, validation_alias="TWIN_HOME")
+    mongo_uri: str | None = None
+    mongo_database: str = "twin"
+    warehouse_dsn: str | None = None
+    mlflow_tracking_uri: str | None = None
+    triton_http_url: str | None = None
+    triton_grpc_url: str | None = None
+    object_store_url: str | None = None
+    airflow_home: Path | None = None
+    sample_author: str = "Ada Lindqvist"
+    mlflow_experiment: str = "twin-training"
+    registered_model: str = "twin-llm"
+    service_timeout_s: float = Field(default=5.0, gt=0)
+
+    def require(self, field: str) -> str:
+        """The value of an endpoint field, or a clear error saying how to provide it."""
+        value = getattr(self, field)
+        if value is None:
+            value = airflow_connection_uri(CONNECTION_IDS.get(field, ""), field)
+        if not value:
+            env = field.upper()
+            conn = CONNECTION_IDS.get(field)
+            hint = f" or the Airflow connection '{conn}'" if conn else ""
+            raise RuntimeError(
+                f"{env} is not set: run `twin stack up` (writes {self.home / 'stack.env'}), "
+                f"or set {env}{hint}"
+            )
+        return str(value)
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Read settings afresh from the environment and the stack's `stack.env`."""
+    home = home or default_home()
+    env_file = home / "stack.env"
+    return Settings(_env_file=env_file if env_file.exists() else None, TWIN_HOME=home)
+
+
+def airflow_connection_uri(conn_id: str, field: str) -> str | None:
+    """The URI of an Airflow connection, when this runs inside Airflow and the connection exists."""
+    if not conn_id or "airflow" not in sys.modules:
+        return None
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(conn_id)
+    except Exception:  # not in a task, or no such connection: the caller reports it
+        return None
+    return connection_to_endpoint(
+        field,
+        conn.conn_type,
+        conn.host,
+        conn.port,
+        conn.login,
+        conn.password,
+        conn.schema,
+        conn.extra_dejson,
+    )
+
+
+def connection_to_endpoint(
+    field: str,
+    conn_type: str | None,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    schema: str | None,
+    extra: dict,
+) -> str:
+    """Turn an Airflow connection's parts into the endpoint URL a settings field holds."""
+    auth = ""
+    if login:
+        auth = quote(login, safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
+    netloc = f"{auth}{host or ''}" + (f":{port}" if port else "")
+    if field == "warehouse_dsn":
+        return f"postgresql://{netloc}/{schema or 'twin'}"
+    if field == "mongo_uri":
+        scheme = "mongodb+srv" if extra.get("srv") else "mongodb"
+        return f"{scheme}://{netloc}/"
+    scheme = extra.get("scheme") or ("https" if conn_type == "https" else "http")
+    return f"{scheme}://{netloc}"
+
+
+def endpoint_to_connection(field: str, url: str, **extra: object) -> str:
+    """The JSON form of an Airflow connection (`AIRFLOW_CONN_*`) for an endpoint URL."""
+    parts = urlsplit(url)
+    conn_type = {"warehouse_dsn": "postgres", "mongo_uri": "mongo"}.get(field, "http")
+    body: dict[str, object] = {"conn_type": conn_type, "host": parts.hostname, "port": parts.port}
+    if parts.username:
+        body["login"] = parts.username
+    if parts.password:
+        body["password"] = parts.password
+    if field == "warehouse_dsn":
+        body["schema"] = parts.path.lstrip("/")
+    if extra:
+        body["extra"] = extra
+    return json.dumps(body, separators=(",", ":"))
+
+
+settings = load_settings()

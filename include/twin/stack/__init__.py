@@ -1,0 +1,5 @@
+"""The embedded stack: real Postgres+pgvector, MongoDB-protocol, MLflow, Triton, Airflow."""
+
+from twin.stack.manager import ALL_SERVICES, CORE_SERVICES, ServiceStatus, Stack, StackError
+
+__all__ = ["ALL_SERVICES", "CORE_SERVICES", "ServiceStatus", "Stack", "StackError"]

@@ -1,0 +1,263 @@
+"""`twin stack up | down | status`: the embedded stack of real services under `.twin/`.
+
+`up` is idempotent: a healthy service is reused, a dead one restarted (its stale PID file
+dropped), and when a service cannot start, every service this call started is stopped again and
+the error names the service with the tail of its log. Ports are chosen free (or taken from
+`TWIN_PORT_<NAME>`) and kept in `.twin/stack.json` so restarts keep their endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from twin.stack.airflow import AirflowService
+from twin.stack.process import free_port, port_is_free
+from twin.stack.services import (
+    MlflowService,
+    MongoService,
+    PostgresService,
+    Service,
+    ServiceError,
+    StackContext,
+    TritonService,
+)
+
+CORE_SERVICES = ("postgres", "mongo", "triton", "mlflow")
+ALL_SERVICES = (*CORE_SERVICES, "airflow")
+# Services whose processes may start together; a wave starts once the previous one is healthy.
+START_WAVES = (("postgres", "mongo", "triton"), ("mlflow",), ("airflow",))
+START_TIMEOUT_S = {"postgres": 60, "mongo": 60, "triton": 90, "mlflow": 120, "airflow": 240}
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up; the message names the service and shows its log."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service as `twin stack status` shows it."""
+
+    name: str
+    state: str  # healthy | unhealthy | stopped
+    url: str
+    pid: int | None
+    detail: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What `up` did: which services it started and which it found healthy and reused."""
+
+    started: list[str]
+    reused: list[str]
+    statuses: list[ServiceStatus]
+
+
+class Stack:
+    """The embedded stack rooted at `home` (default `.twin/`)."""
+
+    def __init__(self, home: Path, services: tuple[str, ...] = CORE_SERVICES) -> None:
+        unknown = set(services) - set(ALL_SERVICES)
+        if unknown:
+            raise StackError(
+                f"unknown service(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(ALL_SERVICES)}"
+            )
+        self.home = home.resolve()
+        self.wanted = services
+        self.state_path = self.home / "stack.json"
+        self.env_path = self.home / "stack.env"
+        self.ctx = StackContext(home=self.home, ports=self._load_ports())
+        postgres = PostgresService(self.ctx)
+        self.services: dict[str, Service] = {
+            "postgres": postgres,
+            "mongo": MongoService(self.ctx),
+            "triton": TritonService(self.ctx),
+            "mlflow": MlflowService(self.ctx, postgres),
+            "airflow": AirflowService(self.ctx, postgres),
+        }
+
+    # ports and state -------------------------------------------------------------------------
+    def _load_ports(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads(self.state_path.read_text())["ports"].items()}
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def _save_state(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.state_path.write_text(json.dumps({"ports": self.ctx.ports}, indent=2) + "\n")
+
+    def _assign_ports(self, service: Service) -> None:
+        """Give a service that is about to start its configured, previous or a free port."""
+        for key in service.ports:
+            configured = os.environ.get(f"TWIN_PORT_{key.upper()}")
+            if configured:
+                self.ctx.ports[key] = int(configured)
+            elif key not in self.ctx.ports or not port_is_free(self.ctx.ports[key]):
+                self.ctx.ports[key] = free_port()
+
+    # status ----------------------------------------------------------------------------------
+    def service_status(self, name: str, timeout_s: float = 3.0) -> ServiceStatus:
+        """Probe one service: is its process ours and alive, and does it answer its protocol?"""
+        service = self.services[name]
+        proc = service.process.running()
+        url = service.url if all(k in self.ctx.ports for k in service.ports) else "-"
+        if proc is None:
+            dead = service.process.died()
+            if dead is not None:
+                return ServiceStatus(
+                    name,
+                    "unhealthy",
+                    url,
+                    None,
+                    f"process {dead.pid} died; `twin stack up` restarts it",
+                )
+            detail = "not started" if name == "airflow" else "no process"
+            return ServiceStatus(name, "stopped", url, None, detail)
+        try:
+            detail = service.check(timeout_s)
+        except Exception as err:
+            return ServiceStatus(name, "unhealthy", url, proc.pid, short_error(err))
+        return ServiceStatus(name, "healthy", url, proc.pid, detail)
+
+    def status(self) -> list[ServiceStatus]:
+        """Every service of the stack (Airflow's UI included), as `twin stack status` shows."""
+        names = [n for n in ALL_SERVICES if n in self.wanted or n == "airflow"]
+        return [self.service_status(n) for n in names]
+
+    # up --------------------------------------------------------------------------------------
+    def up(self, progress: Callable[[str], None] = lambda _msg: None) -> UpResult:
+        """Bring every wanted service to healthy; start only what is not already healthy."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        for sub in ("run", "logs"):
+            (self.home / sub).mkdir(exist_ok=True)
+        started: list[str] = []
+        reused: list[str] = []
+        try:
+            for wave in START_WAVES:
+                names = [n for n in wave if n in self.wanted]
+                pending = []
+                for name in names:
+                    if self.service_status(name).healthy:
+                        reused.append(name)
+                        continue
+                    self._start(name, progress)
+                    started.append(name)
+                    pending.append(name)
+                if "postgres" in self.wanted and "postgres" in names:
+                    self._wait_healthy("postgres", progress)
+                    self.services["postgres"].after_start()
+                if "postgres" in self.wanted and wave == START_WAVES[0]:
+                    # Airflow's metadata DB is needed by dag.test() even without the UI.
+                    airflow = self.services["airflow"]
+                    if "airflow" not in self.ctx.ports:
+                        self._assign_ports(airflow)
+                    progress("preparing Airflow metadata DB")
+                    airflow.prepare()
+                for name in pending:
+                    self._wait_healthy(name, progress)
+            self._save_state()
+            self.write_env()
+        except BaseException:
+            for name in reversed(started):
+                self.services[name].process.stop()
+            raise
+        return UpResult(started, reused, self.status())
+
+    def _start(self, name: str, progress: Callable[[str], None]) -> None:
+        service = self.services[name]
+        if service.process.record() is not None:
+            progress(f"restarting {name} (its process is gone or does not answer)")
+            service.process.stop()
+        self._assign_ports(service)
+        progress(f"starting {name}")
+        try:
+            service.prepare()
+            service.process.start(
+                service.command(), service.env(), cwd=service.dir, user=service.run_as()
+            )
+        except (OSError, ServiceError) as err:
+            raise StackError(
+                f"{name} failed to start: {err}\n--- {service.process.log_path} "
+                f"(last lines) ---\n{service.process.log_tail()}"
+            ) from err
+        self._save_state()
+
+    def _wait_healthy(self, name: str, progress: Callable[[str], None]) -> None:
+        service = self.services[name]
+        deadline = time.monotonic() + START_TIMEOUT_S[name]
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if service.process.running() is None:
+                raise StackError(
+                    f"{name} exited during start-up\n--- {service.process.log_path} "
+                    f"(last lines) ---\n{service.process.log_tail()}"
+                )
+            try:
+                service.check(2.0)
+                progress(f"{name} is healthy at {service.url}")
+                return
+            except Exception as err:
+                last_error = short_error(err)
+                time.sleep(0.5)
+        raise StackError(
+            f"{name} did not become healthy within {START_TIMEOUT_S[name]} s "
+            f"({last_error})\n--- {service.process.log_path} (last lines) ---\n"
+            f"{service.process.log_tail()}"
+        )
+
+    # down ------------------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Stop every service this stack started (whole process groups); return their names."""
+        stopped = []
+        for name in reversed(ALL_SERVICES):
+            if self.services[name].process.stop():
+                stopped.append(name)
+        return stopped
+
+    # stack.env -------------------------------------------------------------------------------
+    def endpoints(self) -> dict[str, str]:
+        """Every `stack.env` entry: endpoints of the wanted services and where state lives."""
+        entries = {
+            "TWIN_HOME": str(self.home),
+            "OBJECT_STORE_URL": (self.home / "objects").as_uri(),
+        }
+        for name in (*self.wanted, "airflow"):
+            service = self.services[name]
+            if all(k in self.ctx.ports for k in service.ports):
+                entries.update(service.endpoints())
+        return entries
+
+    def write_env(self) -> Path:
+        """Write `.twin/stack.env` (shell-sourceable KEY=VALUE, mode 0600: it holds passwords)."""
+        lines = [
+            "# Written by `twin stack up`: endpoints of the embedded stack.",
+            "# Load into a shell with: set -a; . .twin/stack.env; set +a",
+        ]
+        lines += [f"{key}={shlex.quote(value)}" for key, value in self.endpoints().items()]
+        tmp = self.env_path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(self.env_path)
+        return self.env_path
+
+
+def short_error(err: BaseException) -> str:
+    """One line describing an exception, for status tables."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {text}"[:160]
+
+
+def as_dicts(statuses: list[ServiceStatus]) -> list[dict]:
+    return [asdict(s) | {"healthy": s.healthy} for s in statuses]

@@ -30,25 +30,31 @@ HomeOption = typer.Option(None, "--home", help="Stack state folder (default: $TW
 
 
 def _stack(home: Path | None, services: str | None, airflow: bool = False):
-    from twin.stack import CORE_SERVICES, Stack
+    from twin.stack import CORE_SERVICES, Stack, StackError
 
     names = CORE_SERVICES
     if services:
         names = tuple(s.strip() for s in services.split(",") if s.strip())
     if airflow and "airflow" not in names:
         names = (*names, "airflow")
-    return Stack(home or default_home(), names)
+    try:
+        return Stack(home or default_home(), names)
+    except StackError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from err
 
 
 def _print_status(statuses) -> None:
     table = Table(title="TwinOps embedded stack")
-    for column in ("service", "state", "url", "pid", "detail"):
-        table.add_column(column)
+    for column in ("service", "state", "url", "pid", "memory", "detail"):
+        table.add_column(column, justify="right" if column == "memory" else "left")
     colour = {"healthy": "green", "unhealthy": "red", "stopped": "yellow"}
     for s in statuses:
+        memory = f"{s.memory_mb:.0f} MiB" if s.pid else "-"
         table.add_row(
-            s.name, f"[{colour[s.state]}]{s.state}[/]", s.url, str(s.pid or "-"), s.detail
+            s.name, f"[{colour[s.state]}]{s.state}[/]", s.url, str(s.pid or "-"), memory, s.detail
         )
+    table.caption = f"total memory (PSS): {sum(s.memory_mb for s in statuses):.0f} MiB"
     out.print(table)
 
 
@@ -114,3 +120,7 @@ def healthcheck() -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

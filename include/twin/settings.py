@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     triton_http_url: str | None = None
     triton_grpc_url: str | None = None
+    triton_model_repository: Path | None = None
     object_store_url: str | None = None
     airflow_home: Path | None = None
     sample_author: str = "Ada Lindqvist"
@@ -126,9 +127,9 @@ def endpoint_to_connection(field: str, url: str, **extra: object) -> str:
     conn_type = {"warehouse_dsn": "postgres", "mongo_uri": "mongo"}.get(field, "http")
     body: dict[str, object] = {"conn_type": conn_type, "host": parts.hostname, "port": parts.port}
     if parts.username:
-        body["login"] = parts.username
+        body["login"] = unquote(parts.username)
     if parts.password:
-        body["password"] = parts.password
+        body["password"] = unquote(parts.password)
     if field == "warehouse_dsn":
         body["schema"] = parts.path.lstrip("/")
     if extra:

@@ -8,6 +8,7 @@ the error names the service with the tail of its log. Ports are chosen free (or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -16,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from twin.stack.airflow import AirflowService
-from twin.stack.process import free_port, port_is_free
+from twin.stack.process import free_port, group_members, port_is_free
 from twin.stack.services import (
     MlflowService,
     MongoService,
@@ -48,6 +51,7 @@ class ServiceStatus:
     url: str
     pid: int | None
     detail: str
+    memory_mb: float = 0.0
 
     @property
     def healthy(self) -> bool:
@@ -125,11 +129,12 @@ class Stack:
                 )
             detail = "not started" if name == "airflow" else "no process"
             return ServiceStatus(name, "stopped", url, None, detail)
+        memory = group_memory_mb(proc)
         try:
             detail = service.check(timeout_s)
         except Exception as err:
-            return ServiceStatus(name, "unhealthy", url, proc.pid, short_error(err))
-        return ServiceStatus(name, "healthy", url, proc.pid, detail)
+            return ServiceStatus(name, "unhealthy", url, proc.pid, short_error(err), memory)
+        return ServiceStatus(name, "healthy", url, proc.pid, detail, memory)
 
     def status(self) -> list[ServiceStatus]:
         """Every service of the stack (Airflow's UI included), as `twin stack status` shows."""
@@ -251,6 +256,22 @@ class Stack:
         tmp.chmod(0o600)
         tmp.replace(self.env_path)
         return self.env_path
+
+
+def group_memory_mb(proc) -> float:
+    """Memory of a server and every process of its group, in MiB.
+
+    Proportional set size (shared pages split between the processes sharing them), so forked
+    workers are not counted twice; resident size where PSS cannot be read.
+    """
+    total = 0
+    for member in group_members(proc):
+        with contextlib.suppress(psutil.Error):
+            try:
+                total += member.memory_full_info().pss
+            except (AttributeError, psutil.AccessDenied):
+                total += member.memory_info().rss
+    return round(total / 2**20, 1)
 
 
 def short_error(err: BaseException) -> str:

@@ -133,7 +133,15 @@ def group_members(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def orphaned_members(rec: ProcessRecord) -> list[psutil.Process]:
-    """Processes left in the group of a dead leader (started after it, so surely ours)."""
+    """Processes left in the group of a dead leader.
+
+    A group id is not reused while any member of the group lives, so members of group `rec.pid`
+    are ours, unless the PID itself now belongs to another live process (then so does the group).
+    """
+    if psutil.pid_exists(rec.pid):
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(rec.pid).status() != psutil.STATUS_ZOMBIE:
+                return []
     return [p for p in processes_in_group(rec.pid) if p.create_time() >= rec.create_time - 1.0]
 
 

@@ -6,7 +6,9 @@ environment; nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pwd
 import secrets
 import shutil
 import stat
@@ -61,6 +63,35 @@ class StackContext:
         env = dict(os.environ)
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         return env
+
+
+def package_dir(package: str) -> Path:
+    """Where an installed package lives, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceError(f"the {package} package is not installed: run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def ensure_system_user(name: str) -> pwd.struct_passwd:
+    """The system user `name`, created (no login, no home) when missing."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(name)
+
+
+def make_traversable(path: Path) -> None:
+    """Let other users traverse `path` and its parents (o+x), as a server user must."""
+    for folder in (path, *path.parents):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
 
 
 class Service(ABC):
@@ -119,9 +150,8 @@ class PostgresService(Service):
 
     @property
     def bin_dir(self) -> Path:
-        import pgserver
-
-        return Path(pgserver.__file__).parent / "pginstall" / "bin"
+        # Located, not imported: importing pgserver has side effects we do not need.
+        return package_dir("pgserver") / "pginstall" / "bin"
 
     @property
     def data_dir(self) -> Path:
@@ -150,10 +180,9 @@ class PostgresService(Service):
         pwfile.write_text(self.password + "\n")
         if user is not None:
             # Postgres refuses to run as root: it runs as a dedicated system user, as pgserver does.
-            from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
-
-            entry = ensure_user_exists(user)
-            ensure_prefix_permissions(self.data_dir)
+            entry = ensure_system_user(user)
+            make_traversable(self.data_dir.parent)
+            make_traversable(self.bin_dir)
             for path in (self.data_dir, pwfile):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         pwfile.chmod(stat.S_IRUSR)
@@ -351,12 +380,7 @@ class TritonService(Service):
 
     @property
     def package_dir(self) -> Path:
-        import importlib.util
-
-        spec = importlib.util.find_spec("pytriton")
-        if spec is None or not spec.submodule_search_locations:
-            raise ServiceError("triton: the nvidia-pytriton package is not installed")
-        return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+        return package_dir("pytriton") / "tritonserver"
 
     @property
     def repository(self) -> Path:

@@ -1,0 +1,58 @@
+"""Session fixtures: the embedded stack on free ports (or the services named by the environment).
+
+When `MONGO_URI`, `WAREHOUSE_DSN`, `MLFLOW_TRACKING_URI`, `TRITON_HTTP_URL`/`TRITON_GRPC_URL` are
+set, those services are used as they are; every other one is started in a scratch stack home and
+stopped again when the session ends. Airflow reads its configuration when first imported, so no
+test imports Airflow before `stack_settings` has put the stack's environment in place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twin.settings import Settings, load_settings
+
+# Environment variable that, when set, replaces each embedded service.
+EXTERNAL = {
+    "mongo": "MONGO_URI",
+    "postgres": "WAREHOUSE_DSN",
+    "mlflow": "MLFLOW_TRACKING_URI",
+    "triton": "TRITON_HTTP_URL",
+}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def scratch_home(prefix: str) -> Path:
+    """A short scratch folder (Unix socket paths must stay short) that others may traverse."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    return home
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Settings pointing at a running stack; the services this session started are stopped."""
+    from twin.stack import Stack
+
+    wanted = tuple(name for name, key in EXTERNAL.items() if not os.environ.get(key))
+    if "mlflow" in wanted or not os.environ.get("AIRFLOW_HOME"):
+        wanted = tuple(dict.fromkeys(("postgres", *wanted)))  # MLflow and Airflow store there
+    if not wanted:
+        yield load_settings()
+        return
+    home = scratch_home("twin-test-")
+    stack = Stack(home, wanted)
+    try:
+        stack.up()
+        for key, value in stack.endpoints().items():
+            os.environ.setdefault(key, value)
+        yield load_settings(home)
+    finally:
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)

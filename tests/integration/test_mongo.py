@@ -1,0 +1,36 @@
+"""The raw store's server through the project's client: unique indexes reject duplicates."""
+
+import uuid
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from twin.settings import Settings
+from twin.store.mongo import mongo_client, twin_database
+
+pytestmark = pytest.mark.integration
+
+
+def test_unique_index_rejects_a_second_document_with_the_same_url(stack_settings) -> None:
+    with mongo_client(stack_settings) as client:
+        docs = twin_database(client, stack_settings)[f"probe_{uuid.uuid4().hex[:8]}"]
+        docs.create_index("url", unique=True)
+        docs.insert_one({"url": "https://example.org/a", "title": "first"})
+
+        with pytest.raises(DuplicateKeyError) as err:
+            docs.insert_one({"url": "https://example.org/a", "title": "second"})
+
+        assert err.value.code == 11000
+        assert docs.count_documents({}) == 1
+        assert docs.find_one({"url": "https://example.org/a"})["title"] == "first"
+        docs.drop()
+
+
+def test_documents_survive_a_new_client(stack_settings: Settings) -> None:
+    name = f"probe_{uuid.uuid4().hex[:8]}"
+    with mongo_client(stack_settings) as client:
+        twin_database(client, stack_settings)[name].insert_many([{"n": i} for i in range(100)])
+    with mongo_client(stack_settings) as client:
+        coll = twin_database(client, stack_settings)[name]
+        assert coll.count_documents({"n": {"$gte": 50}}) == 50
+        coll.drop()

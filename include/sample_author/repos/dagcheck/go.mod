@@ -1,0 +1,3 @@
+module github.com/ada-lindqvist/dagcheck
+
+go 1.22

@@ -56,3 +56,46 @@ def stack_settings() -> Iterator[Settings]:
     finally:
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
+
+
+class SampleSite:
+    """A freshly built sample author site, served on loopback, with its manifest."""
+
+    def __init__(self, home: Path, server, manifest) -> None:
+        self.home = home
+        self.server = server
+        self.manifest = manifest
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def settings(self, base: Settings, **overrides) -> Settings:
+        """`base` pointed at this site, with a Mongo database and object store of its own."""
+        import uuid
+
+        from sample_author.links import sample_prefixes
+
+        update = {
+            "mongo_database": f"t_{uuid.uuid4().hex[:10]}",
+            "object_store_url": (self.home / f"objects-{uuid.uuid4().hex[:6]}").as_uri(),
+            "sample_site_url": self.base_url,
+            "crawl_allow_private_hosts": ["127.0.0.1"],
+            "crawl_platform_prefixes": sample_prefixes(self.base_url),
+            "crawl_per_host_rate": 40.0,
+            **overrides,
+        }
+        return base.model_copy(update=update)
+
+
+@pytest.fixture(scope="module")
+def sample_site() -> Iterator[SampleSite]:
+    """The sample author's site, built and served for one test module (edits stay local)."""
+    from sample_author.server import SampleServer
+    from sample_author.site import build_site
+
+    home = scratch_home("twin-sample-")
+    manifest = build_site(home / "site")
+    with SampleServer(home / "site", burst_limit=200) as server:
+        yield SampleSite(home, server, manifest)
+    shutil.rmtree(home, ignore_errors=True)

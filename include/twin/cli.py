@@ -29,12 +29,14 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 HomeOption = typer.Option(None, "--home", help="Stack state folder (default: $TWIN_HOME or .twin)")
 
 
-def _stack(home: Path | None, services: str | None, airflow: bool = False):
+def _stack(home: Path | None, services: str | None, airflow: bool = False, sample: bool = False):
     from twin.stack import CORE_SERVICES, Stack, StackError
 
     names = CORE_SERVICES
     if services:
         names = tuple(s.strip() for s in services.split(",") if s.strip())
+    if sample and "sample" not in names:
+        names = (*names, "sample")
     if airflow and "airflow" not in names:
         names = (*names, "airflow")
     try:
@@ -62,12 +64,13 @@ def _print_status(statuses) -> None:
 def stack_up(
     home: Path | None = HomeOption,
     airflow: bool = typer.Option(False, "--airflow", help="Also run `airflow standalone` (UI)."),
+    sample: bool = typer.Option(False, "--sample", help="Also serve the sample author's site."),
     services: str | None = typer.Option(None, help="Comma-separated subset of services."),
 ) -> None:
     """Start every service that is not already healthy; write .twin/stack.env."""
     from twin.stack import StackError
 
-    stack = _stack(home, services, airflow)
+    stack = _stack(home, services, airflow, sample)
     began = time.monotonic()
     try:
         with console.status("bringing the stack up") as spinner:
@@ -86,7 +89,7 @@ def stack_up(
 @stack_app.command("down")
 def stack_down(home: Path | None = HomeOption) -> None:
     """Stop every service the stack started (whole process groups), and nothing else."""
-    stopped = _stack(home, None, airflow=True).down()
+    stopped = _stack(home, None, airflow=True, sample=True).down()
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -116,6 +119,79 @@ def healthcheck() -> None:
     out.print(render_report(results))
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+sample_app = typer.Typer(help="The bundled sample author.", no_args_is_help=True)
+app.add_typer(sample_app, name="sample")
+
+
+@sample_app.command("serve")
+def sample_serve(
+    site_dir: Path | None = typer.Option(None, help="Built site (built here when empty)."),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 (0: a free one)."),
+    latency_ms: float = typer.Option(0, help="Latency added to every response."),
+    burst_limit: int = typer.Option(50, help="Requests per second per client before 429 (0: off)."),
+    extra_pages: int = typer.Option(0, help="Synthetic blog articles to add (benchmarks)."),
+) -> None:
+    """Serve the sample author's site on loopback, with realistic HTTP behaviour, until Ctrl+C."""
+    from sample_author.server import serve
+    from twin.stack.process import free_port
+
+    serve(
+        site_dir,
+        port or free_port(),
+        latency_ms,
+        burst_limit=burst_limit or None,
+        extra_pages=extra_pages,
+        quiet=True,
+    )
+
+
+@app.command("crawl")
+def crawl(
+    urls: list[str] = typer.Argument(None, help="Links to crawl; none: the author's configured"),
+    author: str | None = typer.Option(None, help="Author name (default: the sample author)."),
+    platform: str | None = typer.Option(None, help="Force the platform of every URL."),
+) -> None:
+    """Crawl an author's links into the raw store and print the run's summary."""
+    from rich.progress import Progress
+
+    from twin.crawl.run import (
+        SourceReport,
+        crawl_source,
+        plan_sources,
+        render_summary,
+        summarise,
+    )
+    from twin.settings import load_settings
+
+    settings = load_settings()
+    author = author or settings.sample_author
+    links = {platform: list(urls)} if urls and platform else list(urls or []) or None
+    try:
+        sources = plan_sources(author, links, settings)
+    except ValueError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from err
+    reports = []
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(
+            f"crawling {len(sources)} source(s) of {author}", total=len(sources)
+        )
+        for source in sources:
+            progress.update(bar, description=f"{source['platform']}: {source['url']}")
+            reports.append(crawl_source(source, settings))
+            progress.advance(bar)
+    summary = summarise(reports, settings)
+    totals = {
+        k: summary[k] for k in ("new", "changed", "unchanged", "deleted", "skipped", "failed")
+    }
+    out.print(
+        render_summary([SourceReport.model_validate(r) for r in reports], totals),
+        markup=False,
+        highlight=False,
+    )
+    console.print(f"crawl run {summary['run_id']} recorded in crawl_runs")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "twin-training"
     registered_model: str = "twin-llm"
     service_timeout_s: float = Field(default=5.0, gt=0)
+    # crawling
+    sample_site_url: str | None = None
+    crawl_allow_private_hosts: list[str] = Field(default_factory=list)
+    crawl_platform_prefixes: dict[str, str] = Field(default_factory=dict)
+    crawl_per_host_concurrency: int = Field(default=4, ge=1, le=64)
+    crawl_per_host_rate: float = Field(default=10.0, gt=0)
+    crawl_max_body_bytes: int = Field(default=5_000_000, gt=0)
+    crawl_workers: int = Field(default=8, ge=1, le=64)
 
     def require(self, field: str) -> str:
         """The value of an endpoint field, or a clear error saying how to provide it."""

@@ -25,6 +25,7 @@ from twin.stack.services import (
     MlflowService,
     MongoService,
     PostgresService,
+    SampleSiteService,
     Service,
     ServiceError,
     StackContext,
@@ -32,10 +33,18 @@ from twin.stack.services import (
 )
 
 CORE_SERVICES = ("postgres", "mongo", "triton", "mlflow")
-ALL_SERVICES = (*CORE_SERVICES, "airflow")
+OPTIONAL_SERVICES = ("sample", "airflow")  # shown by `status`, started on request
+ALL_SERVICES = (*CORE_SERVICES, *OPTIONAL_SERVICES)
 # Services whose processes may start together; a wave starts once the previous one is healthy.
-START_WAVES = (("postgres", "mongo", "triton"), ("mlflow",), ("airflow",))
-START_TIMEOUT_S = {"postgres": 60, "mongo": 60, "triton": 90, "mlflow": 120, "airflow": 240}
+START_WAVES = (("postgres", "mongo", "triton", "sample"), ("mlflow",), ("airflow",))
+START_TIMEOUT_S = {
+    "postgres": 60,
+    "mongo": 60,
+    "triton": 90,
+    "sample": 60,
+    "mlflow": 120,
+    "airflow": 240,
+}
 
 
 class StackError(RuntimeError):
@@ -89,6 +98,7 @@ class Stack:
             "triton": TritonService(self.ctx),
             "mlflow": MlflowService(self.ctx, postgres),
             "airflow": AirflowService(self.ctx, postgres),
+            "sample": SampleSiteService(self.ctx),
         }
 
     # ports and state -------------------------------------------------------------------------
@@ -127,7 +137,7 @@ class Stack:
                     None,
                     f"process {dead.pid} died; `twin stack up` restarts it",
                 )
-            detail = "not started" if name == "airflow" else "no process"
+            detail = "not started" if name in OPTIONAL_SERVICES else "no process"
             return ServiceStatus(name, "stopped", url, None, detail)
         memory = group_memory_mb(proc)
         try:
@@ -138,7 +148,7 @@ class Stack:
 
     def status(self) -> list[ServiceStatus]:
         """Every service of the stack (Airflow's UI included), as `twin stack status` shows."""
-        names = [n for n in ALL_SERVICES if n in self.wanted or n == "airflow"]
+        names = [n for n in ALL_SERVICES if n in self.wanted or n in OPTIONAL_SERVICES]
         return [self.service_status(n) for n in names]
 
     # up --------------------------------------------------------------------------------------
@@ -238,7 +248,10 @@ class Stack:
             "TWIN_HOME": str(self.home),
             "OBJECT_STORE_URL": (self.home / "objects").as_uri(),
         }
-        for name in (*self.wanted, "airflow"):
+        names = [*self.wanted, "airflow"]  # Airflow's home and metadata DB are always prepared
+        if self.services["sample"].process.running():
+            names.append("sample")
+        for name in dict.fromkeys(names):
             service = self.services[name]
             if all(k in self.ctx.ports for k in service.ports):
                 entries.update(service.endpoints())

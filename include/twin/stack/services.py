@@ -7,6 +7,7 @@ environment; nothing is downloaded at run time.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pwd
 import secrets
@@ -455,4 +456,51 @@ class TritonService(Service):
             "AIRFLOW_CONN_TRITON_DEFAULT": endpoint_to_connection(
                 "triton_http_url", self.url, grpc_url=self.grpc_url
             ),
+        }
+
+
+class SampleSiteService(Service):
+    """The bundled sample author's web presence, served on loopback (the demo's outside world)."""
+
+    name = "sample"
+    ports = ("sample",)
+
+    @property
+    def site_dir(self) -> Path:
+        return self.dir / "site"
+
+    def command(self) -> list[str]:
+        # The server builds the site into `site_dir` on first start, then serves it as it is,
+        # so an edited page stays edited across restarts.
+        return [
+            sys.executable,
+            "-m",
+            "sample_author",
+            "serve",
+            "--site-dir",
+            str(self.site_dir),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port()),
+            "--quiet",
+        ]
+
+    def check(self, timeout_s: float) -> str:
+        resp = httpx.get(f"{self.url}/robots.txt", timeout=timeout_s)
+        resp.raise_for_status()
+        return "sample author's site answers"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port()}"
+
+    def endpoints(self) -> dict[str, str]:
+        from sample_author.links import sample_prefixes
+
+        return {
+            "SAMPLE_SITE_URL": self.url,
+            # The crawler refuses loopback addresses unless allowed: the demo allows its own site.
+            "CRAWL_ALLOW_PRIVATE_HOSTS": json.dumps([f"{LOOPBACK}"]),
+            "CRAWL_PLATFORM_PREFIXES": json.dumps(sample_prefixes(self.url)),
         }

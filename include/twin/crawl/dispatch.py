@@ -1,0 +1,40 @@
+"""Pick the crawler for a URL. Platforms register themselves; adding one touches no other."""
+
+from __future__ import annotations
+
+from twin.crawl.base import Crawler
+from twin.domain.documents import Platform
+
+CRAWLERS: dict[Platform, type[Crawler]] = {}
+
+
+def register(crawler: type[Crawler]) -> type[Crawler]:
+    """Class decorator: make a crawler available to the dispatcher."""
+    CRAWLERS[crawler.platform] = crawler
+    return crawler
+
+
+def crawler_for(
+    url: str, platform: Platform | str | None = None, prefixes: dict[str, str] | None = None
+) -> type[Crawler]:
+    """The crawler for `url`: the named platform, else a configured URL prefix, else the first
+    crawler whose URL patterns match, else the custom-article (blog) crawler."""
+    load_crawlers()
+    if platform:
+        try:
+            return CRAWLERS[Platform(platform)]
+        except ValueError:
+            known = ", ".join(p.value for p in Platform)
+            raise ValueError(f"unknown platform {platform!r} for {url}; known: {known}") from None
+    for prefix, name in sorted((prefixes or {}).items(), key=lambda kv: -len(kv[0])):
+        if url.startswith(prefix):
+            return crawler_for(url, name)
+    for crawler in CRAWLERS.values():
+        if crawler.platform is not Platform.BLOG and crawler.handles(url):
+            return crawler
+    return CRAWLERS[Platform.BLOG]
+
+
+def load_crawlers() -> None:
+    """Import the platform modules (each registers its crawler on import)."""
+    from twin.crawl import blog, github, linkedin, medium, substack  # noqa: F401

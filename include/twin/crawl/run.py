@@ -1,0 +1,228 @@
+"""A crawl run: plan the sources of an author, crawl each into the raw store, summarise.
+
+`twin_crawl` maps `crawl_source` over `plan_sources`, then calls `summarise`; `twin crawl` runs
+the same three steps from the shell. One source's failure is recorded in its report; it never
+stops the other sources.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field
+
+from twin.crawl.base import CrawlContext, CrawlOutcome
+from twin.crawl.dispatch import crawler_for
+from twin.crawl.http import PoliteClient
+from twin.crawl.policy import CrawlPolicy
+from twin.domain.documents import Platform
+from twin.settings import Settings, load_settings
+from twin.store.mongo import mongo_client, twin_database
+from twin.store.object_store import object_store
+from twin.store.raw_documents import RawDocumentStore
+
+log = logging.getLogger(__name__)
+MAX_FAILURES_KEPT = 50
+
+
+class Source(BaseModel):
+    """One link of an author to crawl, with the platform that reads it."""
+
+    author: str = Field(min_length=1)
+    platform: Platform
+    url: str = Field(min_length=1)
+
+
+class SourceReport(BaseModel):
+    """What crawling one source did (also stored in `crawl_runs`)."""
+
+    author: str
+    platform: str
+    url: str
+    fetched: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[dict[str, str]] = Field(default_factory=list)
+    skips: list[dict[str, str]] = Field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def crawl_policy(settings: Settings) -> CrawlPolicy:
+    return CrawlPolicy(
+        per_host_concurrency=settings.crawl_per_host_concurrency,
+        per_host_rate=settings.crawl_per_host_rate,
+        max_body_bytes=settings.crawl_max_body_bytes,
+        allow_private_hosts=tuple(settings.crawl_allow_private_hosts),
+    )
+
+
+def validate_link(url: str) -> str | None:
+    """Why a link cannot be crawled, or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return None if parts.netloc else "has no host"
+    if parts.scheme == "file" or (not parts.scheme and url.startswith("/")):
+        path = Path(parts.path if parts.scheme else url)
+        return None if path.exists() else f"local path {path} does not exist"
+    return f"unsupported scheme {parts.scheme or '(none)'!r}: use http(s), file:// or a path"
+
+
+def plan_sources(
+    author: str,
+    links: dict[str, list[str]] | list[str] | None = None,
+    settings: Settings | None = None,
+) -> list[dict]:
+    """The sources to crawl: `links` per platform (or a flat list, dispatched by URL), else the
+    links stored for the author, else the sample author's site when it is configured.
+
+    Every bad link is reported at once in one ValueError (nothing is crawled).
+    """
+    settings = settings or load_settings()
+    if not author or not author.strip():
+        raise ValueError("author must be a non-empty name")
+    links = links or configured_links(author, settings)
+    if not links:
+        raise ValueError(f"no links given for {author!r} and none configured")
+    pairs: list[tuple[str | None, str]] = []
+    if isinstance(links, dict):
+        pairs = [(platform, url) for platform, urls in links.items() for url in urls]
+    else:
+        pairs = [(None, url) for url in links]
+    sources, problems = [], []
+    for platform, url in pairs:
+        url = url.strip()
+        if reason := validate_link(url):
+            problems.append(f"{url!r}: {reason}")
+            continue
+        try:
+            crawler = crawler_for(url, platform, settings.crawl_platform_prefixes)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        sources.append(Source(author=author, platform=crawler.platform, url=url))
+    if problems:
+        raise ValueError("invalid crawl links:\n  " + "\n  ".join(problems))
+    unique = {(s.platform, s.url): s for s in sources}
+    return [s.model_dump(mode="json") for s in unique.values()]
+
+
+def configured_links(author: str, settings: Settings) -> dict[str, list[str]]:
+    """Links recorded for the author, or the sample site's when the author is the sample one."""
+    with mongo_client(settings) as client:
+        stored = twin_database(client, settings)["authors"].find_one({"name": author})
+    if stored and stored.get("links"):
+        return stored["links"]
+    if author == settings.sample_author and settings.sample_site_url:
+        from sample_author.links import sample_links
+
+        return sample_links(settings.sample_site_url)
+    return {}
+
+
+def crawl_source(source: dict, settings: Settings | None = None) -> dict:
+    """Crawl one source into the raw store; return its report (also when the source failed).
+
+    Raises only when the raw store itself cannot be written (so an Airflow retry can help).
+    """
+    settings = settings or load_settings()
+    src = Source.model_validate(source)
+    began = time.monotonic()
+    report = SourceReport(author=src.author, platform=src.platform.value, url=src.url)
+    with mongo_client(settings) as client:
+        store = RawDocumentStore(twin_database(client, settings))
+        store.ensure_indexes()
+        with PoliteClient(crawl_policy(settings)) as http:
+            ctx = CrawlContext(
+                client=http,
+                archive=object_store(settings),
+                author=src.author,
+                known_validators=store.known_validators,
+                max_workers=settings.crawl_workers,
+            )
+            crawler = crawler_for(src.url, src.platform)(ctx)
+            try:
+                outcome = crawler.crawl(src.url)
+            except Exception as err:  # the source as a whole is unreadable: recorded, not raised
+                log.warning("crawl failed for %s: %s", src.url, err)
+                outcome = CrawlOutcome()
+                report.error = f"{type(err).__name__}: {err}"[:500]
+        counts = store.upsert(outcome.documents)
+        store.remember_validators(outcome.validators)
+        if outcome.listing_complete:
+            report.deleted = store.mark_missing(src.url, outcome.seen_urls())
+    report.fetched = outcome.fetched
+    report.new, report.changed = counts.new, counts.changed
+    report.unchanged = counts.unchanged + len(outcome.not_modified)
+    report.failed = len(outcome.failures) + (1 if report.error else 0)
+    report.skipped = len(outcome.skipped)
+    report.failures = [{"url": f.url, "reason": f.reason} for f in outcome.failures][
+        :MAX_FAILURES_KEPT
+    ]
+    report.skips = [{"url": f.url, "reason": f.reason} for f in outcome.skipped][:MAX_FAILURES_KEPT]
+    report.seconds = round(time.monotonic() - began, 2)
+    log.info(
+        "%s %s: %d fetched, %d new, %d changed, %d unchanged, %d failed, %d skipped",
+        src.platform.value,
+        src.url,
+        report.fetched,
+        report.new,
+        report.changed,
+        report.unchanged,
+        report.failed,
+        report.skipped,
+    )
+    return report.model_dump()
+
+
+def summarise(
+    reports: list[dict], settings: Settings | None = None, started_at: datetime | None = None
+) -> dict:
+    """Record the run in `crawl_runs`, log a readable summary; return totals and `changed`."""
+    settings = settings or load_settings()
+    parsed = [SourceReport.model_validate(r) for r in reports]
+    keys = ("fetched", "new", "changed", "unchanged", "deleted", "skipped", "failed")
+    totals = {k: sum(getattr(r, k) for r in parsed) for k in keys}
+    run = {
+        "started_at": started_at or datetime.now(UTC),
+        "finished_at": datetime.now(UTC),
+        "authors": sorted({r.author for r in parsed}),
+        "totals": totals,
+        "changed": totals["new"] + totals["changed"] + totals["deleted"] > 0,
+        "sources": [r.model_dump() for r in parsed],
+    }
+    with mongo_client(settings) as client:
+        run_id = RawDocumentStore(twin_database(client, settings)).record_run(run)
+    log.info("crawl run %s\n%s", run_id, render_summary(parsed, totals))
+    return {"run_id": run_id, "changed": run["changed"], **totals}
+
+
+def render_summary(reports: list[SourceReport], totals: dict[str, int]) -> str:
+    """A fixed-width table of the run, then each failure with its reason."""
+    columns = ("new", "chg", "same", "del", "skip", "fail")
+    widths = (4, 4, 5, 4, 4, 4)
+    lines = [
+        f"{'platform':<9} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)) + "  source"
+    ]
+    for r in reports:
+        lines.append(
+            f"{r.platform:<9} {r.new:>4} {r.changed:>4} {r.unchanged:>5} {r.deleted:>4} "
+            f"{r.skipped:>4} {r.failed:>4}  {r.url}"
+        )
+    lines.append(
+        f"{'total':<9} {totals['new']:>4} {totals['changed']:>4} {totals['unchanged']:>5} "
+        f"{totals['deleted']:>4} {totals['skipped']:>4} {totals['failed']:>4}"
+    )
+    for r in reports:
+        if r.error:
+            lines.append(f"FAILED source {r.url}: {r.error}")
+        lines += [f"failed {f['url']}: {f['reason']}" for f in r.failures]
+    return "\n".join(lines)

@@ -42,7 +42,7 @@ LINKS_SCHEMA = {
 def twin_crawl():
     sources = task(plan_sources, retries=0)()
     reports = task(crawl_source, max_active_tis_per_dag=4).expand(source=sources)
-    summary = task(summarise, trigger_rule="all_done")(reports)
+    summary = task(summarise, trigger_rule="all_done", retries=0)(reports, sources)
     task(publish_if_changed, outlets=[Asset(**RAW_DOCUMENTS)])(summary)
 
 

@@ -98,7 +98,9 @@ class Crawler(ABC):
         try:
             result = self.ctx.client.fetch(url, etag=etag, last_modified=modified, accept=accept)
         except FetchError as err:
-            bucket = outcome.skipped if "robots.txt" in err.reason else outcome.failures
+            # A robots.txt refusal is the site's wish (skipped); an unreachable host is a failure.
+            polite = err.reason.startswith("disallowed by robots.txt")
+            bucket = outcome.skipped if polite else outcome.failures
             bucket.append(ItemFailure(url, err.reason))
             return None
         outcome.fetched += 1

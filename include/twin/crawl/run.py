@@ -183,12 +183,36 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
     return report.model_dump()
 
 
+class CrawlIncomplete(RuntimeError):
+    """Some planned sources produced no report (their task failed); the run is recorded."""
+
+
 def summarise(
-    reports: list[dict], settings: Settings | None = None, started_at: datetime | None = None
+    reports: list[dict],
+    settings: Settings | None = None,
+    started_at: datetime | None = None,
+    planned: list[dict] | None = None,
 ) -> dict:
-    """Record the run in `crawl_runs`, log a readable summary; return totals and `changed`."""
+    """Record the run in `crawl_runs`, log a readable summary; return totals and `changed`.
+
+    A planned source without a report is recorded as failed, and CrawlIncomplete is raised
+    once the run is stored, so a crashed crawl task is never mistaken for a clean run.
+    """
     settings = settings or load_settings()
-    parsed = [SourceReport.model_validate(r) for r in reports]
+    parsed = [SourceReport.model_validate(r) for r in reports if r]
+    reported = {(r.platform, r.url) for r in parsed}
+    missing = [
+        SourceReport(
+            author=s["author"],
+            platform=s["platform"],
+            url=s["url"],
+            failed=1,
+            error="no report: the crawl task for this source failed",
+        )
+        for s in planned or []
+        if (s["platform"], s["url"]) not in reported
+    ]
+    parsed += missing
     keys = ("fetched", "new", "changed", "unchanged", "deleted", "skipped", "failed")
     totals = {k: sum(getattr(r, k) for r in parsed) for k in keys}
     run = {
@@ -202,6 +226,12 @@ def summarise(
     with mongo_client(settings) as client:
         run_id = RawDocumentStore(twin_database(client, settings)).record_run(run)
     log.info("crawl run %s\n%s", run_id, render_summary(parsed, totals))
+    if missing or not parsed:
+        raise CrawlIncomplete(
+            f"crawl run {run_id}: {len(missing)} of {len(parsed)} source(s) produced no report"
+            if parsed
+            else f"crawl run {run_id}: nothing was crawled"
+        )
     return {"run_id": run_id, "changed": run["changed"], **totals}
 
 
@@ -210,7 +240,9 @@ def render_summary(reports: list[SourceReport], totals: dict[str, int]) -> str:
     columns = ("new", "chg", "same", "del", "skip", "fail")
     widths = (4, 4, 5, 4, 4, 4)
     lines = [
-        f"{'platform':<9} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)) + "  source"
+        f"{'platform':<9} "
+        + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
+        + "  source"
     ]
     for r in reports:
         lines.append(

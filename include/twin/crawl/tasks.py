@@ -24,11 +24,12 @@ def crawl_source(source: dict) -> dict:
     return crawl(source)
 
 
-def summarise(reports: list[dict]) -> dict:
-    """Record the run in `crawl_runs` and log its summary table."""
+def summarise(reports: list[dict], sources: list[dict] | None = None) -> dict:
+    """Record the run in `crawl_runs` and log its summary table; fail when a source has no
+    report (its crawl task failed) or nothing was planned."""
     from twin.crawl.run import summarise as summarise_run
 
-    return summarise_run(list(reports))
+    return summarise_run(list(reports or []), planned=list(sources or []))
 
 
 def publish_if_changed(summary: dict) -> dict:

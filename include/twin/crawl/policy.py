@@ -1,0 +1,81 @@
+"""How politely the crawler fetches, and the error it raises when a fetch is refused or fails.
+
+`CrawlPolicy` is the one set of knobs every crawler shares through `PoliteClient`; `FetchError` is
+the single exception type a caller catches to record one item's failure without stopping a batch.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_USER_AGENT = (
+    "TwinOpsBot/0.1 (+https://github.com/twinops/twinops; crawler for the author's own LLM twin)"
+)
+DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
+    "text/html",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/xml",
+    "text/xml",
+    "application/json",
+    "application/zip",
+    "text/plain",
+    "text/markdown",
+)
+
+
+class CrawlPolicy(BaseModel):
+    """Limits and manners of the shared HTTP client; immutable, so threads can share one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1)
+    per_host_concurrency: int = Field(default=4, ge=1)
+    """Most requests in flight at once to one host:port."""
+    per_host_rate: float = Field(default=10.0, gt=0)
+    """Most requests per second to one host:port (token bucket, burst = per_host_concurrency)."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=15.0, gt=0)
+    max_body_bytes: int = Field(default=5_000_000, ge=1)
+    """Bodies larger than this (after decompression) are aborted while streaming."""
+    max_redirects: int = Field(default=5, ge=0)
+    retries: int = Field(default=4, ge=0)
+    """Extra attempts on 429, 502, 503, 504 and connect/read errors (attempts = retries + 1)."""
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    """Cap on any single wait between attempts, `Retry-After` included."""
+    respect_robots: bool = True
+    allowed_content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    """Media types a fetch may return; `type/*` matches a whole family."""
+    allow_private_hosts: tuple[str, ...] = ()
+    """Host names, addresses or CIDRs the SSRF guard lets through ("127.0.0.1", "10.0.0.0/8")."""
+
+
+class FetchError(Exception):
+    """A URL could not be fetched: `url` is the URL asked for, `reason` says why in words.
+
+    `status` is the HTTP status when the server answered with an error, else None.
+    """
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.reason}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep `status` when the error crosses a process boundary (executors, Airflow workers).
+        return (_rebuild_fetch_error, (type(self), self.url, self.reason, self.status))
+
+
+def _rebuild_fetch_error(
+    cls: type[FetchError], url: str, reason: str, status: int | None
+) -> FetchError:
+    """Unpickle a FetchError (or subclass) with its status."""
+    error = cls(url, reason)
+    error.status = status
+    return error

@@ -99,3 +99,30 @@ def sample_site() -> Iterator[SampleSite]:
     with SampleServer(home / "site", burst_limit=200) as server:
         yield SampleSite(home, server, manifest)
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch_warehouse(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a fresh Postgres database (with pgvector) and a fresh Mongo database;
+    both dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from twin.store.mongo import mongo_client
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin_dsn = stack_settings.require("warehouse_dsn")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create extension if not exists vector")
+    settings = stack_settings.model_copy(update={"warehouse_dsn": dsn, "mongo_database": name})
+    try:
+        yield settings
+    finally:
+        with mongo_client(settings) as client:
+            client.drop_database(name)
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.setup-done
 STACK_ENV := .twin/stack.env
 PYTEST_ARGS ?=
 
-.PHONY: help setup requirements lint format test demo up airflow status down clean
+.PHONY: help setup requirements lint format test demo dag up airflow status down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -68,13 +68,21 @@ status: $(STAMP) ## each service, its URL and its health
 down: $(STAMP) ## stop everything the stack started
 	$(BIN)/twin stack down
 
-demo: up ## set up, start the stack, run the platform on the sample author
-	@set -a; . $(STACK_ENV); set +a; \
-	echo "== twin_healthcheck (Airflow dag test)"; \
-	$(BIN)/airflow dags test twin_healthcheck > .twin/logs/demo-healthcheck.log 2>&1 \
-	  || { tail -40 .twin/logs/demo-healthcheck.log; exit 1; }; \
-	$(BIN)/twin healthcheck
+demo: $(STAMP) ## set up, start the stack, run the platform on the sample author
+	$(BIN)/twin stack up --sample
+	@$(MAKE) --no-print-directory dag DAG=twin_healthcheck
+	@$(BIN)/twin healthcheck
+	@$(MAKE) --no-print-directory dag DAG=twin_crawl
+	@$(BIN)/twin crawl-summary
 	@$(BIN)/twin stack status
+
+dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .twin/logs/
+	@test -n "$(DAG)" || { echo "usage: make dag DAG=<dag_id>"; exit 2; }
+	@echo "== $(DAG) (airflow dags test, log: .twin/logs/dag-$(DAG).log)"
+	@set -a; . $(STACK_ENV); set +a; \
+	$(BIN)/airflow dags test $(DAG) > .twin/logs/dag-$(DAG).log 2>&1 \
+	  || { tail -60 .twin/logs/dag-$(DAG).log; echo "$(DAG) failed"; exit 1; }; \
+	grep -E "DagRun Finished" .twin/logs/dag-$(DAG).log | sed -E 's/.*(dag_id=[^,]*).*(state=[a-z]*).*/   \1 \2/' 
 	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 
 clean: down ## stop the stack and delete its data (.twin/)

@@ -194,6 +194,25 @@ def crawl(
     console.print(f"crawl run {summary['run_id']} recorded in crawl_runs")
 
 
+@app.command("crawl-summary")
+def crawl_summary() -> None:
+    """Print the latest crawl run recorded in `crawl_runs` (what twin_crawl last did)."""
+    from twin.crawl.run import SourceReport, render_summary
+    from twin.settings import load_settings
+    from twin.store.mongo import mongo_client, twin_database
+    from twin.store.raw_documents import RawDocumentStore
+
+    settings = load_settings()
+    with mongo_client(settings) as client:
+        run = RawDocumentStore(twin_database(client, settings)).latest_run()
+    if run is None:
+        console.print("no crawl run recorded yet: run `twin crawl` or the twin_crawl DAG")
+        raise typer.Exit(1)
+    reports = [SourceReport.model_validate(r) for r in run["sources"]]
+    out.print(f"crawl run {run['_id']} finished {run['finished_at']:%Y-%m-%d %H:%M:%S} UTC")
+    out.print(render_summary(reports, run["totals"]), markup=False, highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

@@ -193,7 +193,7 @@ def summarise(
     started_at: datetime | None = None,
     planned: list[dict] | None = None,
 ) -> dict:
-    """Record the run in `crawl_runs`, log a readable summary; return totals and `changed`.
+    """Record the run in `crawl_runs`, log a readable summary; return totals and `has_changes`.
 
     A planned source without a report is recorded as failed, and CrawlIncomplete is raised
     once the run is stored, so a crashed crawl task is never mistaken for a clean run.
@@ -220,7 +220,7 @@ def summarise(
         "finished_at": datetime.now(UTC),
         "authors": sorted({r.author for r in parsed}),
         "totals": totals,
-        "changed": totals["new"] + totals["changed"] + totals["deleted"] > 0,
+        "has_changes": totals["new"] + totals["changed"] + totals["deleted"] > 0,
         "sources": [r.model_dump() for r in parsed],
     }
     with mongo_client(settings) as client:
@@ -232,7 +232,7 @@ def summarise(
             if parsed
             else f"crawl run {run_id}: nothing was crawled"
         )
-    return {"run_id": run_id, "changed": run["changed"], **totals}
+    return {"run_id": run_id, **totals, "has_changes": run["has_changes"]}
 
 
 def render_summary(reports: list[SourceReport], totals: dict[str, int]) -> str:

@@ -36,6 +36,6 @@ def publish_if_changed(summary: dict) -> dict:
     """Succeed (emitting the raw-documents asset) only when the run changed documents."""
     from airflow.exceptions import AirflowSkipException
 
-    if not summary.get("changed"):
+    if not summary.get("has_changes"):
         raise AirflowSkipException("no document was added, changed or deleted: nothing to publish")
     return summary

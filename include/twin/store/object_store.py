@@ -6,7 +6,7 @@ Both speak the same small API, keyed by `/`-separated object keys under the conf
 
 from __future__ import annotations
 
-import os
+import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -59,7 +59,8 @@ class LocalObjectStore(ObjectStore):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # Unique per write: two threads may put the same key at once; the last rename wins.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
         return path.as_uri()

@@ -1,0 +1,375 @@
+"""Language and near-duplicate detection for the deduplicated documents (between dbt layers).
+
+Reads `intermediate.int_documents__deduplicated`, writes `intermediate.document_enrichment`:
+one row per document with its language (langdetect, seeded), and, for a near-duplicate, the
+canonical document it repeats with the estimated Jaccard similarity of their word 5-shingles.
+
+Incremental: only documents that are new or whose `clean_hash` changed are read, language-
+detected and MinHashed; every other document's signature comes from the table. Near-duplicate
+status is then decided over all current documents (a new document can repeat an old one, and a
+deleted canonical hands its role to the next copy), and only rows whose values changed are
+written. A second run with nothing changed writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from datasketch import MinHash, MinHashLSH
+from langdetect import DetectorFactory, LangDetectException, detect_langs
+
+from twin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "intermediate.int_documents__deduplicated"
+TABLE = "intermediate.document_enrichment"
+NUM_PERM = 128
+SHINGLE_WORDS = 5
+MINHASH_SCHEME = "affine32"  # uint32 hash values: 4 bytes per permutation
+MINHASH_SEED = 1
+# A pair is a near-duplicate at this estimated Jaccard similarity of word 5-shingles ...
+JACCARD_THRESHOLD = 0.8
+# ... or when one text is almost wholly contained in the other and they are of similar length:
+# a lightly edited short post (a cross-post with a changed sentence and sign-off) loses many
+# shingles per edit, so its Jaccard similarity falls well below what a reader would call a copy.
+CONTAINMENT_THRESHOLD = 0.8
+LENGTH_RATIO_THRESHOLD = 0.7
+# LSH retrieves candidates from here; the rules above decide.
+CANDIDATE_THRESHOLD = 0.5
+UNDETERMINED = "und"
+MIN_LANGUAGE_LETTERS = 40  # below this langdetect guesses; report 'und' instead
+LANGUAGE_SAMPLE_CHARS = 5000
+FETCH_BATCH = 500
+
+DDL = f"""
+create schema if not exists intermediate;
+create table if not exists {TABLE} (
+    document_id          text primary key,
+    clean_hash           text not null,
+    language             text not null,
+    language_confidence  double precision not null,
+    near_duplicate_of    text,
+    jaccard              double precision,
+    shingle_count        integer not null,
+    minhash              bytea not null,
+    computed_at          timestamptz not null default now()
+);
+"""
+
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+CODE_BLOCK_RE = re.compile(r"```.*?```|~~~.*?~~~", re.DOTALL)
+INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
+URL_RE = re.compile(r"https?://\S+|www\.\S+")
+PLACEHOLDER_RE = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET)\]")
+HASHTAG_RE = re.compile(r"(?<!\w)#\w+")
+LETTER_RE = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """The enrichment of one document, as stored."""
+
+    clean_hash: str
+    language: str
+    language_confidence: float
+    near_duplicate_of: str | None
+    jaccard: float | None
+    shingle_count: int
+    minhash: bytes
+
+
+@dataclass(frozen=True)
+class EnrichResult:
+    """What one enrichment run did."""
+
+    documents: int = 0
+    analysed: int = 0
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+    near_duplicates: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        """Rows written or removed."""
+        return self.inserted + self.updated + self.removed
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "languages": dict(self.languages)}
+
+
+@dataclass(frozen=True)
+class CurrentDocument:
+    document_id: str
+    clean_hash: str
+    published_at: datetime | None
+
+
+# text analysis ------------------------------------------------------------------------------
+def shingles(text: str, size: int = SHINGLE_WORDS) -> set[str]:
+    """Distinct word `size`-shingles of the lower-cased text (the whole text if shorter)."""
+    words = WORD_RE.findall(text.lower())
+    if len(words) <= size:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+_TEMPLATE: dict[int, MinHash] = {}
+
+
+def empty_minhash(num_perm: int = NUM_PERM) -> MinHash:
+    """A fresh MinHash sharing the (costly to generate) permutations of one template."""
+    template = _TEMPLATE.get(num_perm)
+    if template is None:
+        template = _TEMPLATE[num_perm] = MinHash(
+            num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME
+        )
+    return MinHash(
+        seed=MINHASH_SEED,
+        hashvalues=template.hashvalues,
+        permutations=template.permutations,
+        scheme=MINHASH_SCHEME,
+    )
+
+
+def minhash_of(text: str, num_perm: int = NUM_PERM) -> tuple[MinHash, int]:
+    """The MinHash signature of the text's word shingles, and how many shingles there were."""
+    grams = shingles(text)
+    sig = empty_minhash(num_perm)
+    if grams:
+        sig.update_batch([g.encode("utf-8") for g in sorted(grams)])
+    return sig, len(grams)
+
+
+def signature_bytes(sig: MinHash) -> bytes:
+    """The signature as stored: little-endian uint32 per permutation."""
+    return np.asarray(sig.hashvalues, dtype="<u4").tobytes()
+
+
+def signature_from_bytes(blob: bytes, num_perm: int = NUM_PERM) -> MinHash | None:
+    """A stored signature back as a MinHash (None if it was made with another num_perm)."""
+    if len(blob) != num_perm * 4:
+        return None
+    template = empty_minhash(num_perm)
+    return MinHash(
+        seed=MINHASH_SEED,
+        hashvalues=np.frombuffer(blob, dtype="<u4").astype(np.uint32),
+        permutations=template.permutations,
+        scheme=MINHASH_SCHEME,
+    )
+
+
+def language_text(body: str) -> str:
+    """The prose of a markdown body: code, URLs, hashtags and placeholders removed."""
+    text = CODE_BLOCK_RE.sub(" ", body)
+    text = INLINE_CODE_RE.sub(" ", text)
+    text = URL_RE.sub(" ", text)
+    text = PLACEHOLDER_RE.sub(" ", text)
+    text = HASHTAG_RE.sub(" ", text)
+    return text[:LANGUAGE_SAMPLE_CHARS]
+
+
+def detect_language(body: str) -> tuple[str, float]:
+    """(ISO 639-1 code, probability); ('und', 0.0) for text too short or unrecognisable."""
+    text = language_text(body)
+    if len(LETTER_RE.findall(text)) < MIN_LANGUAGE_LETTERS:
+        return UNDETERMINED, 0.0
+    DetectorFactory.seed = 0  # langdetect samples at random: a fixed seed keeps runs identical
+    try:
+        best = detect_langs(text)[0]
+    except LangDetectException:
+        return UNDETERMINED, 0.0
+    return best.lang, round(float(best.prob), 4)
+
+
+# near-duplicates ----------------------------------------------------------------------------
+def is_near_duplicate(jaccard: float, size_a: int, size_b: int) -> bool:
+    """Whether two shingle sets of these sizes and estimated Jaccard similarity are copies."""
+    if jaccard >= JACCARD_THRESHOLD:
+        return True
+    small, large = sorted((size_a, size_b))
+    if small == 0 or small / large < LENGTH_RATIO_THRESHOLD:
+        return False
+    shared = jaccard / (1.0 + jaccard) * (size_a + size_b)  # |A ∩ B| from J and the set sizes
+    return shared / small >= CONTAINMENT_THRESHOLD
+
+
+def canonical_order(docs: Iterable[CurrentDocument]) -> list[CurrentDocument]:
+    """Earliest published first (undated last), ties by document id: who is canonical."""
+    return sorted(
+        docs,
+        key=lambda d: (d.published_at is None, d.published_at or datetime.max, d.document_id),
+    )
+
+
+def assign_near_duplicates(
+    docs: Sequence[CurrentDocument],
+    signatures: dict[str, MinHash],
+    sizes: dict[str, int],
+    num_perm: int = NUM_PERM,
+) -> dict[str, tuple[str | None, float | None]]:
+    """For each document: (canonical it nearly duplicates, estimated Jaccard) or (None, None).
+
+    Documents are visited in canonical order; each is compared (through LSH candidates) with
+    the canonical documents before it, so a copy always points at a canonical document.
+    """
+    ordered = canonical_order(docs)
+    position = {d.document_id: i for i, d in enumerate(ordered)}
+    lsh = MinHashLSH(threshold=CANDIDATE_THRESHOLD, num_perm=num_perm)
+    with lsh.insertion_session() as session:
+        for d in ordered:
+            if sizes[d.document_id]:
+                session.insert(d.document_id, signatures[d.document_id], check_duplication=False)
+    canonical: set[str] = set()
+    result: dict[str, tuple[str | None, float | None]] = {}
+    for d in ordered:
+        doc_id = d.document_id
+        best: tuple[str, float] | None = None
+        if sizes[doc_id]:
+            for cand in sorted(lsh.query(signatures[doc_id]), key=position.__getitem__):
+                if cand not in canonical:
+                    continue  # itself, a later document, or a copy of something else
+                jac = float(signatures[doc_id].jaccard(signatures[cand]))
+                if is_near_duplicate(jac, sizes[doc_id], sizes[cand]) and (
+                    best is None or jac > best[1]
+                ):
+                    best = (cand, jac)
+        if best is None:
+            canonical.add(doc_id)
+            result[doc_id] = (None, None)
+        else:
+            result[doc_id] = (best[0], round(best[1], 4))
+    return result
+
+
+# the table ----------------------------------------------------------------------------------
+def ensure_enrichment_table(conn: psycopg.Connection) -> None:
+    """Create `intermediate.document_enrichment` if it is missing (idempotent)."""
+    conn.execute(DDL)
+
+
+def current_documents(conn: psycopg.Connection) -> list[CurrentDocument]:
+    """Every document of the deduplicated intermediate model."""
+    try:
+        rows = conn.execute(
+            f"select document_id, clean_hash, published_at from {SOURCE}"
+        ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        raise RuntimeError(
+            f"{SOURCE} does not exist: run the dbt staging and intermediate models first "
+            "(`dbt build --select tag:staging tag:intermediate`)"
+        ) from None
+    return [CurrentDocument(*row) for row in rows]
+
+
+def stored_enrichments(conn: psycopg.Connection) -> dict[str, Enrichment]:
+    rows = conn.execute(
+        f"""select document_id, clean_hash, language, language_confidence, near_duplicate_of,
+                   jaccard, shingle_count, minhash
+            from {TABLE}"""
+    ).fetchall()
+    return {row[0]: Enrichment(*row[1:7], bytes(row[7])) for row in rows}
+
+
+def bodies(conn: psycopg.Connection, ids: Sequence[str]) -> Iterable[tuple[str, str]]:
+    """(document_id, body) for the given documents, fetched in batches."""
+    for start in range(0, len(ids), FETCH_BATCH):
+        chunk = list(ids[start : start + FETCH_BATCH])
+        yield from conn.execute(
+            f"select document_id, body from {SOURCE} where document_id = any(%s)", (chunk,)
+        ).fetchall()
+
+
+def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> EnrichResult:
+    """Bring `intermediate.document_enrichment` up to date with the deduplicated documents.
+
+    Returns how many documents there are, how many were analysed (new or changed text), how many
+    rows were inserted, updated and removed, how many documents are near-duplicates, and the
+    language counts. Runs in one transaction; concurrent runs wait for each other.
+    """
+    began = time.monotonic()
+    with conn.transaction():
+        ensure_enrichment_table(conn)
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
+        docs = current_documents(conn)
+        stored = stored_enrichments(conn)
+        current_hash = {d.document_id: d.clean_hash for d in docs}
+
+        signatures: dict[str, MinHash] = {}
+        sizes: dict[str, int] = {}
+        languages: dict[str, tuple[str, float]] = {}
+        for doc_id, clean_hash in current_hash.items():
+            known = stored.get(doc_id)
+            sig = signature_from_bytes(known.minhash, num_perm) if known else None
+            if known and sig is not None and known.clean_hash == clean_hash:
+                signatures[doc_id], sizes[doc_id] = sig, known.shingle_count
+                languages[doc_id] = (known.language, known.language_confidence)
+        stale = sorted(set(current_hash) - set(signatures))
+        for doc_id, body in bodies(conn, stale):
+            signatures[doc_id], sizes[doc_id] = minhash_of(body, num_perm)
+            languages[doc_id] = detect_language(body)
+
+        near = assign_near_duplicates(docs, signatures, sizes, num_perm)
+        inserted = updated = 0
+        for doc_id, clean_hash in current_hash.items():
+            row = Enrichment(
+                clean_hash,
+                *languages[doc_id],
+                *near[doc_id],
+                sizes[doc_id],
+                signature_bytes(signatures[doc_id]),
+            )
+            before = stored.get(doc_id)
+            if before == row:
+                continue
+            conn.execute(
+                f"""insert into {TABLE} (document_id, clean_hash, language, language_confidence,
+                        near_duplicate_of, jaccard, shingle_count, minhash, computed_at)
+                    values (%s, %s, %s, %s, %s, %s, %s, %s, now())
+                    on conflict (document_id) do update set
+                        clean_hash = excluded.clean_hash, language = excluded.language,
+                        language_confidence = excluded.language_confidence,
+                        near_duplicate_of = excluded.near_duplicate_of,
+                        jaccard = excluded.jaccard, shingle_count = excluded.shingle_count,
+                        minhash = excluded.minhash, computed_at = excluded.computed_at""",
+                (doc_id, *row.__dict__.values()),
+            )
+            if before is None:
+                inserted += 1
+            else:
+                updated += 1
+        gone = sorted(set(stored) - set(current_hash))
+        if gone:
+            conn.execute(f"delete from {TABLE} where document_id = any(%s)", (gone,))
+
+    result = EnrichResult(
+        documents=len(docs),
+        analysed=len(stale),
+        inserted=inserted,
+        updated=updated,
+        removed=len(gone),
+        near_duplicates=sum(1 for of, _ in near.values() if of),
+        languages=dict(Counter(lang for lang, _ in languages.values())),
+        seconds=round(time.monotonic() - began, 3),
+    )
+    log.info("enrichment: %s", result)
+    return result
+
+
+def run_enrichment(settings: Settings) -> dict:
+    """Enrich with the configured warehouse (what the `twin_warehouse` DAG calls)."""
+    from twin.store.warehouse import warehouse_connection
+
+    with warehouse_connection(settings) as conn:
+        return enrich_documents(conn).as_dict()

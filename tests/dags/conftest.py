@@ -24,8 +24,10 @@ def run_dag(stack_settings):
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert not bag.import_errors, bag.import_errors
 
-    def run(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
-        dag_run = bag.get_dag(dag_id).test(run_conf=conf)
+    def run(
+        dag_id: str, conf: dict | None = None, mark_success: str | None = None
+    ) -> DagRunOutcome:
+        dag_run = bag.get_dag(dag_id).test(run_conf=conf, mark_success_pattern=mark_success)
         tasks = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
         return DagRunOutcome(str(dag_run.state), tasks)
 

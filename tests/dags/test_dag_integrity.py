@@ -27,7 +27,9 @@ HEAVY_MODULES = [
     "tritonclient",
     "great_expectations",
     "deepspeed",
-    "httpx",
+    "dbt",
+    "langdetect",
+    "datasketch",
 ]
 
 

@@ -1,0 +1,88 @@
+"""Turn raw crawled documents into clean, PII-free warehouse marts, gated by data quality checks.
+
+extract-load (MongoDB → `raw.documents`) → raw quality gate → dbt staging + intermediate (Cosmos)
+→ enrichment (language, near-duplicates) → dbt marts (Cosmos) → marts quality gate → the marts
+asset, emitted only when this run changed something. A failing gate stops everything after it.
+"""
+
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import Asset, dag, task
+from cosmos import (
+    DbtTaskGroup,
+    ExecutionConfig,
+    LoadMode,
+    ProfileConfig,
+    ProjectConfig,
+    RenderConfig,
+)
+from cosmos.constants import InvocationMode, TestBehavior
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+from twin.assets import RAW_DOCUMENTS, WAREHOUSE_MARTS
+from twin.warehouse import tasks
+from twin.warehouse.dbt import DBT_PROJECT_DIR
+
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"  # `make dbt-parse` writes it
+PROJECT = ProjectConfig(
+    dbt_project_path=DBT_PROJECT_DIR,
+    manifest_path=MANIFEST if MANIFEST.exists() else None,
+    install_dbt_deps=False,
+)
+# dbt's connection comes from the Airflow connection at run time: no secret in the DAG.
+PROFILE = ProfileConfig(
+    profile_name="twin",
+    target_name="dev",
+    profile_mapping=PostgresUserPasswordProfileMapping(
+        conn_id="warehouse_postgres", profile_args={"schema": "public"}
+    ),
+)
+EXECUTION = ExecutionConfig(
+    dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
+    invocation_mode=InvocationMode.DBT_RUNNER,
+)
+
+
+def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGroup:
+    """One Cosmos task group: each selected model, and its tests, as Airflow tasks."""
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=PROJECT,
+        profile_config=PROFILE,
+        execution_config=EXECUTION,
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST if MANIFEST.exists() else LoadMode.DBT_LS,
+            select=[f"tag:{t}" for t in tags],
+            test_behavior=tests,
+            emit_datasets=False,
+        ),
+        operator_args={"install_deps": False},
+        default_args={"retries": 0},  # a failing model or test fails the same way twice
+    )
+
+
+@dag(
+    schedule=[Asset(**RAW_DOCUMENTS)],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=2),
+    tags=["twin", "feature", "warehouse"],
+    default_args={"owner": "data-platform", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+)
+def twin_warehouse():
+    load = task(tasks.extract_load)()
+    raw_checked = task(tasks.raw_gate, retries=0)()
+    transform = dbt_group("transform", ["staging", "intermediate"], TestBehavior.AFTER_EACH)
+    enrichment = task(tasks.enrich)()
+    # Marts tests span models (documents -> authors): they run once all marts are built.
+    marts = dbt_group("marts", ["marts"], TestBehavior.AFTER_ALL)
+    marts_checked = task(tasks.marts_gate, retries=0)()
+    published = task(tasks.publish_if_changed, outlets=[Asset(**WAREHOUSE_MARTS)])(load, enrichment)
+    load >> raw_checked >> transform >> enrichment >> marts >> marts_checked >> published
+
+
+twin_warehouse()

@@ -11,9 +11,11 @@ FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS))
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.setup-done
 STACK_ENV := .twin/stack.env
+DBT_MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 PYTEST_ARGS ?=
 
-.PHONY: help setup requirements lint format test demo dag up airflow status down clean
+.PHONY: help setup requirements dbt-parse lint format test demo dag up airflow status down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,6 +45,14 @@ requirements: $(STAMP) ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile -q --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
 	  requirements-dev.in -o requirements-dev.txt
 
+dbt-parse: $(DBT_MANIFEST) ## dbt manifest the twin_warehouse DAG renders from (Cosmos)
+
+# `dbt parse` reads no database: placeholder connection values are enough.
+$(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
+	@cd dbt && TWIN_DBT_HOST=localhost TWIN_DBT_USER=parse TWIN_DBT_DBNAME=parse \
+	  ../$(BIN)/dbt parse --quiet --project-dir . --profiles-dir . --target-path target
+	@echo "dbt manifest written to $(DBT_MANIFEST)"
+
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,7 +61,7 @@ format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint ## lint, then every test (starts its own stack on free ports)
+test: lint $(DBT_MANIFEST) ## lint, then every test (starts its own stack on free ports)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; \
 	exit $$rc
@@ -68,12 +78,14 @@ status: $(STAMP) ## each service, its URL and its health
 down: $(STAMP) ## stop everything the stack started
 	$(BIN)/twin stack down
 
-demo: $(STAMP) ## set up, start the stack, run the platform on the sample author
+demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on the sample author
 	$(BIN)/twin stack up --sample
 	@$(MAKE) --no-print-directory dag DAG=twin_healthcheck
 	@$(BIN)/twin healthcheck
 	@$(MAKE) --no-print-directory dag DAG=twin_crawl
 	@$(BIN)/twin crawl-summary
+	@$(MAKE) --no-print-directory dag DAG=twin_warehouse
+	@$(BIN)/twin warehouse-summary
 	@$(BIN)/twin stack status
 
 dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .twin/logs/

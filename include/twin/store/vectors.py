@@ -1,0 +1,506 @@
+"""The pgvector store: versioned chunk tables behind one view, `vectors.chunks`.
+
+Each index version (one embedding model, dimension and chunker version) has its own table
+`vectors.chunks_<version_id>` with the chunk text, source metadata, the embedding, a generated
+`tsvector`, an HNSW index (cosine) and a GIN index for hybrid search. `vectors.index_versions`
+records every version and its status (building → active → retired); the view `vectors.chunks`
+always selects from the active one. Activation replaces the view and flips the statuses in one
+transaction, so readers see either the old index or the new, never a half-built one.
+
+`vectors.document_state` records, per version and document, the `clean_hash` its chunks were made
+from: what incremental syncs compare against.
+
+Writes use binary COPY into a staging table, then `insert … on conflict do nothing` (chunk ids
+are content hashes, so a chunk that exists is already right): loading the same rows twice
+leaves one copy. No function here commits on its own unless it says so; callers group writes in
+`conn.transaction()` blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+SCHEMA = "vectors"
+VIEW = "chunks"
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+TSV_CONFIG = "english"
+
+DDL = """
+create schema if not exists vectors;
+create table if not exists vectors.index_versions (
+    version_id       text primary key,
+    model_name       text not null,
+    dimension        integer not null check (dimension > 0),
+    chunker_version  text not null,
+    status           text not null default 'building'
+                     check (status in ('building', 'active', 'retired')),
+    created_at       timestamptz not null default now(),
+    activated_at     timestamptz,
+    retired_at       timestamptz,
+    unique (model_name, dimension, chunker_version)
+);
+create unique index if not exists index_versions_one_active
+    on vectors.index_versions ((true)) where status = 'active';
+create table if not exists vectors.document_state (
+    version_id   text not null references vectors.index_versions (version_id) on delete cascade,
+    document_id  text not null,
+    clean_hash   text not null,
+    meta_hash    text not null default '',
+    chunk_count  integer not null,
+    synced_at    timestamptz not null default now(),
+    primary key (version_id, document_id)
+);
+"""
+
+# Columns written by loads, in COPY order, with their Postgres types for binary COPY.
+CHUNK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("chunk_id", "text"),
+    ("document_id", "text"),
+    ("chunk_index", "integer"),
+    ("author", "text"),
+    ("platform", "text"),
+    ("document_kind", "text"),
+    ("published_at", "timestamptz"),
+    ("url", "text"),
+    ("title", "text"),
+    ("section", "text"),
+    ("content", "text"),
+    ("token_count", "integer"),
+    ("content_hash", "text"),
+    ("model_name", "text"),
+    ("embedding", "vector"),
+)
+# Columns of the view, in order (a replaced view must keep them).
+VIEW_COLUMNS = (
+    *(name for name, _ in CHUNK_COLUMNS),
+    "tsv",
+    "created_at",
+)
+
+
+@dataclass(frozen=True)
+class IndexVersion:
+    """One index version: a model, its dimension and the chunker that fed it."""
+
+    version_id: str
+    model_name: str
+    dimension: int
+    chunker_version: str
+    status: str = "building"
+    created_at: datetime | None = None
+    activated_at: datetime | None = None
+
+    @property
+    def table_name(self) -> str:
+        """The physical table's name inside the `vectors` schema."""
+        return f"chunks_{self.version_id}"
+
+    @property
+    def table(self) -> sql.Identifier:
+        """The physical table, schema-qualified, for `psycopg.sql` composition."""
+        return sql.Identifier(SCHEMA, self.table_name)
+
+    def as_dict(self) -> dict:
+        """Plain values (timestamps as ISO strings), for logs and task results."""
+        return {
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.__dict__.items()
+        }
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One row of a chunk table: the chunk, its document's metadata and its embedding."""
+
+    chunk_id: str
+    document_id: str
+    chunk_index: int
+    author: str
+    platform: str
+    document_kind: str
+    published_at: datetime | None
+    url: str | None
+    title: str | None
+    section: str | None
+    content: str
+    token_count: int
+    content_hash: str
+    model_name: str
+    embedding: np.ndarray
+
+    def values(self) -> tuple:
+        """The row's values in `CHUNK_COLUMNS` order."""
+        return tuple(getattr(self, name) for name, _ in CHUNK_COLUMNS)
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What an index version holds for one document."""
+
+    document_id: str
+    clean_hash: str
+    meta_hash: str
+    chunk_count: int
+
+
+def version_id_for(model_name: str, dimension: int, chunker_version: str) -> str:
+    """A short, stable id for (model, dimension, chunker): the same inputs give the same id."""
+    blob = f"{model_name}\x1f{dimension}\x1f{chunker_version}".encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def ensure_vector_schema(conn: psycopg.Connection) -> None:
+    """Create the `vectors` schema and its bookkeeping tables (idempotent)."""
+    with conn.transaction():
+        conn.execute(DDL)
+
+
+def _version_of(row: Sequence) -> IndexVersion:
+    return IndexVersion(*row)
+
+
+VERSION_FIELDS = (
+    "version_id, model_name, dimension, chunker_version, status, created_at, activated_at"
+)
+
+
+def get_index_version(conn: psycopg.Connection, version_id: str) -> IndexVersion | None:
+    """The version with this id, or None."""
+    row = conn.execute(
+        f"select {VERSION_FIELDS} from vectors.index_versions where version_id = %s",
+        (version_id,),
+    ).fetchone()
+    return _version_of(row) if row else None
+
+
+def active_version(conn: psycopg.Connection) -> IndexVersion | None:
+    """The version `vectors.chunks` reads from, or None before the first activation."""
+    if not _schema_exists(conn):
+        return None
+    row = conn.execute(
+        f"select {VERSION_FIELDS} from vectors.index_versions where status = 'active'"
+    ).fetchone()
+    return _version_of(row) if row else None
+
+
+def list_versions(conn: psycopg.Connection) -> list[IndexVersion]:
+    """Every version, newest first."""
+    rows = conn.execute(
+        f"select {VERSION_FIELDS} from vectors.index_versions order by created_at desc"
+    ).fetchall()
+    return [_version_of(r) for r in rows]
+
+
+def _schema_exists(conn: psycopg.Connection) -> bool:
+    return bool(
+        conn.execute("select to_regclass('vectors.index_versions') is not null").fetchone()[0]
+    )
+
+
+def ensure_index_version(
+    conn: psycopg.Connection, model_name: str, dimension: int, chunker_version: str
+) -> IndexVersion:
+    """The version for (model, dimension, chunker) with its table, created as `building` if new.
+
+    An existing version is returned as it is (active stays active); a retired one becomes
+    `building` again, to be brought up to date incrementally and then activated.
+    """
+    ensure_vector_schema(conn)
+    version_id = version_id_for(model_name, dimension, chunker_version)
+    with conn.transaction():
+        conn.execute(
+            """insert into vectors.index_versions (version_id, model_name, dimension,
+                   chunker_version)
+               values (%s, %s, %s, %s) on conflict (version_id) do nothing""",
+            (version_id, model_name, dimension, chunker_version),
+        )
+        conn.execute(
+            """update vectors.index_versions set status = 'building', retired_at = null
+               where version_id = %s and status = 'retired'""",
+            (version_id,),
+        )
+        version = get_index_version(conn, version_id)
+        assert version is not None
+        create_chunk_table(conn, version)
+    return version
+
+
+def create_chunk_table(conn: psycopg.Connection, version: IndexVersion) -> None:
+    """The version's chunk table, its generated tsvector and its b-tree indexes (idempotent).
+
+    The HNSW and GIN indexes come from `ensure_search_indexes`, after the initial bulk load:
+    building them once over loaded rows is much faster than maintaining them row by row.
+    """
+    if not re.fullmatch(r"[0-9a-z_]+", version.version_id):
+        raise ValueError(f"invalid index version id {version.version_id!r}")
+    ddl = sql.SQL(
+        """create table if not exists {table} (
+            chunk_id       text primary key,
+            document_id    text not null,
+            chunk_index    integer not null,
+            author         text not null,
+            platform       text not null,
+            document_kind  text not null,
+            published_at   timestamptz,
+            url            text,
+            title          text,
+            section        text,
+            content        text not null,
+            token_count    integer not null,
+            content_hash   text not null,
+            model_name     text not null,
+            embedding      vector({dim}) not null,
+            tsv            tsvector generated always as (
+                               to_tsvector({cfg}::regconfig,
+                                           coalesce(title, '') || ' ' || content)) stored,
+            created_at     timestamptz not null default now()
+        )"""
+    ).format(
+        table=version.table,
+        dim=sql.Literal(version.dimension),
+        cfg=sql.Literal(TSV_CONFIG),
+    )
+    conn.execute(ddl)
+    for suffix, columns in (
+        ("document", "document_id"),
+        ("filter", "author, platform, document_kind, published_at"),
+    ):
+        conn.execute(
+            sql.SQL("create index if not exists {name} on {table} ({cols})").format(
+                name=sql.Identifier(f"{version.table_name}_{suffix}"),
+                table=version.table,
+                cols=sql.SQL(columns),
+            )
+        )
+
+
+def search_index_names(version: IndexVersion) -> dict[str, str]:
+    """Names of the version's HNSW and GIN indexes."""
+    return {
+        "hnsw": f"{version.table_name}_embedding_hnsw",
+        "gin": f"{version.table_name}_tsv_gin",
+    }
+
+
+def ensure_search_indexes(conn: psycopg.Connection, version: IndexVersion) -> None:
+    """The HNSW (cosine, m=16, ef_construction=64) and GIN (tsv) indexes (idempotent)."""
+    names = search_index_names(version)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "create index if not exists {name} on {table} using hnsw "
+                "(embedding vector_cosine_ops) with (m = {m}, ef_construction = {ef})"
+            ).format(
+                name=sql.Identifier(names["hnsw"]),
+                table=version.table,
+                m=sql.Literal(HNSW_M),
+                ef=sql.Literal(HNSW_EF_CONSTRUCTION),
+            )
+        )
+        conn.execute(
+            sql.SQL("create index if not exists {name} on {table} using gin (tsv)").format(
+                name=sql.Identifier(names["gin"]), table=version.table
+            )
+        )
+
+
+def copy_chunks(conn: psycopg.Connection, table: sql.Composable, rows: Iterable[ChunkRow]) -> int:
+    """Binary COPY of `rows` into `table` (no conflict handling); the number of rows sent."""
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in CHUNK_COLUMNS)
+    statement = sql.SQL("copy {table} ({columns}) from stdin (format binary)").format(
+        table=table, columns=columns
+    )
+    sent = 0
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types([pg_type for _, pg_type in CHUNK_COLUMNS])
+        for row in rows:
+            copy.write_row(row.values())
+            sent += 1
+    return sent
+
+
+def write_chunks(conn: psycopg.Connection, version: IndexVersion, rows: Iterable[ChunkRow]) -> int:
+    """Load chunks into the version's table, skipping ids already there; the rows inserted.
+
+    One transaction (a savepoint when the caller already has one): binary COPY into a temporary
+    staging table, then `insert … on conflict (chunk_id) do nothing`.
+    """
+    stage = sql.Identifier(f"stage_{version.table_name}")
+    with conn.transaction():
+        # the stage copies the table's vector(N): rows of another dimension fail loudly here
+        conn.execute(
+            sql.SQL(
+                "create temporary table if not exists {stage} "
+                "(like {table} including defaults) on commit drop"
+            ).format(stage=stage, table=version.table)
+        )
+        conn.execute(sql.SQL("truncate {stage}").format(stage=stage))
+        if copy_chunks(conn, stage, rows) == 0:
+            return 0
+        columns = sql.SQL(", ").join(sql.Identifier(name) for name, _ in CHUNK_COLUMNS)
+        cur = conn.execute(
+            sql.SQL(
+                "insert into {table} ({columns}) select {columns} from {stage} "
+                "on conflict (chunk_id) do nothing"
+            ).format(table=version.table, columns=columns, stage=stage)
+        )
+        inserted = cur.rowcount
+        conn.execute(sql.SQL("truncate {stage}").format(stage=stage))
+    return inserted
+
+
+def existing_chunk_ids(
+    conn: psycopg.Connection, version: IndexVersion, document_ids: Sequence[str]
+) -> set[str]:
+    """Ids of the chunks the version holds for these documents."""
+    if not document_ids:
+        return set()
+    rows = conn.execute(
+        sql.SQL("select chunk_id from {table} where document_id = any(%s)").format(
+            table=version.table
+        ),
+        (list(document_ids),),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def delete_chunks(
+    conn: psycopg.Connection,
+    version: IndexVersion,
+    document_ids: Sequence[str],
+    *,
+    keep: Iterable[str] = (),
+) -> int:
+    """Delete the chunks of these documents, except the ids in `keep`; the rows deleted."""
+    if not document_ids:
+        return 0
+    cur = conn.execute(
+        sql.SQL(
+            "delete from {table} where document_id = any(%s) and not (chunk_id = any(%s))"
+        ).format(table=version.table),
+        (list(document_ids), list(keep)),
+    )
+    return cur.rowcount
+
+
+def count_chunks(conn: psycopg.Connection, version: IndexVersion) -> int:
+    """Rows in the version's table."""
+    return conn.execute(sql.SQL("select count(*) from {t}").format(t=version.table)).fetchone()[0]
+
+
+def document_states(conn: psycopg.Connection, version: IndexVersion) -> dict[str, DocumentState]:
+    """Per document, what the version's chunks were made from."""
+    rows = conn.execute(
+        """select document_id, clean_hash, meta_hash, chunk_count
+           from vectors.document_state where version_id = %s""",
+        (version.version_id,),
+    ).fetchall()
+    return {r[0]: DocumentState(*r) for r in rows}
+
+
+def save_document_states(
+    conn: psycopg.Connection, version: IndexVersion, states: Iterable[DocumentState]
+) -> None:
+    """Record what the version now holds for these documents (upsert)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """insert into vectors.document_state
+                   (version_id, document_id, clean_hash, meta_hash, chunk_count)
+               values (%s, %s, %s, %s, %s)
+               on conflict (version_id, document_id) do update set
+                   clean_hash = excluded.clean_hash, meta_hash = excluded.meta_hash,
+                   chunk_count = excluded.chunk_count, synced_at = now()""",
+            [
+                (version.version_id, s.document_id, s.clean_hash, s.meta_hash, s.chunk_count)
+                for s in states
+            ],
+        )
+
+
+def forget_documents(
+    conn: psycopg.Connection, version: IndexVersion, document_ids: Sequence[str]
+) -> int:
+    """Delete the documents' chunks and state from the version; the chunk rows deleted."""
+    deleted = delete_chunks(conn, version, document_ids)
+    conn.execute(
+        "delete from vectors.document_state where version_id = %s and document_id = any(%s)",
+        (version.version_id, list(document_ids)),
+    )
+    return deleted
+
+
+def activate(conn: psycopg.Connection, version: IndexVersion) -> IndexVersion:
+    """Point `vectors.chunks` at `version` and retire the previously active one, atomically.
+
+    One transaction: the view is replaced (dropped and re-created when the dimension changes,
+    since a view column cannot change type) and the statuses flip together. Readers see the old
+    version until the commit and the new one after it. The search indexes are built first.
+    """
+    ensure_search_indexes(conn, version)
+    view = sql.Identifier(SCHEMA, VIEW)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in VIEW_COLUMNS)
+    with conn.transaction():
+        # serialise concurrent activations; readers are only blocked for the swap itself
+        conn.execute("lock table vectors.index_versions in share row exclusive mode")
+        current = active_version(conn)
+        select = sql.SQL("select {columns}, {vid}::text as index_version from {table}").format(
+            columns=columns, vid=sql.Literal(version.version_id), table=version.table
+        )
+        if current is not None and current.dimension != version.dimension:
+            conn.execute(sql.SQL("drop view if exists {view}").format(view=view))
+        conn.execute(
+            sql.SQL("create or replace view {view} as {select}").format(view=view, select=select)
+        )
+        conn.execute(
+            """update vectors.index_versions set status = 'retired', retired_at = now()
+               where status = 'active' and version_id <> %s""",
+            (version.version_id,),
+        )
+        conn.execute(
+            """update vectors.index_versions
+               set status = 'active', activated_at = coalesce(
+                   case when status = 'active' then activated_at end, now())
+               where version_id = %s""",
+            (version.version_id,),
+        )
+        activated = get_index_version(conn, version.version_id)
+    assert activated is not None
+    return activated
+
+
+def drop_retired_versions(conn: psycopg.Connection, keep: int = 1) -> list[str]:
+    """Drop the tables of retired versions beyond the `keep` most recently retired; their ids."""
+    rows = conn.execute(
+        """select version_id from vectors.index_versions where status = 'retired'
+           order by retired_at desc nulls last offset %s""",
+        (max(0, keep),),
+    ).fetchall()
+    dropped = []
+    for (version_id,) in rows:
+        version = get_index_version(conn, version_id)
+        assert version is not None
+        with conn.transaction():
+            conn.execute(sql.SQL("drop table if exists {t}").format(t=version.table))
+            conn.execute("delete from vectors.index_versions where version_id = %s", (version_id,))
+        dropped.append(version_id)
+    return dropped
+
+
+def index_sizes(conn: psycopg.Connection, version: IndexVersion) -> dict[str, int]:
+    """Bytes on disk of the version's table and of each of its indexes."""
+    rows = conn.execute(
+        """select c.relname, pg_relation_size(c.oid)
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           where n.nspname = %s and (c.relname = %s or c.oid in (
+               select indexrelid from pg_index where indrelid = %s::regclass))""",
+        (SCHEMA, version.table_name, f"{SCHEMA}.{version.table_name}"),
+    ).fetchall()
+    return {name: int(size) for name, size in rows}

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "twin-training"
     registered_model: str = "twin-llm"
     service_timeout_s: float = Field(default=5.0, gt=0)
+    # features: a model directory or package name (default: the packaged all-MiniLM-L6-v2)
+    embedding_model: str | None = Field(default=None, validation_alias="TWIN_EMBEDDING_MODEL")
+    embedding_model_name: str | None = Field(
+        default=None, validation_alias="TWIN_EMBEDDING_MODEL_NAME"
+    )
     # crawling
     sample_site_url: str | None = None
     crawl_allow_private_hosts: list[str] = Field(default_factory=list)

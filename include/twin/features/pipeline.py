@@ -111,7 +111,7 @@ def sync_features(
     Returns the counts; per-document failures are listed in `failures`, not raised.
     """
     began = time.monotonic()
-    embedder = embedder or Embedder.get()
+    embedder = embedder or Embedder.get(settings.embedding_model, settings.embedding_model_name)
     budget = budget or ChunkBudget(max_tokens=embedder.max_seq_length)
     with _autocommit(settings, conn) as db, _sync_lock(db):
         result = _sync(db, embedder, budget, document_batch, embed_batch, progress)

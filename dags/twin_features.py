@@ -1,0 +1,34 @@
+"""Keep the author's retrieval index in step with the warehouse: chunk, embed, load into pgvector.
+
+Scheduled on the marts asset. Only new or changed documents are chunked and only new chunks are
+embedded; chunks of deleted or changed documents are removed. The index is then maintained
+(ANALYZE, search indexes, retired versions dropped) and the vectors asset is emitted only when
+the index changed.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, task
+
+from twin.assets import VECTOR_CHUNKS, WAREHOUSE_MARTS
+from twin.features.tasks import maintain_index_task, publish_if_changed, sync_features_task
+
+
+@dag(
+    schedule=[Asset(**WAREHOUSE_MARTS)],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
+    tags=["twin", "feature", "rag"],
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    doc_md=__doc__,
+)
+def twin_features():
+    synced = task(sync_features_task, task_id="chunk_embed_load")()
+    maintained = task(maintain_index_task, task_id="maintain_index")()
+    published = task(publish_if_changed, outlets=[Asset(**VECTOR_CHUNKS)])(synced)
+    synced >> maintained >> published
+
+
+twin_features()

@@ -1,4 +1,4 @@
-"""Crawl throughput: the polite concurrent crawler against a sequential one-request-at-a-time baseline.
+"""Crawl throughput: the polite concurrent crawler against a one-request-at-a-time baseline.
 
 The sample author's site is built with 300 extra blog articles and served on loopback with 20 ms
 of added latency per response. Each mode reads the same 300 pages, listed in a sitemap:

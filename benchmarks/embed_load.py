@@ -23,11 +23,7 @@ import argparse
 import hashlib
 import math
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -41,7 +37,7 @@ from twin.features.pipeline import sync_features
 from twin.settings import load_settings
 from twin.store import vectors
 from twin.store.vectors import ChunkRow
-from twin.store.warehouse import warehouse_connection
+from twin.store.warehouse import scratch_database, warehouse_connection
 
 MARTS_DDL = """
 create schema if not exists marts;
@@ -52,24 +48,6 @@ create table marts.documents (
     updated_at timestamptz
 );
 """
-
-
-@contextmanager
-def scratch_database(dsn: str) -> Iterator[str]:
-    """A new database with the vector extension, dropped afterwards; yields its DSN."""
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    scratch = urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-    try:
-        with psycopg.connect(scratch, autocommit=True) as conn:
-            conn.execute("create extension if not exists vector")
-        yield scratch
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 def sample_corpus() -> list[MartDocument]:
@@ -170,7 +148,7 @@ def main() -> None:
     print(f"corpus: {len(docs)} documents, {len(texts)} chunks "
           f"({copies} copies of {len(base)} documents, {per_copy} chunks each)")  # fmt: skip
 
-    with scratch_database(settings.require("warehouse_dsn")) as dsn:
+    with scratch_database(settings.require("warehouse_dsn"), "bench") as dsn:
         scratch = settings.model_copy(update={"warehouse_dsn": dsn})
         with warehouse_connection(scratch, autocommit=True) as conn:
             load_marts(conn, docs)

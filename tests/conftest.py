@@ -105,24 +105,14 @@ def sample_site() -> Iterator[SampleSite]:
 def scratch_warehouse(stack_settings: Settings) -> Iterator[Settings]:
     """Settings pointing at a fresh Postgres database (with pgvector) and a fresh Mongo database;
     both dropped afterwards."""
-    import uuid
-
-    import psycopg
-
     from twin.store.mongo import mongo_client
+    from twin.store.warehouse import scratch_database
 
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin_dsn = stack_settings.require("warehouse_dsn")
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("create extension if not exists vector")
-    settings = stack_settings.model_copy(update={"warehouse_dsn": dsn, "mongo_database": name})
-    try:
-        yield settings
-    finally:
-        with mongo_client(settings) as client:
-            client.drop_database(name)
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+    with scratch_database(stack_settings.require("warehouse_dsn"), "t") as dsn:
+        name = dsn.rsplit("/", 1)[1]
+        settings = stack_settings.model_copy(update={"warehouse_dsn": dsn, "mongo_database": name})
+        try:
+            yield settings
+        finally:
+            with mongo_client(settings) as client:
+                client.drop_database(name)

@@ -213,6 +213,39 @@ def crawl_summary() -> None:
     out.print(render_summary(reports, run["totals"]), markup=False, highlight=False)
 
 
+@app.command("warehouse-summary")
+def warehouse_summary() -> None:
+    """Print what the warehouse holds: mart documents per platform, and the latest gate results."""
+    import psycopg
+
+    from twin.settings import load_settings
+
+    settings = load_settings()
+    with psycopg.connect(settings.require("warehouse_dsn")) as conn:
+        counts = conn.execute(
+            "select platform, count(*), sum(word_count) from marts.documents "
+            "group by platform order by platform"
+        ).fetchall()
+        dupes = conn.execute("select count(*) from marts.near_duplicates").fetchone()[0]
+        gates = conn.execute(
+            "select distinct on (gate) gate, success, evaluated, failed_count, row_count, "
+            "validated_at from quality.validation_results order by gate, validated_at desc"
+        ).fetchall()
+    table = Table(title="marts.documents")
+    for column in ("platform", "documents", "words"):
+        table.add_column(column, justify="left" if column == "platform" else "right")
+    for platform, documents, words in counts:
+        table.add_row(platform, str(documents), str(words or 0))
+    table.caption = f"{dupes} duplicate copies recorded in marts.near_duplicates"
+    out.print(table)
+    for gate, success, evaluated, failed, rows, when in gates:
+        verdict = "[green]passed[/]" if success else f"[red]FAILED ({failed} failing)[/]"
+        out.print(
+            f"quality gate {gate}: {verdict}, {evaluated} expectations, {rows} rows, "
+            f"{when:%Y-%m-%d %H:%M:%S}"
+        )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

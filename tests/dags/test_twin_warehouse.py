@@ -11,6 +11,7 @@ from twin.crawl.run import crawl_source, plan_sources
 from twin.settings import endpoint_to_connection
 from twin.store.mongo import mongo_client, twin_database
 from twin.store.raw_documents import RawDocumentStore
+from twin.store.warehouse import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -21,30 +22,23 @@ DOWNSTREAM_OF_RAW_GATE = ("enrich", "marts_gate", "publish_if_changed")
 def warehouse(stack_settings, sample_site):
     """A scratch warehouse DB and Mongo DB holding a crawl of the sample author; the DAG's tasks
     (which read settings and connections from the environment) point at them."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = stack_settings.require("warehouse_dsn")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    dsn = admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("create extension vector")
-    settings = sample_site.settings(stack_settings, warehouse_dsn=dsn, mongo_database=name)
-    for source in plan_sources(settings.sample_author, None, settings):
-        crawl_source(source, settings)
-    env = {
-        "WAREHOUSE_DSN": dsn,
-        "AIRFLOW_CONN_WAREHOUSE_POSTGRES": endpoint_to_connection("warehouse_dsn", dsn),
-        "MONGO_DATABASE": name,
-        "OBJECT_STORE_URL": settings.object_store_url,
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield settings
-    with mongo_client(settings) as client:
-        client.drop_database(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with scratch_database(stack_settings.require("warehouse_dsn"), "t") as dsn:
+        name = dsn.rsplit("/", 1)[1]
+        settings = sample_site.settings(stack_settings, warehouse_dsn=dsn, mongo_database=name)
+        for source in plan_sources(settings.sample_author, None, settings):
+            crawl_source(source, settings)
+        env = {
+            "WAREHOUSE_DSN": dsn,
+            "AIRFLOW_CONN_WAREHOUSE_POSTGRES": endpoint_to_connection("warehouse_dsn", dsn),
+            "MONGO_DATABASE": name,
+            "OBJECT_STORE_URL": settings.object_store_url,
+        }
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            yield settings
+        with mongo_client(settings) as client:
+            client.drop_database(name)
 
 
 def marts(settings) -> dict[str, tuple]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -20,7 +18,7 @@ from twin.features.embed import Embedder
 from twin.features.pipeline import maintain_index, sync_features
 from twin.settings import Settings
 from twin.store import vectors
-from twin.store.warehouse import warehouse_connection
+from twin.store.warehouse import scratch_database, warehouse_connection
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +41,6 @@ create table marts.documents (
 """
 EDITED_DOCUMENT = "medium/lora-on-a-budget"
 DELETED_DOCUMENT = "blog/hnsw-without-mysticism"
-
-
-@contextmanager
-def scratch_database(dsn: str, prefix: str) -> Iterator[str]:
-    """A new database with the vector extension (dropped afterwards); yields its DSN."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    scratch = urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-    try:
-        with psycopg.connect(scratch, autocommit=True) as conn:
-            conn.execute("create extension if not exists vector")
-        yield scratch
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 def clean_hash(title: str, body: str) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -16,30 +14,12 @@ from psycopg import sql
 from twin.settings import Settings
 from twin.store import vectors
 from twin.store.vectors import ChunkRow, IndexVersion
-from twin.store.warehouse import warehouse_connection
+from twin.store.warehouse import scratch_database, warehouse_connection
 
 pytestmark = pytest.mark.integration
 
 AUTHORS = ("Ada Lindqvist", "Bo Ek")
 PLATFORMS = ("medium", "blog", "linkedin", "substack")
-
-
-@contextmanager
-def scratch_database(dsn: str, prefix: str) -> Iterator[str]:
-    """A new database with the vector extension (dropped afterwards); yields its DSN."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    scratch = urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-    try:
-        with psycopg.connect(scratch, autocommit=True) as conn:
-            conn.execute("create extension if not exists vector")
-        yield scratch
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,151 @@
+"""Warehouse run time at 10,000 documents: a full run against an incremental run (1 % changed).
+
+Each run is the `twin_warehouse` pipeline's stages called directly, in order: extract-load
+(MongoDB → `raw.documents`), raw quality gate, dbt staging + intermediate, enrichment (language,
+MinHash near-duplicates), dbt marts, marts quality gate. The corpus is synthetic but built from
+the sample author's sentences, so documents are distinct, realistic prose. Everything runs in a
+scratch Postgres database and a scratch Mongo database of the running stack, dropped at the end.
+
+    set -a; . .twin/stack.env; set +a
+    python benchmarks/warehouse.py [--documents 10000] [--changed-fraction 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from sample_author import load_documents
+from twin.domain.documents import DocumentKind, Platform, RawDocument
+from twin.quality import enforce_gate
+from twin.settings import Settings, load_settings
+from twin.store.extract_load import run_extract_load
+from twin.store.mongo import mongo_client, twin_database
+from twin.store.raw_documents import RawDocumentStore
+from twin.warehouse.dbt import run_dbt
+from twin.warehouse.enrich import run_enrichment
+
+PLATFORMS = [
+    (Platform.BLOG, DocumentKind.ARTICLE),
+    (Platform.MEDIUM, DocumentKind.ARTICLE),
+    (Platform.SUBSTACK, DocumentKind.ARTICLE),
+    (Platform.LINKEDIN, DocumentKind.POST),
+]
+
+
+def sentence_pool() -> list[str]:
+    sentences: list[str] = []
+    for doc in load_documents():
+        sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc.body) if len(s) > 40]
+    return sentences
+
+
+def synthetic_document(n: int, pool: list[str], rng: random.Random) -> RawDocument:
+    platform, kind = PLATFORMS[n % len(PLATFORMS)]
+    count = 6 if kind is DocumentKind.POST else 30
+    picked = rng.sample(pool, count)
+    body = "\n\n".join(" ".join(picked[i : i + 3]) for i in range(0, count, 3))
+    return RawDocument(
+        url=f"https://bench.example.org/{platform.value}/{n}",
+        platform=platform,
+        kind=kind,
+        author="Ada Lindqvist",
+        title=f"Notes on pipelines, part {n}",
+        text=body,
+        published_at=datetime(2022, 1, 1, tzinfo=UTC) + timedelta(hours=n),
+        source_url=f"https://bench.example.org/{platform.value}/feed",
+    )
+
+
+def timed(stages: dict[str, float], name: str, step: Callable[[], object]) -> None:
+    began = time.perf_counter()
+    step()
+    stages[name] = time.perf_counter() - began
+
+
+def warehouse_run(settings: Settings) -> dict[str, float]:
+    """One pass of the pipeline's stages; seconds per stage."""
+    stages: dict[str, float] = {}
+    timed(stages, "extract-load", lambda: run_extract_load(settings))
+    timed(stages, "raw gate", lambda: enforce_gate("raw_documents", settings))
+    timed(
+        stages,
+        "dbt staging+intermediate",
+        lambda: run_dbt(["build", "--select", "tag:staging", "tag:intermediate"], settings),
+    )
+    timed(stages, "enrichment", lambda: run_enrichment(settings))
+    timed(stages, "dbt marts", lambda: run_dbt(["build", "--select", "tag:marts"], settings))
+    timed(stages, "marts gate", lambda: enforce_gate("marts_documents", settings))
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=10_000)
+    parser.add_argument("--changed-fraction", type=float, default=0.01)
+    args = parser.parse_args()
+
+    base = load_settings()
+    name = f"bench_wh_{uuid.uuid4().hex[:8]}"
+    admin = base.require("warehouse_dsn")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    dsn = admin.rsplit("/", 1)[0] + f"/{name}"
+    settings = base.model_copy(
+        update={
+            "warehouse_dsn": dsn,
+            "mongo_database": name,
+            "object_store_url": (base.home / name).as_uri(),
+        }
+    )
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("create extension vector")
+        rng = random.Random(42)
+        pool = sentence_pool()
+        docs = [synthetic_document(n, pool, rng) for n in range(args.documents)]
+        with mongo_client(settings) as client:
+            store = RawDocumentStore(twin_database(client, settings))
+            store.ensure_indexes()
+            for start in range(0, len(docs), 1000):
+                store.upsert(docs[start : start + 1000])
+            full = warehouse_run(settings)
+            changed = rng.sample(range(args.documents), int(args.documents * args.changed_fraction))
+            store.upsert(
+                [
+                    docs[n].model_copy(
+                        update={"text": docs[n].text + "\n\nUpdate: one more lesson."}
+                    )
+                    for n in changed
+                ]
+            )
+            incremental = warehouse_run(settings)
+        with psycopg.connect(dsn) as conn:
+            marts = conn.execute("select count(*) from marts.documents").fetchone()[0]
+    finally:
+        with mongo_client(base) as client:
+            client.drop_database(name)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+    print(
+        f"{args.documents} documents ({marts} mart rows); incremental run: {len(changed)} "
+        f"changed ({args.changed_fraction:.0%})"
+    )
+    print(f"{'stage':<26} {'full s':>8} {'incr. s':>8}")
+    for stage in full:
+        print(f"{stage:<26} {full[stage]:>8.1f} {incremental[stage]:>8.1f}")
+    total_full, total_incr = sum(full.values()), sum(incremental.values())
+    print(f"{'total':<26} {total_full:>8.1f} {total_incr:>8.1f}")
+    print(f"incremental / full = {total_incr / total_full:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,6 +87,7 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@$(MAKE) --no-print-directory dag DAG=twin_warehouse
 	@$(BIN)/twin warehouse-summary
 	@$(BIN)/twin stack status
+	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 
 dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .twin/logs/
 	@test -n "$(DAG)" || { echo "usage: make dag DAG=<dag_id>"; exit 2; }
@@ -95,7 +96,6 @@ dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .
 	$(BIN)/airflow dags test $(DAG) > .twin/logs/dag-$(DAG).log 2>&1 \
 	  || { tail -60 .twin/logs/dag-$(DAG).log; echo "$(DAG) failed"; exit 1; }; \
 	grep -E "DagRun Finished" .twin/logs/dag-$(DAG).log | sed -E 's/.*(dag_id=[^,]*).*(state=[a-z]*).*/   \1 \2/' 
-	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 
 clean: down ## stop the stack and delete its data (.twin/)
 	rm -rf .twin

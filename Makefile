@@ -25,7 +25,7 @@ setup: $(STAMP) ## create .venv with the pinned set (idempotent; uv when availab
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -m pip install -q uv 2>/dev/null; then \
-	  INSTALL="$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS)"; \
+	  INSTALL="$(BIN)/uv pip install --system-certs --python $(BIN)/python $(FIND_LINKS)"; \
 	else \
 	  echo "uv unavailable: installing with pip (slower)"; \
 	  INSTALL="$(BIN)/python -m pip install -q $(FIND_LINKS)"; \
@@ -40,9 +40,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	@echo "environment ready in $(VENV)"
 
 requirements: $(STAMP) ## re-pin requirements*.txt from requirements*.in
-	$(BIN)/uv pip compile -q --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
+	$(BIN)/uv pip compile -q --system-certs --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
 	  requirements.in -o requirements.txt
-	$(BIN)/uv pip compile -q --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
+	$(BIN)/uv pip compile -q --system-certs --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
 	  requirements-dev.in -o requirements-dev.txt
 
 dbt-parse: $(DBT_MANIFEST) ## dbt manifest the twin_warehouse DAG renders from (Cosmos)

@@ -1,5 +1,8 @@
 """The data assets that chain the pipelines (Airflow data-aware scheduling), by name and URI."""
 
 RAW_DOCUMENTS = {"name": "raw_documents", "uri": "mongo://twin/documents"}
-WAREHOUSE_MARTS = {"name": "warehouse_marts", "uri": "postgres://warehouse:5432/twin/marts/documents"}
+WAREHOUSE_MARTS = {
+    "name": "warehouse_marts",
+    "uri": "postgres://warehouse:5432/twin/marts/documents",
+}
 VECTOR_CHUNKS = {"name": "vector_chunks", "uri": "postgres://warehouse:5432/twin/vectors/chunks"}

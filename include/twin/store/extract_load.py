@@ -58,9 +58,23 @@ create table if not exists raw.load_watermarks (
 """
 
 COLUMNS = (
-    "document_id", "url", "platform", "kind", "author", "title", "content", "published_at",
-    "content_hash", "word_count", "source_url", "first_seen", "last_changed", "fetched_at",
-    "deleted_at", "version", "payload",
+    "document_id",
+    "url",
+    "platform",
+    "kind",
+    "author",
+    "title",
+    "content",
+    "published_at",
+    "content_hash",
+    "word_count",
+    "source_url",
+    "first_seen",
+    "last_changed",
+    "fetched_at",
+    "deleted_at",
+    "version",
+    "payload",
 )
 
 UPSERT = f"""
@@ -129,11 +143,23 @@ def row_of(doc: dict) -> tuple:
     """One `raw.documents` row: typed key columns plus the whole document as jsonb."""
     payload = {k: v for k, v in doc.items() if k not in ("_id",)}
     return (
-        doc["_id"], doc["url"], doc["platform"], doc["kind"], doc["author"], doc.get("title"),
-        doc.get("text"), as_utc(doc.get("published_at")), doc["content_hash"],
-        doc.get("word_count"), doc.get("source_url"), as_utc(doc.get("first_seen")),
-        as_utc(doc["last_changed"]), as_utc(doc.get("fetched_at")), as_utc(doc.get("deleted_at")),
-        int(doc.get("version", 1)), json.dumps(payload, default=str, ensure_ascii=False),
+        doc["_id"],
+        doc["url"],
+        doc["platform"],
+        doc["kind"],
+        doc["author"],
+        doc.get("title"),
+        doc.get("text"),
+        as_utc(doc.get("published_at")),
+        doc["content_hash"],
+        doc.get("word_count"),
+        doc.get("source_url"),
+        as_utc(doc.get("first_seen")),
+        as_utc(doc["last_changed"]),
+        as_utc(doc.get("fetched_at")),
+        as_utc(doc.get("deleted_at")),
+        int(doc.get("version", 1)),
+        json.dumps(payload, default=str, ensure_ascii=False),
     )
 
 
@@ -178,15 +204,26 @@ def extract_load(db: Database, conn: psycopg.Connection, batch_size: int = 1000)
     read = inserted = updated = batches = 0
     for docs in changed_documents(db, since, batch_size):
         new, changed = load_batch(conn, docs)
-        read, inserted, updated, batches = read + len(docs), inserted + new, updated + changed, \
-            batches + 1
-        log.info("batch %d: %d documents read, %d inserted, %d updated", batches, len(docs),
-                 new, changed)
+        read, inserted, updated, batches = (
+            read + len(docs),
+            inserted + new,
+            updated + changed,
+            batches + 1,
+        )
+        log.info(
+            "batch %d: %d documents read, %d inserted, %d updated", batches, len(docs), new, changed
+        )
     mark = read_watermark(conn)[0]
     conn.commit()
-    return LoadResult(read, inserted, updated, read - inserted - updated, batches,
-                      mark.isoformat() if mark != EPOCH else None,
-                      round(time.monotonic() - began, 3))
+    return LoadResult(
+        read,
+        inserted,
+        updated,
+        read - inserted - updated,
+        batches,
+        mark.isoformat() if mark != EPOCH else None,
+        round(time.monotonic() - began, 3),
+    )
 
 
 def run_extract_load(settings: Settings, batch_size: int = 1000) -> dict:

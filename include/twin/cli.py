@@ -246,6 +246,62 @@ def warehouse_summary() -> None:
         )
 
 
+@app.command("search")
+def search(
+    question: str = typer.Argument(..., help="A question, e.g. 'what did I write about HNSW?'"),
+    k: int = typer.Option(5, min=1, max=50, help="How many passages."),
+    mode: str = typer.Option("hybrid", help="hybrid, dense or fulltext."),
+    rerank: bool = typer.Option(True, help="Rerank the fused candidates (MMR by default)."),
+    expand: bool = typer.Option(False, help="Add rule-based query expansions."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the passages of the author's work that best answer a question, with their sources."""
+    from twin.rag.evaluate import search_passages
+    from twin.settings import load_settings
+
+    if mode not in ("hybrid", "dense", "fulltext"):
+        console.print(f"[red]error:[/] --mode must be hybrid, dense or fulltext, not {mode!r}")
+        raise typer.Exit(2)
+    if not question.strip():
+        console.print("[red]error:[/] the question is empty")
+        raise typer.Exit(2)
+    passages = search_passages(
+        question, load_settings(), k, mode=mode, rerank=rerank, expand=expand
+    )
+    if as_json:
+        out.print_json(json.dumps(passages, default=str))
+        return
+    if not passages:
+        out.print("no passage found")
+        raise typer.Exit(1)
+    for rank, p in enumerate(passages, start=1):
+        snippet = " ".join(p["content"].split())[:320]
+        out.print(f"[bold]{rank}. {p['title']}[/] ({p['platform']}, score {p['score']:.4f})")
+        out.print(f"   {p['url']}", highlight=False)
+        out.print(f"   {snippet}{'…' if len(p['content']) > 320 else ''}", markup=False)
+
+
+eval_app = typer.Typer(help="Evaluations of the platform's stages.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    questions: Path | None = typer.Option(None, help="Labelled question set (YAML)."),
+) -> None:
+    """recall@5, recall@10, MRR and nDCG@10 of dense, full-text, hybrid and hybrid + rerank."""
+    from twin.rag.evaluate import SAMPLE_QUESTIONS, run_retrieval_eval
+    from twin.settings import load_settings
+
+    result = run_retrieval_eval(load_settings(), path=questions or SAMPLE_QUESTIONS)
+    out.print(result["table"], markup=False, highlight=False)
+    if result.get("unresolved"):
+        console.print(
+            f"[yellow]{len(result['unresolved'])} labelled document(s) not found in "
+            f"marts.documents:[/] {', '.join(map(str, result['unresolved'][:10]))}"
+        )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

@@ -12,7 +12,14 @@ from twin.rag.rerank import (
     mmr_order,
     reciprocal_rank_fusion,
 )
-from twin.rag.retrieve import Passage, filter_clause, is_websearch_syntax, select_terms
+from twin.rag.retrieve import (
+    Passage,
+    filter_clause,
+    is_websearch_syntax,
+    match_tsquery,
+    select_terms,
+    tsquery_term,
+)
 
 
 def unit(*values: float) -> np.ndarray:
@@ -114,12 +121,27 @@ def test_filters_become_parameters_never_sql_text() -> None:
 def test_common_terms_are_dropped_from_an_any_term_match() -> None:
     frequencies = {"data": 0.4, "pipelin": 0.3, "rerun": 0.02}
     assert select_terms(["data", "pipelin", "rerun", "tuesday"], frequencies, 0.1) == (
-        ["rerun", "tuesday"],
+        ["tuesday", "rerun"],  # rarest first
         "|",
     )
     # every term common: require all of them rather than match most of the table
-    assert select_terms(["data", "pipelin"], frequencies, 0.1) == (["data", "pipelin"], "&")
-    assert select_terms([], frequencies) == ([], "&")
+    assert select_terms(["data", "pipelin"], frequencies, 0.1) == (["pipelin", "data"], "&")
+    assert select_terms([f"t{i:02d}" for i in range(20)], {}, max_terms=3)[0] == [
+        "t00",
+        "t01",
+        "t02",
+    ]
+
+
+def test_match_queries_quote_terms_and_can_require_two_of_them() -> None:
+    assert match_tsquery(["rerun", "tuesday"]) == "'rerun' | 'tuesday'"
+    assert match_tsquery(["a", "b"], "&") == "'a' & 'b'"
+    assert match_tsquery(["a", "b", "c"], "|", min_terms=2) == (
+        "('a' & 'b') | ('a' & 'c') | ('b' & 'c')"
+    )
+    assert match_tsquery(["solo"], "|", min_terms=2) == "'solo'"
+    assert tsquery_term("it's") == "'it''s'"
+    assert tsquery_term("back\\slash") == "'back\\\\slash'"
 
 
 def test_web_search_syntax_is_recognised() -> None:

@@ -269,6 +269,19 @@ def create_chunk_table(conn: psycopg.Connection, version: IndexVersion) -> None:
         cfg=sql.Literal(TSV_CONFIG),
     )
     conn.execute(ddl)
+    # Keep vectors inline rather than in TOAST: exact (filtered) scans read them ~3x faster.
+    # Checked first: ALTER TABLE takes an exclusive lock, and this runs on every sync.
+    storage = conn.execute(
+        "select attstorage from pg_attribute where attrelid = %s::regclass "
+        "and attname = 'embedding'",
+        (version.table.as_string(conn),),
+    ).fetchone()[0]
+    if storage != "p":
+        conn.execute(
+            sql.SQL("alter table {table} alter column embedding set storage plain").format(
+                table=version.table
+            )
+        )
     for suffix, columns in (
         ("document", "document_id"),
         ("filter", "author, platform, document_kind, published_at"),

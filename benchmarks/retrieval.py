@@ -1,0 +1,495 @@
+"""Hybrid retrieval at 100,000 chunks: latency with filters, and HNSW recall against exact search.
+
+A scratch database (dropped afterwards unless --keep) gets a chunk table shaped like the feature
+pipeline's (`vectors.chunks`, with the same b-tree filter index, GIN on the generated tsvector and
+HNSW m=16, ef_construction=64), filled by binary COPY with synthetic chunks:
+
+- 384-d unit vectors around 1,000 cluster centres (each chunk: its centre plus noise), so nearest
+  neighbours are a real ranking problem within a cluster rather than random;
+- authors with a Zipf-like share of the rows (the largest about a quarter), platforms and kinds in
+  realistic proportions, publication dates over six years;
+- text built from per-cluster topic words plus common filler words, so full-text search has both
+  rare and frequent terms.
+
+It prints the build times, then:
+
+1. exact vs HNSW recall@10 and latency at ef_search 10, 20, 40, 80, 160 (no filter);
+2. filtered dense search (author + platform) at ef_search 40: how often the post-filtered HNSW scan
+   returns fewer than k rows, and the latency and recall of each path (HNSW, HNSW oversampled at
+   ef_search 400, exact over the filtered rows, and the planner's own choice);
+3. end-to-end `Retriever.search` (hybrid + MMR rerank, k=10, author + platform filters) p50/p95,
+   with the dense path each query took. Query embedding is precomputed (the model's own cost is
+   reported separately when the packaged model is available), so this is the database work.
+
+    python benchmarks/retrieval.py [--rows 100000] [--queries 200] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from twin.rag.query import SearchFilters
+from twin.rag.retrieve import Retriever
+from twin.store.warehouse import scratch_database
+
+DIM = 384
+CLUSTERS = 1000
+NOISE = 0.045  # per-dimension noise around a centre: cosine to the centre of about 0.6
+PLATFORMS = {"linkedin": 0.30, "medium": 0.25, "blog": 0.20, "substack": 0.15, "github": 0.10}
+KINDS = {
+    "linkedin": (("post", 0.85), ("article", 0.15)),
+    "medium": (("article", 1.0),),
+    "blog": (("article", 1.0),),
+    "substack": (("post", 1.0),),
+    "github": (("repository", 1.0),),
+}
+AUTHORS = 50
+EF_SEARCH = (10, 20, 40, 80, 160)
+K = 10
+
+TABLE_DDL = """
+create schema if not exists vectors;
+create table vectors.chunks (
+    chunk_id text primary key, document_id text not null, chunk_index integer not null,
+    author text not null, platform text not null, document_kind text not null,
+    published_at timestamptz, url text, title text, section text, content text not null,
+    token_count integer not null, content_hash text not null, model_name text not null,
+    embedding vector(384) not null,
+    tsv tsvector generated always as (
+        to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || content)) stored,
+    created_at timestamptz not null default now()
+)
+"""
+COPY_COLUMNS = (
+    ("chunk_id", "text"),
+    ("document_id", "text"),
+    ("chunk_index", "integer"),
+    ("author", "text"),
+    ("platform", "text"),
+    ("document_kind", "text"),
+    ("published_at", "timestamptz"),
+    ("url", "text"),
+    ("title", "text"),
+    ("content", "text"),
+    ("token_count", "integer"),
+    ("content_hash", "text"),
+    ("model_name", "text"),
+    ("embedding", "vector"),
+)
+
+
+def pseudo_words(rng: np.random.Generator, n: int) -> list[str]:
+    """`n` distinct pronounceable nonsense words (no English stop words among them)."""
+    onsets = [*"bdfgklmnprstvz", "br", "kl", "st", "tr", "sk", "gr"]
+    vowels = ["a", "e", "i", "o", "u", "ai", "ou"]
+    words: set[str] = set()
+    while len(words) < n:
+        syllables = rng.integers(2, 4)
+        words.add(
+            "".join(rng.choice(onsets) + rng.choice(vowels) for _ in range(syllables))
+            + rng.choice(["", "n", "r", "s", "l"])
+        )
+    return sorted(words)
+
+
+class Corpus:
+    """Synthetic chunks: vectors, metadata and text, reproducible from a seed."""
+
+    def __init__(self, rows: int, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        self.rng = rng
+        self.rows = rows
+        centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        self.cluster = rng.integers(0, CLUSTERS, size=rows)
+        vectors = self.centres[self.cluster] + rng.normal(scale=NOISE, size=(rows, DIM)).astype(
+            np.float32
+        )
+        self.vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+        share = 1.0 / np.arange(1, AUTHORS + 1) ** 1.1
+        self.author_names = [f"Author {i:02d}" for i in range(AUTHORS)]
+        self.author = rng.choice(AUTHORS, size=rows, p=share / share.sum())
+        names = list(PLATFORMS)
+        self.platform = rng.choice(len(names), size=rows, p=list(PLATFORMS.values()))
+        self.platform_names = names
+        start = datetime(2019, 1, 1, tzinfo=UTC)
+        self.published = [start + timedelta(days=int(d)) for d in rng.integers(0, 6 * 365, rows)]
+
+        vocabulary = pseudo_words(rng, 6000)
+        self.fillers = vocabulary[:300]
+        self.topics = [vocabulary[300 + i * 5 : 300 + i * 5 + 12] for i in range(CLUSTERS)]
+        filler_p = 1.0 / np.arange(1, len(self.fillers) + 1)
+        self.filler_p = filler_p / filler_p.sum()
+
+    def kind(self, platform: str) -> str:
+        options = KINDS[platform]
+        return str(self.rng.choice([k for k, _ in options], p=[p for _, p in options]))
+
+    def text(self, cluster: int, words: int) -> str:
+        topic = self.rng.choice(self.topics[cluster], size=int(words * 0.3))
+        filler = self.rng.choice(self.fillers, size=words - len(topic), p=self.filler_p)
+        mixed = np.concatenate([topic, filler])
+        self.rng.shuffle(mixed)
+        return " ".join(mixed)
+
+    def row(self, i: int) -> tuple:
+        platform = self.platform_names[self.platform[i]]
+        cluster = int(self.cluster[i])
+        content = self.text(cluster, int(self.rng.integers(60, 140)))
+        return (
+            f"c{i:07d}",
+            f"d{i // 4:06d}",
+            i % 4,
+            self.author_names[self.author[i]],
+            platform,
+            self.kind(platform),
+            self.published[i],
+            f"https://example.invalid/{platform}/{i // 4}",
+            " ".join(self.topics[cluster][:3]),
+            content,
+            len(content.split()),
+            f"{hash(content) & 0xFFFFFFFFFFFF:012x}",
+            "synthetic-384",
+            self.vectors[i],
+        )
+
+
+@contextmanager
+def bench_database(admin_dsn: str, *, reuse: str | None, keep: bool) -> Iterator[str]:
+    """The database to measure: `reuse` as it is, a new kept one, or a scratch one (dropped)."""
+    if reuse:
+        yield urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{reuse}"))
+        return
+    if not keep:
+        with scratch_database(admin_dsn, "bench_retrieval") as dsn:
+            yield dsn
+        return
+    name = f"bench_retrieval_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create extension if not exists vector")
+    print(f"kept database {name} (measure it again with --reuse {name})")
+    yield dsn
+
+
+def timed(label: str, fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    seconds = time.perf_counter() - start
+    print(f"  {label:<44} {seconds:8.1f} s", flush=True)
+    return seconds
+
+
+def load(conn: psycopg.Connection, corpus: Corpus) -> None:
+    statement = sql.SQL("copy vectors.chunks ({}) from stdin (format binary)").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c, _ in COPY_COLUMNS)
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types([t for _, t in COPY_COLUMNS])
+        for i in range(corpus.rows):
+            copy.write_row(corpus.row(i))
+
+
+def build_indexes(conn: psycopg.Connection) -> dict[str, float]:
+    conn.execute("set maintenance_work_mem = '512MB'")
+    conn.execute("set max_parallel_maintenance_workers = 1")
+    times = {}
+    for label, ddl in (
+        ("b-tree (author, platform, kind, published_at)",
+         "create index chunks_filter on vectors.chunks "
+         "(author, platform, document_kind, published_at)"),
+        ("GIN on tsv", "create index chunks_tsv on vectors.chunks using gin (tsv)"),
+        ("HNSW m=16 ef_construction=64",
+         "create index chunks_hnsw on vectors.chunks using hnsw "
+         "(embedding vector_cosine_ops) with (m = 16, ef_construction = 64)"),
+    ):  # fmt: skip
+        times[label] = timed(label, conn.execute, ddl)
+    timed("analyze", conn.execute, "analyze vectors.chunks")
+    return times
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed_ids(
+    conn: psycopg.Connection,
+    query: str,
+    params: dict,
+    settings: dict[str, str],
+    *,
+    hnsw_only: bool = False,
+) -> tuple[list, float]:
+    """The ids a query returns under `settings`, and the query's own time in ms.
+
+    `hnsw_only` hides the b-tree filter index for the query (dropped in a transaction that is
+    rolled back), so a filtered query cannot avoid the HNSW index by a plain index scan.
+    """
+    with conn.transaction(force_rollback=True):
+        if hnsw_only:
+            conn.execute("drop index vectors.chunks_filter")
+        for key, value in settings.items():
+            conn.execute("select set_config(%s, %s, true)", (key, value))
+        start = time.perf_counter()
+        # never prepared: a cached generic plan would ignore the settings above
+        found = [r[0] for r in conn.execute(query, params, prepare=False).fetchall()]
+        return found, (time.perf_counter() - start) * 1000
+
+
+def recall(found: Sequence, truth: Sequence) -> float:
+    return len(set(found) & set(truth)) / max(1, len(truth))
+
+
+def bench_unfiltered(conn: psycopg.Connection, queries: np.ndarray) -> None:
+    print(f"\n1. HNSW vs exact, no filter, top-{K} over {len(queries)} queries")
+    query = f"select chunk_id from vectors.chunks order by embedding <=> %(q)s limit {K}"
+    exact, exact_ms = [], []
+    for q in queries:
+        found, ms = timed_ids(conn, query, {"q": q}, {"enable_indexscan": "off"})
+        exact.append(found)
+        exact_ms.append(ms)
+    print(f"   {'search':<22} {'recall@10':>9} {'p50 ms':>8} {'p95 ms':>8}")
+    print(
+        f"   {'exact (no index)':<22} {1.0:>9.3f} {percentile(exact_ms, 50):>8.1f} "
+        f"{percentile(exact_ms, 95):>8.1f}"
+    )
+    for ef in EF_SEARCH:
+        recalls, latency = [], []
+        forced = {"hnsw.ef_search": str(ef), "enable_seqscan": "off"}  # the index, not a scan
+        for q, truth in zip(queries, exact, strict=True):
+            found, ms = timed_ids(conn, query, {"q": q}, forced)
+            recalls.append(recall(found, truth))
+            latency.append(ms)
+        print(
+            f"   {f'HNSW ef_search={ef}':<22} {statistics.mean(recalls):>9.3f} "
+            f"{percentile(latency, 50):>8.1f} {percentile(latency, 95):>8.1f}"
+        )
+
+
+def bench_filtered(conn: psycopg.Connection, queries: np.ndarray, filters: list) -> list[list]:
+    print(f"\n2. Dense top-{K} with author + platform filters, {len(queries)} queries")
+    query = (
+        "select chunk_id from vectors.chunks where author = %(a)s and platform = %(p)s "
+        f"order by embedding <=> %(q)s limit {K}"
+    )
+    selectivity = []
+    for f in filters:
+        row = conn.execute(
+            "select count(*) from vectors.chunks where author = %s and platform = %s", f
+        ).fetchone()
+        selectivity.append(row[0])
+    print(
+        f"   rows passing the filter: median {statistics.median(selectivity):.0f}, "
+        f"min {min(selectivity)}, max {max(selectivity)}"
+    )
+    forced = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
+    paths = {
+        "HNSW only, ef_search=40": ({"hnsw.ef_search": "40", **forced}, True),
+        "HNSW only, ef_search=400": ({"hnsw.ef_search": "400", **forced}, True),
+        "HNSW only, ef_search=1000": ({"hnsw.ef_search": "1000", **forced}, True),
+        "exact over filtered rows": ({"enable_indexscan": "off"}, False),
+        "planner's choice, ef=40": ({"hnsw.ef_search": "40"}, False),
+    }
+    truth = []
+    for q, (a, p) in zip(queries, filters, strict=True):
+        truth.append(
+            timed_ids(conn, query, {"q": q, "a": a, "p": p}, {"enable_indexscan": "off"})[0]
+        )
+    print(f"   {'path':<26} {'short':>6} {'recall@10':>9} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, (settings, hnsw_only) in paths.items():
+        short, recalls, latency = 0, [], []
+        for q, (a, p), exact in zip(queries, filters, truth, strict=True):
+            params = {"q": q, "a": a, "p": p}
+            found, ms = timed_ids(conn, query, params, settings, hnsw_only=hnsw_only)
+            short += len(found) < min(K, len(exact))
+            recalls.append(recall(found, exact))
+            latency.append(ms)
+        print(
+            f"   {label:<26} {short:>6} {statistics.mean(recalls):>9.3f} "
+            f"{percentile(latency, 50):>8.1f} {percentile(latency, 95):>8.1f}"
+        )
+    print("   (short: queries that got fewer than k rows although k rows pass the filter)")
+    return truth
+
+
+class PrecomputedEncoder:
+    """Hands back the vector prepared for the current question (the model is not timed here)."""
+
+    def __init__(self) -> None:
+        self.vector = np.zeros(DIM, dtype=np.float32)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vector for _ in texts])
+
+
+def bench_hybrid(
+    conn: psycopg.Connection,
+    corpus: Corpus,
+    queries: np.ndarray,
+    filters: list,
+    texts: list,
+    truth: list[list],
+) -> None:
+    print(
+        f"\n3. Retriever.search: hybrid + MMR rerank, k={K}, author + platform filters "
+        "(after 20 warm-up queries)"
+    )
+    encoder = PrecomputedEncoder()
+    retriever = Retriever(conn, encoder, known_authors=corpus.author_names)
+    for text, vector, (author, platform) in list(zip(texts, queries, filters, strict=True))[:20]:
+        encoder.vector = vector  # warm-up: the first queries read pages no query touched yet
+        flt = SearchFilters(author=author, platforms=[platform])
+        retriever.search(text, K, filters=flt, self_query=False)
+    runs = []
+    for text, vector, (author, platform) in zip(texts, queries, filters, strict=True):
+        flt = SearchFilters(author=author, platforms=[platform])
+        encoder.vector = vector
+        start = time.perf_counter()
+        passages = retriever.search(text, K, filters=flt, self_query=False)
+        runs.append(((time.perf_counter() - start) * 1000, retriever.last_trace, passages))
+    total = [ms for ms, _, _ in runs]
+    print(f"   end to end: p50 {percentile(total, 50):.1f} ms, p95 {percentile(total, 95):.1f} ms")
+    for stage in ("dense", "fulltext", "fuse_rerank"):
+        values = [t.timings_ms.get(stage, 0.0) for _, t, _ in runs]
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        print(f"   {stage:<12} p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
+    paths = Counter(t.dense_path for _, t, _ in runs)
+    print("   dense path taken: " + ", ".join(f"{k} {v}" for k, v in sorted(paths.items())))
+    ok = all(
+        {p.platform for p in passages} <= {platform}
+        for (_, _, passages), (_, platform) in zip(runs, filters, strict=True)
+    )
+    print(f"   every result matched its filter: {ok}")
+    short = sum(1 for _, t, _ in runs if t.returned < K)
+    print(f"   queries returning fewer than {K} passages: {short}")
+    by_path: dict[str, list[float]] = {}
+    for vector, (author, platform), exact in zip(queries, filters, truth, strict=True):
+        flt = SearchFilters(author=author, platforms=[platform])
+        found, path = retriever.dense_search(vector, 4 * K, flt, min_rows=K)
+        by_path.setdefault(path, []).append(recall([p.chunk_id for p in found[:K]], exact))
+    print(
+        "   its dense top-10 vs exact search under the same filter: recall@10 "
+        + ", ".join(f"{path} {statistics.mean(v):.3f} ({len(v)})" for path, v in by_path.items())
+        + f", all {statistics.mean(x for v in by_path.values() for x in v):.3f}"
+    )
+
+    unfiltered = []
+    for text, vector in zip(texts, queries, strict=True):
+        encoder.vector = vector
+        start = time.perf_counter()
+        retriever.search(text, K, self_query=False)
+        unfiltered.append((time.perf_counter() - start) * 1000)
+    print(
+        f"   without filters: p50 {percentile(unfiltered, 50):.1f} ms, "
+        f"p95 {percentile(unfiltered, 95):.1f} ms"
+    )
+
+
+def bench_query_embedding(texts: list[str]) -> None:
+    try:
+        from twin.features.embed import Embedder
+
+        embedder = Embedder.get()
+        embedder.encode(["warm up"])
+    except Exception as err:  # the model is optional for the database figures
+        print(f"\n(query embedding not measured: {err})")
+        return
+    latency = []
+    for text in texts[:50]:
+        start = time.perf_counter()
+        embedder.encode([text])
+        latency.append((time.perf_counter() - start) * 1000)
+    print(
+        f"\nquery embedding ({embedder.model_name}, CPU, one question): "
+        f"p50 {percentile(latency, 50):.1f} ms, p95 {percentile(latency, 95):.1f} ms"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--dsn", default=os.environ.get("WAREHOUSE_DSN"))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--reuse", metavar="DATABASE", help="measure a database an earlier --keep run left"
+    )
+    parser.add_argument(
+        "--embedding-storage",
+        choices=("external", "plain"),
+        default="external",
+        help="TOAST storage of the embedding column: pgvector's default (external, as the "
+        "feature store creates it) or plain (vectors kept in the heap row)",
+    )
+    args = parser.parse_args(argv)
+    if not args.dsn:
+        print("WAREHOUSE_DSN is not set: run `twin stack up` and source .twin/stack.env")
+        return 2
+
+    print(
+        f"{args.rows:,} chunks, {DIM}-d, {CLUSTERS} clusters, "
+        f"embedding storage {args.embedding_storage}"
+    )
+    with (
+        bench_database(args.dsn, reuse=args.reuse, keep=args.keep) as dsn,
+        psycopg.connect(dsn, autocommit=True) as conn,
+    ):
+        corpus = Corpus(args.rows)  # the same seed: the same chunks and queries on --reuse
+        if not args.reuse:
+            conn.execute(TABLE_DDL)
+            conn.execute(
+                sql.SQL("alter table vectors.chunks alter column embedding set storage {}").format(
+                    sql.SQL(args.embedding_storage)
+                )
+            )
+            register_vector(conn)
+            timed("binary COPY (with generated tsvector)", load, conn, corpus)
+            build_indexes(conn)
+        register_vector(conn)
+        size = conn.execute(
+            "select pg_size_pretty(pg_total_relation_size('vectors.chunks'))"
+        ).fetchone()[0]
+        print(f"  table + indexes: {size}")
+
+        rng = np.random.default_rng(11)
+        targets = rng.integers(0, args.rows, size=args.queries)
+        noise = rng.normal(scale=NOISE, size=(args.queries, DIM)).astype(np.float32)
+        queries = corpus.centres[corpus.cluster[targets]] + noise
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        filters = [
+            (corpus.author_names[corpus.author[t]], corpus.platform_names[corpus.platform[t]])
+            for t in targets
+        ]
+        texts = [
+            " ".join(rng.choice(corpus.topics[corpus.cluster[t]], 3))
+            + " " + " ".join(rng.choice(corpus.fillers[:50], 2))
+            for t in targets
+        ]  # fmt: skip
+
+        bench_unfiltered(conn, queries)
+        truth = bench_filtered(conn, queries, filters)
+        bench_hybrid(conn, corpus, queries, filters, texts, truth)
+    bench_query_embedding(texts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

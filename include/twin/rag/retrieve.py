@@ -1,0 +1,627 @@
+"""Hybrid retrieval over `vectors.chunks`: dense ANN and full-text, fused, deduplicated, reranked.
+
+One `Retriever.search` call:
+1. reads constraints out of the question (`twin.rag.query.parse_query`), merged with explicit
+   filters; the filters become parameterised SQL WHERE clauses on both searches;
+2. embeds the remaining text (and its expansions when asked);
+3. fetches 4 x k candidates from each side: pgvector's HNSW index (`order by embedding <=> q`,
+   with `hnsw.ef_search` set for the transaction) and full-text search (`websearch_to_tsquery`
+   over the question's words, chunks with more distinct query terms first, then `ts_rank_cd`;
+   in hybrid mode a full-text candidate must contain at least two of the terms);
+4. fuses the rankings by reciprocal rank fusion, drops duplicate and near-duplicate chunks, and
+   reranks (MMR over the candidates' embeddings by default) down to k passages.
+
+pgvector 0.6 filters HNSW results after the index scan, so a selective filter can leave fewer than
+the requested rows: the dense search scans the filtered rows exactly when the planner expects few
+of them, raises `hnsw.ef_search` in proportion to the filter's selectivity otherwise, and falls
+back to the exact scan if the index still returned too few (the trace records which path ran).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from twin.rag.query import (
+    ParsedQuery,
+    QueryExtractor,
+    SearchFilters,
+    expand_query,
+    parse_query,
+)
+from twin.rag.rerank import (
+    DUPLICATE_SIMILARITY,
+    RRF_K,
+    Reranker,
+    default_reranker,
+    drop_near_duplicates,
+    reciprocal_rank_fusion,
+)
+
+if TYPE_CHECKING:
+    from twin.settings import Settings
+
+SearchMode = Literal["hybrid", "dense", "fulltext"]
+CHUNKS_TABLE = ("vectors", "chunks")
+CANDIDATE_FACTOR = 4
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+EXACT_MAX_ROWS = 2000  # filters passing at most this many chunks are searched exactly
+HYBRID_MIN_TERMS = 2  # distinct question terms a full-text candidate needs in hybrid mode
+MAX_TERM_FREQUENCY = 0.2  # a query term in more chunks than this is treated like a stop word
+MAX_QUERY_TERMS = 10  # the rarest terms of a long question are enough to find its chunks
+_COLUMNS = (
+    "chunk_id",
+    "document_id",
+    "url",
+    "title",
+    "platform",
+    "document_kind",
+    "published_at",
+    "content",
+    "content_hash",
+    "embedding",
+)
+_OPTIONAL_COLUMNS = ("section",)  # selected when the chunk table has them
+_DENSE_PATHS = ("hnsw", "exact")  # a trace reports the most exhaustive path any variant took
+# Most common lexemes of `tsv` and their frequencies, from the table (behind the view) itself.
+_TERM_STATS = """
+with base as (
+    select coalesce(
+        (select d.refobjid from pg_rewrite r
+         join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
+          and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
+         where r.ev_class = %(rel)s::regclass limit 1),
+        %(rel)s::regclass) as oid
+)
+select s.most_common_elems::text::text[], s.most_common_elem_freqs
+from base
+join pg_class c on c.oid = base.oid
+join pg_namespace n on n.oid = c.relnamespace
+join pg_stats s on s.schemaname = n.nspname and s.tablename = c.relname and s.attname = 'tsv'
+"""
+_WEBSEARCH_SYNTAX = re.compile(r"\"|(?:^|\s)-\w|\bor\b", re.IGNORECASE)
+
+
+class TextEncoder(Protocol):
+    """What retrieval needs from an embedder: texts in, one normalised float32 row per text out."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One retrieved chunk with its source and how it was found.
+
+    `score` is the final ordering score (RRF for hybrid, cosine similarity for dense, ts_rank_cd
+    for full-text, the reranker's score after reranking); `dense_rank` / `text_rank` are its
+    1-based positions in the candidate lists (None when that search did not return it) and
+    `similarity` its cosine similarity to the question.
+    """
+
+    chunk_id: str
+    document_id: str
+    url: str
+    title: str
+    platform: str
+    document_kind: str
+    published_at: datetime | None
+    content: str
+    section: str | None = None
+    score: float = 0.0
+    dense_rank: int | None = None
+    text_rank: int | None = None
+    similarity: float | None = None
+    content_hash: str | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (no embedding; dates as ISO strings)."""
+        out = {k: v for k, v in asdict(self).items() if k != "embedding"}
+        out["published_at"] = self.published_at.isoformat() if self.published_at else None
+        return out
+
+
+@dataclass
+class SearchTrace:
+    """What the last search did: the parsed query, candidate counts per stage, timings in ms."""
+
+    mode: str = "hybrid"
+    query: ParsedQuery | None = None
+    variants: list[str] = field(default_factory=list)
+    dense_path: str | None = None  # "hnsw" or "exact" (see Retriever.dense_search)
+    dense_candidates: int = 0
+    text_candidates: int = 0
+    fused: int = 0
+    after_dedupe: int = 0
+    returned: int = 0
+    reranker: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def filter_clause(filters: SearchFilters | None) -> tuple[sql.Composable, dict[str, Any]]:
+    """A WHERE condition for `filters` (TRUE when empty) and its parameters; values never inline."""
+    parts: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    if filters is not None:
+        if filters.author:
+            parts.append(sql.SQL("author = %(f_author)s"))
+            params["f_author"] = filters.author
+        if filters.platforms:
+            parts.append(sql.SQL("platform = any(%(f_platforms)s)"))
+            params["f_platforms"] = list(filters.platforms)
+        if filters.document_kinds:
+            parts.append(sql.SQL("document_kind = any(%(f_kinds)s)"))
+            params["f_kinds"] = list(filters.document_kinds)
+        if filters.published_after:
+            parts.append(sql.SQL("published_at >= %(f_after)s"))
+            params["f_after"] = filters.published_after
+        if filters.published_before:
+            parts.append(sql.SQL("published_at < %(f_before)s"))
+            params["f_before"] = filters.published_before
+    if not parts:
+        return sql.SQL("true"), params
+    return sql.SQL(" and ").join(parts), params
+
+
+def is_websearch_syntax(text: str) -> bool:
+    """Whether `text` uses web-search operators (quotes, `or`, `-word`), honoured as written."""
+    return bool(_WEBSEARCH_SYNTAX.search(text))
+
+
+def select_terms(
+    lexemes: Sequence[str],
+    frequencies: Mapping[str, float],
+    max_frequency: float = MAX_TERM_FREQUENCY,
+    max_terms: int = MAX_QUERY_TERMS,
+) -> tuple[list[str], str]:
+    """The query terms full-text search matches on, rarest first, and how: "|" (any) or "&" (all).
+
+    Terms found in more than `max_frequency` of the chunks say little about a question and would
+    make an any-term match return most of the table, so they are left out; when every term is
+    that common, all of them are required instead. At most `max_terms` terms are kept.
+    """
+    ordered = sorted(lexemes, key=lambda lex: (frequencies.get(lex, 0.0), lex))
+    informative = [lex for lex in ordered if frequencies.get(lex, 0.0) <= max_frequency]
+    if informative:
+        return informative[:max_terms], "|"
+    return ordered[:max_terms], "&"
+
+
+def tsquery_term(lexeme: str) -> str:
+    """`lexeme` as a quoted tsquery operand (matched as is, without further normalisation)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def match_tsquery(terms: Sequence[str], op: str = "|", min_terms: int = 1) -> str:
+    """tsquery text matching chunks with any (`op` "|") or all ("&") of `terms`.
+
+    With `min_terms` 2 and an any-term match, it requires two of the terms instead: an OR of
+    pairwise ANDs, so the GIN index, not a later filter, discards chunks sharing a single word.
+    """
+    quoted = [tsquery_term(t) for t in terms]
+    if op == "|" and min_terms >= 2 and len(quoted) >= 2:
+        return " | ".join(f"({a} & {b})" for a, b in itertools.combinations(quoted, 2))
+    return f" {op} ".join(quoted)
+
+
+class Retriever:
+    """Hybrid search over a chunk table (default `vectors.chunks`) on one connection.
+
+    `conn` is a psycopg 3 connection (autocommit or not); each search runs in its own transaction
+    block so its `hnsw.ef_search` setting does not leak. `embedder` encodes texts to normalised
+    vectors of the table's dimension.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        embedder: TextEncoder,
+        *,
+        reranker: Reranker | None = None,
+        table: tuple[str, str] = CHUNKS_TABLE,
+        known_authors: list[str] | None = None,
+        query_extractor: QueryExtractor | None = None,
+        candidate_factor: int = CANDIDATE_FACTOR,
+        rrf_k: int = RRF_K,
+        duplicate_similarity: float = DUPLICATE_SIMILARITY,
+        exact_max_rows: int = EXACT_MAX_ROWS,
+        hybrid_min_terms: int = HYBRID_MIN_TERMS,
+        max_term_frequency: float = MAX_TERM_FREQUENCY,
+    ) -> None:
+        register_vector(conn)
+        self.conn = conn
+        self.embedder = embedder
+        self.reranker = reranker or default_reranker()
+        self.table = sql.Identifier(*table)
+        self._known_authors = known_authors
+        self.query_extractor = query_extractor
+        self.candidate_factor = candidate_factor
+        self.rrf_k = rrf_k
+        self.duplicate_similarity = duplicate_similarity
+        self.exact_max_rows = exact_max_rows
+        self._total_rows: float | None = None
+        self.hybrid_min_terms = hybrid_min_terms
+        self.max_term_frequency = max_term_frequency
+        self._term_frequencies: dict[str, float] | None = None
+        self.last_trace = SearchTrace()
+        self._table_name = table
+        self._columns: tuple[str, ...] | None = None
+
+    # --- building blocks --------------------------------------------------------------------------
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns searches select: the contract's, plus optional ones the table has."""
+        if self._columns is None:
+            schema, name = self._table_name
+            with self.conn.transaction():
+                present = {
+                    r[0]
+                    for r in self.conn.execute(
+                        "select column_name from information_schema.columns "
+                        "where table_schema = %s and table_name = %s",
+                        (schema, name),
+                    )
+                }
+            missing = [c for c in (*_COLUMNS, "tsv") if c not in present]
+            if missing:
+                raise RuntimeError(
+                    f"{schema}.{name} lacks {', '.join(missing)}: build the index first "
+                    "(the twin_features DAG, or twin.features.pipeline.sync_features)"
+                )
+            self._columns = (*_COLUMNS, *(c for c in _OPTIONAL_COLUMNS if c in present))
+        return self._columns
+
+    @property
+    def known_authors(self) -> list[str]:
+        """Authors present in the table (read once), for recognising names in questions."""
+        if self._known_authors is None:
+            query = sql.SQL("select distinct author from {} where author is not null").format(
+                self.table
+            )
+            with self.conn.transaction():
+                self._known_authors = sorted(r[0] for r in self.conn.execute(query).fetchall())
+        return self._known_authors
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised float32 vectors for `texts`, one row each."""
+        vectors = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None, :]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1.0, norms)
+
+    def dense_query(
+        self, vector: np.ndarray, n: int, filters: SearchFilters | None = None
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The nearest-neighbour SQL (filters in its WHERE clause) and its parameters."""
+        where, params = filter_clause(filters)
+        query = sql.SQL(
+            "select {columns}, embedding <=> %(q)s as distance from {table} where {where} "
+            "order by embedding <=> %(q)s limit %(n)s"
+        ).format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, self.columns)),
+            table=self.table,
+            where=where,
+        )
+        return query, {**params, "q": np.asarray(vector, dtype=np.float32), "n": n}
+
+    @property
+    def term_frequencies(self) -> dict[str, float]:
+        """Share of chunks containing each common lexeme, from the planner's statistics (read once).
+
+        ANALYZE keeps the most common elements of the `tsv` column with their frequencies; the
+        statistics live on the table behind the `vectors.chunks` view. Empty before any ANALYZE.
+        """
+        if self._term_frequencies is None:
+            relation = sql.Identifier(*self._table_name).as_string(self.conn)
+            with self.conn.transaction():
+                row = self.conn.execute(_TERM_STATS, {"rel": relation}).fetchone()
+            elems, freqs = row or (None, None)
+            self._term_frequencies = dict(zip(elems or [], freqs or [], strict=False))
+        return self._term_frequencies
+
+    def lexemes(self, text: str) -> list[str]:
+        """The distinct lexemes Postgres' english configuration makes of `text`."""
+        with self.conn.transaction():
+            row = self.conn.execute(
+                "select tsvector_to_array(to_tsvector('english', %s))", (text,)
+            ).fetchone()
+        return list(row[0] or []) if row else []
+
+    def text_query(
+        self,
+        text: str,
+        n: int,
+        filters: SearchFilters | None = None,
+        *,
+        min_terms: int = 1,
+    ) -> tuple[sql.Composed, dict[str, Any]] | None:
+        """The full-text SQL (filters in its WHERE clause) and its parameters; None: no terms.
+
+        A chunk matches when it contains at least `min_terms` (all, for shorter questions) of the
+        question's informative terms (see `select_terms` and `match_tsquery`; a question in
+        web-search syntax goes through `websearch_to_tsquery` as written). Matches are ordered by
+        how many distinct terms they contain (coordination level), then by `ts_rank_cd`.
+        """
+        lexemes = self.lexemes(text)
+        if not lexemes:
+            return None
+        where, params = filter_clause(filters)
+        if is_websearch_syntax(text):
+            terms, match = lexemes, sql.SQL("websearch_to_tsquery('english', %(text)s)")
+            params["text"] = text
+        else:
+            terms, op = select_terms(lexemes, self.term_frequencies, self.max_term_frequency)
+            match = sql.SQL("%(match)s::tsquery")
+            params["match"] = match_tsquery(terms, op, min_terms)
+        query = sql.SQL(
+            "with query as (select {match} as q, %(terms)s::tsquery[] as terms) "
+            "select {columns}, m.matched, ts_rank_cd(c.tsv, query.q, 1) as rank "
+            "from {table} as c cross join query cross join lateral ("
+            "select count(*) as matched from unnest(query.terms) as t where c.tsv @@ t) as m "
+            "where c.tsv @@ query.q and {where} "
+            "and m.matched >= least(%(min_terms)s, cardinality(query.terms)) "
+            "order by m.matched desc, rank desc, c.chunk_id limit %(n)s"
+        ).format(
+            match=match,
+            columns=sql.SQL(", ").join(sql.Identifier("c", c) for c in self.columns),
+            table=self.table,
+            where=where,
+        )
+        params.update({"terms": [tsquery_term(t) for t in terms], "min_terms": min_terms, "n": n})
+        return query, params
+
+    def estimated_rows(self, filters: SearchFilters | None = None) -> float:
+        """The planner's estimate of how many chunks pass `filters` (all chunks for None)."""
+        where, params = filter_clause(filters)
+        query = sql.SQL("explain (format json) select 1 from {table} where {where}").format(
+            table=self.table, where=where
+        )
+        with self.conn.transaction():
+            plan = self.conn.execute(query, params, prepare=False).fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return float(plan[0]["Plan"]["Plan Rows"])
+
+    def dense_search(
+        self,
+        vector: np.ndarray,
+        n: int,
+        filters: SearchFilters | None = None,
+        *,
+        ef_search: int = 40,
+        min_rows: int | None = None,
+    ) -> tuple[list[Passage], str]:
+        """Up to `n` nearest chunks under `filters`, and which path answered.
+
+        pgvector 0.6 applies a WHERE clause after the HNSW scan, which stops after `ef_search`
+        candidates: with a filter passing a share s of the chunks, about s * ef_search rows
+        survive. So, by the planner's row estimate for the filter:
+        - few rows (at most `exact_max_rows`): "exact", a scan of the filtered rows;
+        - otherwise "hnsw" with `ef_search` raised to about 2 * n / s (at most 1000); when that
+          still returns fewer than `min_rows` (default n) rows, the exact scan answers.
+        Without filters the path is "hnsw" at `ef_search`.
+        """
+        query, params = self.dense_query(vector, n, filters)
+        ef = max(ef_search, n)
+        exact = False
+        if filters is not None and not filters.is_empty:
+            passing = self.estimated_rows(filters)
+            if passing <= self.exact_max_rows:
+                exact = True
+            else:
+                share = min(1.0, passing / max(1.0, self.total_rows))
+                ef = max(ef, math.ceil(2 * n / share))
+        path = "exact" if exact else "hnsw"
+        # prepare=False: a cached generic plan would ignore the settings made here. Binary
+        # results: vectors arrive as raw floats rather than text to parse.
+        with self.conn.transaction():
+            if exact:
+                self.conn.execute("select set_config('enable_indexscan', 'off', true)")
+            else:
+                ef = min(MAX_EF_SEARCH, ef)
+                self.conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(ef),))
+            rows = self.conn.execute(query, params, prepare=False, binary=True).fetchall()
+            enough = n if min_rows is None else min(min_rows, n)
+            if len(rows) < enough and not exact and filters and not filters.is_empty:
+                self.conn.execute("select set_config('enable_indexscan', 'off', true)")
+                rows = self.conn.execute(query, params, prepare=False, binary=True).fetchall()
+                path = "exact"
+        passages = [
+            _passage(self.columns, row, score=1.0 - row[-1], similarity=1.0 - row[-1])
+            for row in rows
+        ]
+        return [replace(p, dense_rank=i) for i, p in enumerate(passages, start=1)], path
+
+    @property
+    def total_rows(self) -> float:
+        """The planner's estimate of the chunk count (read once per retriever)."""
+        if self._total_rows is None:
+            self._total_rows = self.estimated_rows(None)
+        return self._total_rows
+
+    def text_search(
+        self, text: str, n: int, filters: SearchFilters | None = None, *, min_terms: int = 1
+    ) -> list[Passage]:
+        """Up to `n` chunks containing terms of `text`, those with more distinct terms first."""
+        built = self.text_query(text, n, filters, min_terms=min_terms)
+        if built is None:
+            return []
+        with self.conn.transaction():
+            rows = self.conn.execute(*built, prepare=False, binary=True).fetchall()
+        return [
+            _passage(self.columns, row, score=row[-1], text_rank=i)
+            for i, row in enumerate(rows, start=1)
+        ]
+
+    # --- the search -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        filters: SearchFilters | None = None,
+        mode: SearchMode = "hybrid",
+        rerank: bool = True,
+        expand: bool = False,
+        ef_search: int = 40,
+        self_query: bool = True,
+        now: datetime | None = None,
+    ) -> list[Passage]:
+        """The `k` best passages for `question`, best first, with scores, text and source.
+
+        Constraints stated in the question ("in my Medium posts", "in 2023") become filters unless
+        `self_query` is False; fields set in `filters` override them. `mode` picks dense, full-text
+        or both (fused by RRF); `rerank` applies the configured reranker to the deduplicated
+        candidates; `expand` adds acronym/synonym variants of the question as extra rankings.
+        Details of the run are left in `last_trace`.
+        """
+        if mode not in ("hybrid", "dense", "fulltext"):
+            raise ValueError(f"unknown search mode {mode!r}: use hybrid, dense or fulltext")
+        if k <= 0:
+            return []
+        trace = SearchTrace(mode=mode)
+        clock = time.perf_counter()
+
+        if self_query:
+            parsed = parse_query(
+                question, self.known_authors, now=now, extractor=self.query_extractor
+            )
+        else:
+            parsed = ParsedQuery(text=question, original=question)
+        merged = parsed.filters.merged(filters)
+        trace.query = parsed
+        text = parsed.text
+        variants = expand_query(text) if expand else [text]
+        trace.variants = variants
+        n = self.candidate_factor * k
+
+        need_vectors = mode != "fulltext" or rerank
+        vectors = self.embed(variants) if need_vectors else None
+        query_vector = vectors[0] if vectors is not None else None
+        trace.timings_ms["embed"] = (time.perf_counter() - clock) * 1000
+
+        rankings: list[list[Passage]] = []
+        if mode in ("hybrid", "dense") and vectors is not None:
+            start = time.perf_counter()
+            for vector in vectors:
+                found, path = self.dense_search(vector, n, merged, ef_search=ef_search, min_rows=k)
+                trace.dense_path = max(trace.dense_path or path, path, key=_DENSE_PATHS.index)
+                trace.dense_candidates += len(found)
+                rankings.append(found)
+            trace.timings_ms["dense"] = (time.perf_counter() - start) * 1000
+        if mode in ("hybrid", "fulltext"):
+            # Beside dense results, a chunk sharing one word with a long question is noise that
+            # RRF would still reward; alone, full-text keeps every match.
+            min_terms = self.hybrid_min_terms if mode == "hybrid" else 1
+            start = time.perf_counter()
+            for variant in variants:
+                found = self.text_search(variant, n, merged, min_terms=min_terms)
+                trace.text_candidates += len(found)
+                rankings.append(found)
+            trace.timings_ms["fulltext"] = (time.perf_counter() - start) * 1000
+
+        start = time.perf_counter()
+        candidates = self._fuse(rankings, mode, query_vector)
+        trace.fused = len(candidates)
+        candidates = drop_near_duplicates(candidates, self.duplicate_similarity)
+        trace.after_dedupe = len(candidates)
+        if rerank and candidates:
+            trace.reranker = self.reranker.name
+            results = self.reranker.rerank(text, query_vector, candidates, k)
+        else:
+            results = candidates[:k]
+        trace.timings_ms["fuse_rerank"] = (time.perf_counter() - start) * 1000
+        trace.timings_ms["total"] = (time.perf_counter() - clock) * 1000
+        trace.returned = len(results)
+        self.last_trace = trace
+        return results
+
+    def _fuse(
+        self, rankings: list[list[Passage]], mode: str, query_vector: np.ndarray | None
+    ) -> list[Passage]:
+        """One candidate list: RRF for hybrid (or several variants), the list itself otherwise."""
+        by_id: dict[str, Passage] = {}
+        dense_rank: dict[str, int] = {}
+        text_rank: dict[str, int] = {}
+        for ranking in rankings:
+            for p in ranking:
+                by_id.setdefault(p.chunk_id, p)
+                if p.dense_rank is not None:
+                    dense_rank[p.chunk_id] = min(
+                        dense_rank.get(p.chunk_id, p.dense_rank), p.dense_rank
+                    )
+                if p.text_rank is not None:
+                    text_rank[p.chunk_id] = min(text_rank.get(p.chunk_id, p.text_rank), p.text_rank)
+        if len(rankings) == 1:
+            ordered = [(p.chunk_id, p.score) for p in rankings[0]]
+        else:
+            ids = [[p.chunk_id for p in ranking] for ranking in rankings]
+            ordered = reciprocal_rank_fusion(ids, k=self.rrf_k)
+        fused = []
+        for chunk_id, score in ordered:
+            p = by_id[chunk_id]
+            similarity = p.similarity
+            if similarity is None and query_vector is not None and p.embedding is not None:
+                similarity = float(np.asarray(p.embedding, dtype=np.float32) @ query_vector)
+            fused.append(
+                replace(
+                    p,
+                    score=float(score),
+                    dense_rank=dense_rank.get(chunk_id),
+                    text_rank=text_rank.get(chunk_id),
+                    similarity=similarity,
+                )
+            )
+        return fused
+
+
+def _passage(columns: Sequence[str], row: Sequence[Any], **extra: Any) -> Passage:
+    values = dict(zip(columns, row, strict=False))
+    embedding = values.pop("embedding")
+    if embedding is not None:
+        to_numpy = getattr(embedding, "to_numpy", None)  # pgvector's Vector type
+        embedding = np.asarray(to_numpy() if to_numpy else embedding, dtype=np.float32)
+    for key in ("score", "similarity"):
+        if key in extra:
+            extra[key] = float(extra[key])
+    return Passage(**values, embedding=embedding, **extra)
+
+
+def default_embedder(settings: Settings | None = None) -> TextEncoder:
+    """The feature pipeline's shared embedder (`TWIN_EMBEDDING_MODEL` or the packaged MiniLM), so
+    questions and chunks are embedded by the same model."""
+    from twin.features.embed import Embedder
+    from twin.settings import load_settings
+
+    settings = settings or load_settings()
+    return Embedder.get(settings.embedding_model, settings.embedding_model_name)
+
+
+@contextmanager
+def open_retriever(settings: Settings, **options: Any) -> Iterator[Retriever]:
+    """A `Retriever` on its own warehouse connection (closed on exit), with the pipeline's model."""
+    from twin.store.warehouse import warehouse_connection
+
+    conn = warehouse_connection(settings, autocommit=True)
+    try:
+        yield Retriever(
+            conn, options.pop("embedder", None) or default_embedder(settings), **options
+        )
+    finally:
+        conn.close()

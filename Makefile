@@ -86,6 +86,9 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@$(BIN)/twin crawl-summary
 	@$(MAKE) --no-print-directory dag DAG=twin_warehouse
 	@$(BIN)/twin warehouse-summary
+	@$(MAKE) --no-print-directory dag DAG=twin_features
+	@echo '== twin search "how do you keep pipeline reruns safe?"'
+	@$(BIN)/twin search "how do you keep pipeline reruns safe?" --k 3
 	@$(BIN)/twin stack status
 	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 

@@ -1,8 +1,9 @@
 """Hybrid retrieval at 100,000 chunks: latency with filters, and HNSW recall against exact search.
 
-A scratch database (dropped afterwards unless --keep) gets a chunk table shaped like the feature
-pipeline's (`vectors.chunks`, with the same b-tree filter index, GIN on the generated tsvector and
-HNSW m=16, ef_construction=64), filled by binary COPY with synthetic chunks:
+A scratch database (dropped afterwards unless --keep) gets an index version built by the feature
+store's own code (`twin.store.vectors`: the same table, b-tree filter index, GIN on the generated
+tsvector, HNSW m=16, ef_construction=64, inline vector storage, read through `vectors.chunks`),
+filled by binary COPY with synthetic chunks:
 
 - 384-d unit vectors around 1,000 cluster centres (each chunk: its centre plus noise), so nearest
   neighbours are a real ranking problem within a cluster rather than random;
@@ -45,6 +46,15 @@ from psycopg import sql
 
 from twin.rag.query import SearchFilters
 from twin.rag.retrieve import Retriever
+from twin.store.vectors import (
+    ChunkRow,
+    IndexVersion,
+    activate,
+    active_version,
+    copy_chunks,
+    ensure_index_version,
+    ensure_search_indexes,
+)
 from twin.store.warehouse import scratch_database
 
 DIM = 384
@@ -61,36 +71,6 @@ KINDS = {
 AUTHORS = 50
 EF_SEARCH = (10, 20, 40, 80, 160)
 K = 10
-
-TABLE_DDL = """
-create schema if not exists vectors;
-create table vectors.chunks (
-    chunk_id text primary key, document_id text not null, chunk_index integer not null,
-    author text not null, platform text not null, document_kind text not null,
-    published_at timestamptz, url text, title text, section text, content text not null,
-    token_count integer not null, content_hash text not null, model_name text not null,
-    embedding vector(384) not null,
-    tsv tsvector generated always as (
-        to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || content)) stored,
-    created_at timestamptz not null default now()
-)
-"""
-COPY_COLUMNS = (
-    ("chunk_id", "text"),
-    ("document_id", "text"),
-    ("chunk_index", "integer"),
-    ("author", "text"),
-    ("platform", "text"),
-    ("document_kind", "text"),
-    ("published_at", "timestamptz"),
-    ("url", "text"),
-    ("title", "text"),
-    ("content", "text"),
-    ("token_count", "integer"),
-    ("content_hash", "text"),
-    ("model_name", "text"),
-    ("embedding", "vector"),
-)
 
 
 def pseudo_words(rng: np.random.Generator, n: int) -> list[str]:
@@ -162,6 +142,7 @@ class Corpus:
             self.published[i],
             f"https://example.invalid/{platform}/{i // 4}",
             " ".join(self.topics[cluster][:3]),
+            None,  # section
             content,
             len(content.split()),
             f"{hash(content) & 0xFFFFFFFFFFFF:012x}",
@@ -198,32 +179,18 @@ def timed(label: str, fn, *args) -> float:
     return seconds
 
 
-def load(conn: psycopg.Connection, corpus: Corpus) -> None:
-    statement = sql.SQL("copy vectors.chunks ({}) from stdin (format binary)").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c, _ in COPY_COLUMNS)
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types([t for _, t in COPY_COLUMNS])
-        for i in range(corpus.rows):
-            copy.write_row(corpus.row(i))
-
-
-def build_indexes(conn: psycopg.Connection) -> dict[str, float]:
+def build_index(conn: psycopg.Connection, corpus: Corpus) -> IndexVersion:
+    """The corpus loaded and indexed exactly as the feature pipeline does it, then activated."""
+    register_vector(conn)
+    version = ensure_index_version(conn, "synthetic-384", DIM, "bench")
+    rows = (ChunkRow(*corpus.row(i)) for i in range(corpus.rows))
+    timed("binary COPY (with generated tsvector)", copy_chunks, conn, version.table, rows)
     conn.execute("set maintenance_work_mem = '512MB'")
     conn.execute("set max_parallel_maintenance_workers = 1")
-    times = {}
-    for label, ddl in (
-        ("b-tree (author, platform, kind, published_at)",
-         "create index chunks_filter on vectors.chunks "
-         "(author, platform, document_kind, published_at)"),
-        ("GIN on tsv", "create index chunks_tsv on vectors.chunks using gin (tsv)"),
-        ("HNSW m=16 ef_construction=64",
-         "create index chunks_hnsw on vectors.chunks using hnsw "
-         "(embedding vector_cosine_ops) with (m = 16, ef_construction = 64)"),
-    ):  # fmt: skip
-        times[label] = timed(label, conn.execute, ddl)
-    timed("analyze", conn.execute, "analyze vectors.chunks")
-    return times
+    timed("HNSW m=16 ef_construction=64 + GIN on tsv", ensure_search_indexes, conn, version)
+    timed("analyze", conn.execute, sql.SQL("analyze {}").format(version.table))
+    activate(conn, version)
+    return version
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -245,13 +212,19 @@ def timed_ids(
     """
     with conn.transaction(force_rollback=True):
         if hnsw_only:
-            conn.execute("drop index vectors.chunks_filter")
+            conn.execute(sql.SQL("drop index {}").format(filter_index(conn)))
         for key, value in settings.items():
             conn.execute("select set_config(%s, %s, true)", (key, value))
         start = time.perf_counter()
         # never prepared: a cached generic plan would ignore the settings above
         found = [r[0] for r in conn.execute(query, params, prepare=False).fetchall()]
         return found, (time.perf_counter() - start) * 1000
+
+
+def filter_index(conn: psycopg.Connection) -> sql.Identifier:
+    """The active version's b-tree filter index (author, platform, kind, published_at)."""
+    version = active_version(conn)
+    return sql.Identifier("vectors", f"{version.table_name}_filter")
 
 
 def recall(found: Sequence, truth: Sequence) -> float:
@@ -432,40 +405,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", metavar="DATABASE", help="measure a database an earlier --keep run left"
     )
-    parser.add_argument(
-        "--embedding-storage",
-        choices=("external", "plain"),
-        default="external",
-        help="TOAST storage of the embedding column: pgvector's default (external, as the "
-        "feature store creates it) or plain (vectors kept in the heap row)",
-    )
     args = parser.parse_args(argv)
     if not args.dsn:
         print("WAREHOUSE_DSN is not set: run `twin stack up` and source .twin/stack.env")
         return 2
 
-    print(
-        f"{args.rows:,} chunks, {DIM}-d, {CLUSTERS} clusters, "
-        f"embedding storage {args.embedding_storage}"
-    )
+    print(f"{args.rows:,} chunks, {DIM}-d, {CLUSTERS} clusters (the feature store's schema)")
     with (
         bench_database(args.dsn, reuse=args.reuse, keep=args.keep) as dsn,
         psycopg.connect(dsn, autocommit=True) as conn,
     ):
         corpus = Corpus(args.rows)  # the same seed: the same chunks and queries on --reuse
         if not args.reuse:
-            conn.execute(TABLE_DDL)
-            conn.execute(
-                sql.SQL("alter table vectors.chunks alter column embedding set storage {}").format(
-                    sql.SQL(args.embedding_storage)
-                )
-            )
-            register_vector(conn)
-            timed("binary COPY (with generated tsvector)", load, conn, corpus)
-            build_indexes(conn)
+            build_index(conn, corpus)
         register_vector(conn)
         size = conn.execute(
-            "select pg_size_pretty(pg_total_relation_size('vectors.chunks'))"
+            "select pg_size_pretty(pg_total_relation_size(%s::regclass))",
+            (f"vectors.{active_version(conn).table_name}",),
         ).fetchone()[0]
         print(f"  table + indexes: {size}")
 

@@ -58,7 +58,10 @@ SearchMode = Literal["hybrid", "dense", "fulltext"]
 CHUNKS_TABLE = ("vectors", "chunks")
 CANDIDATE_FACTOR = 4
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-EXACT_MAX_ROWS = 2000  # filters passing at most this many chunks are searched exactly
+# Filters passing at most this many chunks are searched exactly: with vectors stored inline an
+# exact scan of 10k filtered rows (p95 18 ms at 100k chunks) beats HNSW at the high ef_search a
+# selective filter needs (p95 44 ms), and never returns fewer than k rows.
+EXACT_MAX_ROWS = 10_000
 HYBRID_MIN_TERMS = 2  # distinct question terms a full-text candidate needs in hybrid mode
 MAX_TERM_FREQUENCY = 0.2  # a query term in more chunks than this is treated like a stop word
 MAX_QUERY_TERMS = 10  # the rarest terms of a long question are enough to find its chunks

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 
@@ -29,6 +30,7 @@ from twin.settings import Settings, load_settings
 from twin.store.extract_load import run_extract_load
 from twin.store.mongo import mongo_client, twin_database
 from twin.store.raw_documents import RawDocumentStore
+from twin.store.warehouse import scratch_database
 from twin.warehouse.dbt import run_dbt
 from twin.warehouse.enrich import run_enrichment
 
@@ -93,47 +95,42 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_settings()
-    name = f"bench_wh_{uuid.uuid4().hex[:8]}"
-    admin = base.require("warehouse_dsn")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    dsn = admin.rsplit("/", 1)[0] + f"/{name}"
-    settings = base.model_copy(
-        update={
-            "warehouse_dsn": dsn,
-            "mongo_database": name,
-            "object_store_url": (base.home / name).as_uri(),
-        }
-    )
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("create extension vector")
+    with (
+        scratch_database(base.require("warehouse_dsn"), "bench_wh") as dsn,
+        tempfile.TemporaryDirectory(prefix="twin-bench-objects-") as objects,
+    ):
+        name = dsn.rsplit("/", 1)[1]
+        settings = base.model_copy(
+            update={
+                "warehouse_dsn": dsn,
+                "mongo_database": name,
+                "object_store_url": Path(objects).as_uri(),
+            }
+        )
         rng = random.Random(42)
         pool = sentence_pool()
         docs = [synthetic_document(n, pool, rng) for n in range(args.documents)]
         with mongo_client(settings) as client:
-            store = RawDocumentStore(twin_database(client, settings))
-            store.ensure_indexes()
-            for start in range(0, len(docs), 1000):
-                store.upsert(docs[start : start + 1000])
-            full = warehouse_run(settings)
-            changed = rng.sample(range(args.documents), int(args.documents * args.changed_fraction))
-            store.upsert(
-                [
+            try:
+                store = RawDocumentStore(twin_database(client, settings))
+                store.ensure_indexes()
+                for start in range(0, len(docs), 1000):
+                    store.upsert(docs[start : start + 1000])
+                full = warehouse_run(settings)
+                count = int(args.documents * args.changed_fraction)
+                changed = rng.sample(range(args.documents), count)
+                edited = [
                     docs[n].model_copy(
                         update={"text": docs[n].text + "\n\nUpdate: one more lesson."}
                     )
                     for n in changed
                 ]
-            )
-            incremental = warehouse_run(settings)
+                store.upsert(edited)
+                incremental = warehouse_run(settings)
+            finally:
+                client.drop_database(name)
         with psycopg.connect(dsn) as conn:
             marts = conn.execute("select count(*) from marts.documents").fetchone()[0]
-    finally:
-        with mongo_client(base) as client:
-            client.drop_database(name)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
 
     print(
         f"{args.documents} documents ({marts} mart rows); incremental run: {len(changed)} "

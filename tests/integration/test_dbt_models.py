@@ -7,13 +7,11 @@ store upsert, then the incremental extract-load), and the pipeline runs in the D
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,6 +21,7 @@ from twin.domain.documents import DocumentKind, Platform, RawDocument
 from twin.settings import Settings
 from twin.store.extract_load import extract_load
 from twin.store.raw_documents import RawDocumentStore, document_id
+from twin.store.warehouse import scratch_database
 from twin.warehouse.dbt import DbtRunResult, dbt_env, run_dbt
 from twin.warehouse.enrich import (
     EnrichResult,
@@ -134,12 +133,6 @@ def sample_raw_documents() -> list[RawDocument]:
     return docs
 
 
-def with_database(dsn: str, name: str) -> str:
-    """The same server's DSN for database `name` (TCP and Unix-socket DSNs alike)."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @dataclass(frozen=True)
 class PipelineRun:
     """One pass of the warehouse pipeline in the DAG's order."""
@@ -189,31 +182,24 @@ class Warehouse:
 @pytest.fixture(scope="module")
 def warehouse(stack_settings: Settings, tmp_path_factory) -> Iterator[Warehouse]:
     """A scratch Postgres + Mongo database pair, loaded through the raw store and extract-load."""
-    name = f"t_dbt_{uuid.uuid4().hex[:10]}"
-    admin_dsn = stack_settings.require("warehouse_dsn")
-    dsn = with_database(admin_dsn, name)
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-    client = MongoClient(stack_settings.require("mongo_uri"), tz_aware=True)
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("create extension if not exists vector")
-        store = RawDocumentStore(client[name])
-        store.ensure_indexes()
-        store.upsert(sample_raw_documents())
-        with psycopg.connect(dsn) as conn:
-            loaded = extract_load(client[name], conn)
-        assert loaded.inserted == len(sample_raw_documents())
-        yield Warehouse(
-            settings=stack_settings.model_copy(update={"warehouse_dsn": dsn}),
-            dsn=dsn,
-            target_path=tmp_path_factory.mktemp("dbt") / "target",
-        )
-    finally:
-        client.drop_database(name)
-        client.close()
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f'drop database if exists "{name}" with (force)')
+    with scratch_database(stack_settings.require("warehouse_dsn"), "t_dbt") as dsn:
+        name = dsn.rsplit("/", 1)[1]
+        client = MongoClient(stack_settings.require("mongo_uri"), tz_aware=True)
+        try:
+            store = RawDocumentStore(client[name])
+            store.ensure_indexes()
+            store.upsert(sample_raw_documents())
+            with psycopg.connect(dsn) as conn:
+                loaded = extract_load(client[name], conn)
+            assert loaded.inserted == len(sample_raw_documents())
+            yield Warehouse(
+                settings=stack_settings.model_copy(update={"warehouse_dsn": dsn}),
+                dsn=dsn,
+                target_path=tmp_path_factory.mktemp("dbt") / "target",
+            )
+        finally:
+            client.drop_database(name)
+            client.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -21,6 +19,7 @@ from twin.quality.gates import GateResult, sqlalchemy_url
 from twin.settings import PROJECT_ROOT, Settings
 from twin.store.extract_load import ensure_raw_schema
 from twin.store.object_store import object_store
+from twin.store.warehouse import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -53,31 +52,16 @@ create table marts.documents (
 """
 
 
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture(scope="module")
 def settings(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
     """Settings pointing at a scratch warehouse database and a scratch object store."""
-    admin_dsn = stack_settings.require("warehouse_dsn")
-    name = f"twin_quality_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
     objects = tmp_path_factory.mktemp("quality-objects")
-    try:
+    with scratch_database(stack_settings.require("warehouse_dsn"), "twin_quality") as dsn:
         yield stack_settings.model_copy(
-            update={
-                "warehouse_dsn": with_database(admin_dsn, name),
-                "object_store_url": objects.as_uri(),
-            }
+            update={"warehouse_dsn": dsn, "object_store_url": objects.as_uri()}
         )
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture

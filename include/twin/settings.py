@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     crawl_per_host_rate: float = Field(default=10.0, gt=0)
     crawl_max_body_bytes: int = Field(default=5_000_000, gt=0)
     crawl_workers: int = Field(default=8, ge=1, le=64)
+    # datasets (instruction and preference sets)
+    generator_url: str | None = Field(default=None, validation_alias="TWIN_GENERATOR_URL")
+    # training (base models are cached here after conversion)
+    model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
+    # serving
+    # deployment and monitoring
 
     def require(self, field: str) -> str:
         """The value of an endpoint field, or a clear error saying how to provide it."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from twin.settings import default_home
@@ -276,8 +277,10 @@ def search(
         raise typer.Exit(1)
     for rank, p in enumerate(passages, start=1):
         snippet = " ".join(p["content"].split())[:320]
-        out.print(f"[bold]{rank}. {p['title']}[/] ({p['platform']}, score {p['score']:.4f})")
-        out.print(f"   {p['url']}", highlight=False)
+        # Titles and URLs are the author's text: never read them as Rich markup.
+        title = escape(f"{rank}. {p['title']}")
+        out.print(f"[bold]{title}[/] ({escape(p['platform'])}, score {p['score']:.4f})")
+        out.print(f"   {p['url']}", markup=False, highlight=False)
         out.print(f"   {snippet}{'…' if len(p['content']) > 320 else ''}", markup=False)
 
 
@@ -302,8 +305,21 @@ def eval_retrieval(
         )
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+def main() -> None:
+    """The console entry point: ordinary failures (bad settings, a service that is down) end with
+    one readable line and a non-zero status instead of a traceback."""
+    from twin.errors import describe_failure
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as err:
+        message, code = describe_failure(err)
+        if message is None:
+            raise
+        console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

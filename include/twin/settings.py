@@ -11,9 +11,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +59,21 @@ class Settings(BaseSettings):
     )
     # crawling
     sample_site_url: str | None = None
-    crawl_allow_private_hosts: list[str] = Field(default_factory=list)
+    # `host:port` pairs only ("127.0.0.1:8000"): a whole host would open its other services too
+    crawl_allow_private_hosts: list[
+        Annotated[str, StringConstraints(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):\d{1,5}$")]
+    ] = Field(default_factory=list)
     crawl_platform_prefixes: dict[str, str] = Field(default_factory=dict)
     crawl_per_host_concurrency: int = Field(default=4, ge=1, le=64)
     crawl_per_host_rate: float = Field(default=10.0, gt=0)
     crawl_max_body_bytes: int = Field(default=5_000_000, gt=0)
     crawl_workers: int = Field(default=8, ge=1, le=64)
+    # LinkedIn exports are read from this folder only (default: <home>/uploads)
+    crawl_upload_dir: Path | None = Field(default=None, validation_alias="TWIN_CRAWL_UPLOAD_DIR")
+    crawl_dns_server: str | None = None  # "address[:port]" asked instead of the system resolver
+    crawl_extract_processes: int = Field(default=0, ge=0, le=64)  # 0: one per CPU core
+    crawl_git_timeout_s: float = Field(default=300.0, gt=0)
+    crawl_git_max_bytes: int = Field(default=200_000_000, gt=0)
     # datasets (instruction and preference sets)
     generator_url: str | None = Field(default=None, validation_alias="TWIN_GENERATOR_URL")
     # training (base models are cached here after conversion)
@@ -87,11 +97,36 @@ class Settings(BaseSettings):
         return str(value)
 
 
+class SettingsError(ValueError):
+    """A setting whose value cannot be used; the message names the variable and the reason."""
+
+
 def load_settings(home: Path | None = None) -> Settings:
-    """Read settings afresh from the environment and the stack's `stack.env`."""
+    """Read settings afresh from the environment and the stack's `stack.env`.
+
+    A malformed value raises `SettingsError` naming each bad variable, its value's origin and
+    what was expected, never a raw validation dump.
+    """
     home = home or default_home()
     env_file = home / "stack.env"
-    return Settings(_env_file=env_file if env_file.exists() else None, TWIN_HOME=home)
+    try:
+        return Settings(_env_file=env_file if env_file.exists() else None, TWIN_HOME=home)
+    except ValidationError as err:
+        raise SettingsError(describe_errors(err, env_file)) from None
+
+
+def describe_errors(err: ValidationError, env_file: Path) -> str:
+    """One line per bad setting: `NAME: reason (got 'value')`, with where the value came from."""
+    lines = []
+    for item in err.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info and isinstance(info.validation_alias, str) else None
+        name = alias or field.upper()
+        origin = "environment" if name in os.environ else f"{env_file}"
+        value = str(item.get("input"))[:80]
+        lines.append(f"{name}: {item['msg']} (got {value!r}, from the {origin})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
 
 
 def airflow_connection_uri(conn_id: str, field: str) -> str | None:
@@ -156,4 +191,10 @@ def endpoint_to_connection(field: str, url: str, **extra: object) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-settings = load_settings()
+def __getattr__(name: str) -> Settings:
+    """`twin.settings.settings`: the process-wide settings, read on first use (not at import)."""
+    if name == "settings":
+        value = load_settings()
+        globals()["settings"] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

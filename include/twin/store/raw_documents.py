@@ -17,6 +17,10 @@ from pymongo.database import Database
 
 from twin.domain.documents import RawDocument
 
+# Set by the MongoDB server on every document write (`$currentDate`): the extract-load orders
+# on it, never on a writer's clock, which may be skewed or taken long before the write commits.
+STORED_AT = "stored_at"
+
 
 def document_id(url: str) -> str:
     """A stable id derived from the canonical URL (the same in every store)."""
@@ -47,6 +51,7 @@ class RawDocumentStore:
         self.documents.create_index([("url", ASCENDING)], unique=True, name="url_unique")
         self.documents.create_index([("author", ASCENDING), ("platform", ASCENDING)])
         self.documents.create_index([("last_changed", ASCENDING)], name="last_changed")
+        self.documents.create_index([(STORED_AT, ASCENDING), ("_id", ASCENDING)], name=STORED_AT)
         self.authors.create_index([("name", ASCENDING)], unique=True, name="name_unique")
         self.crawl_runs.create_index([("started_at", DESCENDING)])
         self.validators.create_index([("url", ASCENDING)], unique=True, name="url_unique")
@@ -82,7 +87,8 @@ class RawDocumentStore:
                                 "last_changed": now,
                                 "fetched_at": now,
                                 "deleted_at": None,
-                            }
+                            },
+                            "$currentDate": {STORED_AT: True},
                         },
                         upsert=True,
                     )
@@ -100,6 +106,7 @@ class RawDocumentStore:
                                 "deleted_at": None,
                             },
                             "$inc": {"version": 1},
+                            "$currentDate": {STORED_AT: True},
                         },
                     )
                 )
@@ -115,7 +122,11 @@ class RawDocumentStore:
         now = now or datetime.now(UTC)
         result = self.documents.update_many(
             {"source_url": source_url, "url": {"$nin": sorted(seen)}, "deleted_at": None},
-            {"$set": {"deleted_at": now, "last_changed": now}, "$inc": {"version": 1}},
+            {
+                "$set": {"deleted_at": now, "last_changed": now},
+                "$inc": {"version": 1},
+                "$currentDate": {STORED_AT: True},
+            },
         )
         return result.modified_count
 

@@ -6,3 +6,4 @@ WAREHOUSE_MARTS = {
     "uri": "postgres://warehouse:5432/twin/marts/documents",
 }
 VECTOR_CHUNKS = {"name": "vector_chunks", "uri": "postgres://warehouse:5432/twin/vectors/chunks"}
+DATASETS = {"name": "datasets", "uri": "postgres://warehouse:5432/twin/ml/dataset_versions"}

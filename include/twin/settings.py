@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     crawl_git_max_bytes: int = Field(default=200_000_000, gt=0)
     # datasets (instruction and preference sets)
     generator_url: str | None = Field(default=None, validation_alias="TWIN_GENERATOR_URL")
+    generator_model: str = Field(default="default", validation_alias="TWIN_GENERATOR_MODEL")
+    # the key: this variable, else the password of the Airflow connection `twin_generator`
+    generator_api_key: str | None = Field(default=None, validation_alias="TWIN_GENERATOR_API_KEY")
+    generator_batch_size: int = Field(default=8, ge=1, le=256)
+    generator_timeout_s: float = Field(default=60.0, gt=0)
+    generator_max_retries: int = Field(default=5, ge=0, le=20)
+    datasets_experiment: str = "twin-datasets"
+    datasets_test_share: float = Field(default=0.1, ge=0.0, le=0.5)
     # training (base models are cached here after conversion)
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
     # serving

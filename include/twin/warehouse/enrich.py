@@ -14,40 +14,32 @@ written. A second run with nothing changed writes nothing.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
 import psycopg
 from datasketch import MinHash, MinHashLSH
-from langdetect import DetectorFactory, LangDetectException, detect_langs
 
+from twin.domain.text import (  # shared with the datasets stage; re-exported for callers
+    NUM_PERM,
+    detect_language,
+    is_near_duplicate,
+    minhash_of,
+    shingles,  # noqa: F401
+    signature_bytes,
+    signature_from_bytes,
+)
 from twin.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SOURCE = "intermediate.int_documents__deduplicated"
 TABLE = "intermediate.document_enrichment"
-NUM_PERM = 128
-SHINGLE_WORDS = 5
-MINHASH_SCHEME = "affine32"  # uint32 hash values: 4 bytes per permutation
-MINHASH_SEED = 1
-# A pair is a near-duplicate at this estimated Jaccard similarity of word 5-shingles ...
-JACCARD_THRESHOLD = 0.8
-# ... or when one text is almost wholly contained in the other and they are of similar length:
-# a lightly edited short post (a cross-post with a changed sentence and sign-off) loses many
-# shingles per edit, so its Jaccard similarity falls well below what a reader would call a copy.
-CONTAINMENT_THRESHOLD = 0.8
-LENGTH_RATIO_THRESHOLD = 0.7
-# LSH retrieves candidates from here; the rules above decide.
+# LSH retrieves candidates from here; the near-duplicate rules (twin.domain.text) decide.
 CANDIDATE_THRESHOLD = 0.5
-UNDETERMINED = "und"
-MIN_LANGUAGE_LETTERS = 40  # below this langdetect guesses; report 'und' instead
-LANGUAGE_SAMPLE_CHARS = 5000
 FETCH_BATCH = 500
 
 DDL = f"""
@@ -64,14 +56,6 @@ create table if not exists {TABLE} (
     computed_at          timestamptz not null default now()
 );
 """
-
-WORD_RE = re.compile(r"\w+", re.UNICODE)
-CODE_BLOCK_RE = re.compile(r"```.*?```|~~~.*?~~~", re.DOTALL)
-INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
-URL_RE = re.compile(r"https?://\S+|www\.\S+")
-PLACEHOLDER_RE = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET)\]")
-HASHTAG_RE = re.compile(r"(?<!\w)#\w+")
-LETTER_RE = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -117,94 +101,7 @@ class CurrentDocument:
 
 
 # text analysis ------------------------------------------------------------------------------
-def shingles(text: str, size: int = SHINGLE_WORDS) -> set[str]:
-    """Distinct word `size`-shingles of the lower-cased text (the whole text if shorter)."""
-    words = WORD_RE.findall(text.lower())
-    if len(words) <= size:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
-
-
-_TEMPLATE: dict[int, MinHash] = {}
-
-
-def empty_minhash(num_perm: int = NUM_PERM) -> MinHash:
-    """A fresh MinHash sharing the (costly to generate) permutations of one template."""
-    template = _TEMPLATE.get(num_perm)
-    if template is None:
-        template = _TEMPLATE[num_perm] = MinHash(
-            num_perm=num_perm, seed=MINHASH_SEED, scheme=MINHASH_SCHEME
-        )
-    return MinHash(
-        seed=MINHASH_SEED,
-        hashvalues=template.hashvalues,
-        permutations=template.permutations,
-        scheme=MINHASH_SCHEME,
-    )
-
-
-def minhash_of(text: str, num_perm: int = NUM_PERM) -> tuple[MinHash, int]:
-    """The MinHash signature of the text's word shingles, and how many shingles there were."""
-    grams = shingles(text)
-    sig = empty_minhash(num_perm)
-    if grams:
-        sig.update_batch([g.encode("utf-8") for g in sorted(grams)])
-    return sig, len(grams)
-
-
-def signature_bytes(sig: MinHash) -> bytes:
-    """The signature as stored: little-endian uint32 per permutation."""
-    return np.asarray(sig.hashvalues, dtype="<u4").tobytes()
-
-
-def signature_from_bytes(blob: bytes, num_perm: int = NUM_PERM) -> MinHash | None:
-    """A stored signature back as a MinHash (None if it was made with another num_perm)."""
-    if len(blob) != num_perm * 4:
-        return None
-    template = empty_minhash(num_perm)
-    return MinHash(
-        seed=MINHASH_SEED,
-        hashvalues=np.frombuffer(blob, dtype="<u4").astype(np.uint32),
-        permutations=template.permutations,
-        scheme=MINHASH_SCHEME,
-    )
-
-
-def language_text(body: str) -> str:
-    """The prose of a markdown body: code, URLs, hashtags and placeholders removed."""
-    text = CODE_BLOCK_RE.sub(" ", body)
-    text = INLINE_CODE_RE.sub(" ", text)
-    text = URL_RE.sub(" ", text)
-    text = PLACEHOLDER_RE.sub(" ", text)
-    text = HASHTAG_RE.sub(" ", text)
-    return text[:LANGUAGE_SAMPLE_CHARS]
-
-
-def detect_language(body: str) -> tuple[str, float]:
-    """(ISO 639-1 code, probability); ('und', 0.0) for text too short or unrecognisable."""
-    text = language_text(body)
-    if len(LETTER_RE.findall(text)) < MIN_LANGUAGE_LETTERS:
-        return UNDETERMINED, 0.0
-    DetectorFactory.seed = 0  # langdetect samples at random: a fixed seed keeps runs identical
-    try:
-        best = detect_langs(text)[0]
-    except LangDetectException:
-        return UNDETERMINED, 0.0
-    return best.lang, round(float(best.prob), 4)
-
-
 # near-duplicates ----------------------------------------------------------------------------
-def is_near_duplicate(jaccard: float, size_a: int, size_b: int) -> bool:
-    """Whether two shingle sets of these sizes and estimated Jaccard similarity are copies."""
-    if jaccard >= JACCARD_THRESHOLD:
-        return True
-    small, large = sorted((size_a, size_b))
-    if small == 0 or small / large < LENGTH_RATIO_THRESHOLD:
-        return False
-    shared = jaccard / (1.0 + jaccard) * (size_a + size_b)  # |A ∩ B| from J and the set sizes
-    return shared / small >= CONTAINMENT_THRESHOLD
-
-
 def canonical_order(docs: Iterable[CurrentDocument]) -> list[CurrentDocument]:
     """Earliest published first (undated last), ties by document id: who is canonical."""
     return sorted(

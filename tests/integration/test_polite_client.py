@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from twin.crawl import http as polite_http
+from tests.reliability.rebinding_dns import RebindingDNS
 from twin.crawl.http import BlockedURL, CrawlPolicy, FetchError, PoliteClient
 
 
@@ -50,6 +50,9 @@ class Site:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    def polite(self, **overrides: object) -> PoliteClient:
+        return polite(self, **overrides)
 
     def answer(self, path: str, headers: dict[str, str]) -> Reply:
         """Count the request and pick its reply; a list of replies is served in turn."""
@@ -120,10 +123,11 @@ def site() -> Iterator[Site]:
         server.server_close()
 
 
-def polite(**overrides: object) -> PoliteClient:
-    """A client allowed to reach 127.0.0.1, with short backoffs so retries stay quick."""
+def polite(site: Site, **overrides: object) -> PoliteClient:
+    """A client allowed to reach the test site's host:port, with short backoffs so retries stay
+    quick."""
     settings: dict[str, object] = {
-        "allow_private_hosts": ("127.0.0.1",),
+        "allow_private_hosts": (site.base.removeprefix("http://"),),
         "backoff_base_s": 0.05,
         "backoff_max_s": 2.0,
         "per_host_rate": 1000.0,
@@ -141,7 +145,7 @@ def test_robots_disallow_is_honoured_without_requesting_the_page(site: Site) -> 
     site.routes["/public"] = Reply()
     site.routes["/private/page"] = Reply()
 
-    with polite() as client:
+    with site.polite() as client:
         assert client.fetch(site.url("/public")).status == 200
         with pytest.raises(FetchError) as err:
             client.fetch(site.url("/private/page"))
@@ -159,7 +163,7 @@ def test_unreachable_robots_txt_disallows_the_whole_host(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(503, b"down", {"Content-Type": "text/plain"})
     site.routes["/page"] = Reply()
 
-    with polite(retries=1) as client, pytest.raises(FetchError) as err:
+    with site.polite(retries=1) as client, pytest.raises(FetchError) as err:
         client.fetch(site.url("/page"))
 
     assert err.value.reason == (
@@ -176,7 +180,7 @@ def test_crawl_delay_spaces_requests_to_the_host(site: Site) -> None:
     )
     site.routes["/a"] = Reply()
 
-    with polite(per_host_concurrency=4) as client:
+    with site.polite(per_host_concurrency=4) as client:
         client.fetch(site.url("/a?1"))
         started = time.monotonic()
         client.fetch(site.url("/a?2"))
@@ -188,7 +192,7 @@ def test_crawl_delay_spaces_requests_to_the_host(site: Site) -> None:
 def test_429_with_retry_after_waits_then_succeeds(site: Site) -> None:
     site.routes["/busy"] = [Reply(429, b"slow down", {"Retry-After": "1"}), Reply()]
 
-    with polite() as client:
+    with site.polite() as client:
         result = client.fetch(site.url("/busy"))
 
     assert result.status == 200
@@ -200,7 +204,7 @@ def test_429_with_retry_after_waits_then_succeeds(site: Site) -> None:
 def test_503_once_is_retried(site: Site) -> None:
     site.routes["/flaky"] = [Reply(503, b"", {"Content-Type": "text/plain"}), Reply()]
 
-    with polite() as client:
+    with site.polite() as client:
         result = client.fetch(site.url("/flaky"))
 
     assert (result.status, site.hits["/flaky"]) == (200, 2)
@@ -209,7 +213,7 @@ def test_503_once_is_retried(site: Site) -> None:
 def test_persistent_429_is_reported_with_the_attempts(site: Site) -> None:
     site.routes["/busy"] = Reply(429, b"", {"Content-Type": "text/plain"})
 
-    with polite(retries=2) as client, pytest.raises(FetchError) as err:
+    with site.polite(retries=2) as client, pytest.raises(FetchError) as err:
         client.fetch(site.url("/busy"))
 
     assert str(err.value) == f"{site.url('/busy')}: 429 after 3 attempts"
@@ -220,7 +224,7 @@ def test_persistent_429_is_reported_with_the_attempts(site: Site) -> None:
 def test_500_is_reported_without_retrying(site: Site) -> None:
     site.routes["/broken"] = Reply(500, b"oops", {"Content-Type": "text/plain"})
 
-    with polite() as client, pytest.raises(FetchError) as err:
+    with site.polite() as client, pytest.raises(FetchError) as err:
         client.fetch(site.url("/broken"))
 
     assert str(err.value) == f"{site.url('/broken')}: 500 Internal Server Error"
@@ -232,7 +236,7 @@ def test_relative_redirects_are_followed(site: Site) -> None:
     site.routes["/old/page"] = Reply(301, b"", {"Location": "../new/page#top"})
     site.routes["/new/page"] = Reply(body=b"moved here")
 
-    with polite() as client:
+    with site.polite() as client:
         result = client.fetch(site.url("/old/page"))
 
     assert result.url == site.url("/old/page")
@@ -244,7 +248,7 @@ def test_redirect_loop_is_detected(site: Site) -> None:
     site.routes["/a"] = Reply(302, b"", {"Location": "/b"})
     site.routes["/b"] = Reply(302, b"", {"Location": site.url("/a")})
 
-    with polite() as client, pytest.raises(FetchError, match="redirect loop"):
+    with site.polite() as client, pytest.raises(FetchError, match="redirect loop"):
         client.fetch(site.url("/a"))
 
     assert (site.hits["/a"], site.hits["/b"]) == (1, 1)
@@ -254,7 +258,7 @@ def test_too_many_redirects_are_refused(site: Site) -> None:
     for n in range(5):
         site.routes[f"/r{n}"] = Reply(302, b"", {"Location": f"/r{n + 1}"})
 
-    with polite(max_redirects=2) as client, pytest.raises(FetchError, match="more than 2"):
+    with site.polite(max_redirects=2) as client, pytest.raises(FetchError, match="more than 2"):
         client.fetch(site.url("/r0"))
 
     assert site.hits["/r3"] == 0
@@ -267,7 +271,7 @@ def test_too_many_redirects_are_refused(site: Site) -> None:
 def test_redirect_to_a_private_address_is_refused(site: Site, target: str, words: str) -> None:
     site.routes["/go"] = Reply(302, b"", {"Location": target})
 
-    with polite() as client, pytest.raises(BlockedURL) as err:
+    with site.polite() as client, pytest.raises(BlockedURL) as err:
         client.fetch(site.url("/go"))
 
     assert err.value.url == site.url("/go")
@@ -279,25 +283,34 @@ def test_redirect_to_a_private_address_is_refused(site: Site, target: str, words
 def test_loopback_is_refused_unless_allowed(site: Site) -> None:
     site.routes["/page"] = Reply()
 
-    with polite(allow_private_hosts=()) as client, pytest.raises(BlockedURL, match="loopback"):
+    with site.polite(allow_private_hosts=()) as client, pytest.raises(BlockedURL, match="loopback"):
         client.fetch(site.url("/page"))
 
     assert sum(site.hits.values()) == 0  # not even robots.txt was asked for
 
 
-def test_connection_is_checked_again_at_connect_time(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A name that resolved to a public address when checked and to loopback when connecting
-    # (DNS rebinding) looks, to the transport, like a URL that skipped the first check.
-    monkeypatch.setattr(polite_http, "check_url", lambda url, allow: None)
+def test_dns_rebinding_is_refused_at_connect_time(site: Site) -> None:
+    # A real DNS server answers the first lookup with the allowed test site and every later one
+    # with the metadata address: the check passes, the connection must not.
     site.routes["/page"] = Reply()
+    port = int(site.base.rsplit(":", 1)[1])
+    with RebindingDNS("rebind.test", ["127.0.0.1", "169.254.169.254"]) as dns:
+        client = site.polite(respect_robots=False, retries=0, dns_server=dns.address)
+        with client, pytest.raises(BlockedURL, match="metadata") as err:
+            client.fetch(f"http://rebind.test:{port}/page")
 
-    client = polite(allow_private_hosts=(), respect_robots=False, retries=0)
-    with client, pytest.raises(BlockedURL, match="loopback"):
-        client.fetch(site.url("/page"))
-
+    assert dns.queries["A"] == 2  # checked once, resolved again when connecting
+    assert "169.254.169.254" in err.value.reason
     assert sum(site.hits.values()) == 0
+
+
+def test_allow_list_pair_does_not_open_other_ports_of_the_host(site: Site) -> None:
+    site.routes["/go"] = Reply(302, b"", {"Location": "http://127.0.0.1:1/admin"})
+
+    with site.polite() as client, pytest.raises(BlockedURL, match="loopback") as err:
+        client.fetch(site.url("/go"))
+
+    assert "127.0.0.1:1" in err.value.reason
 
 
 def test_oversize_bodies_are_aborted(site: Site) -> None:
@@ -305,7 +318,7 @@ def test_oversize_bodies_are_aborted(site: Site) -> None:
     site.routes["/streamed"] = Reply(body=b"x" * 5000, send_length=False)
     site.routes["/fits"] = Reply(body=b"x" * 1000)
 
-    with polite(max_body_bytes=1000) as client:
+    with site.polite(max_body_bytes=1000) as client:
         with pytest.raises(FetchError, match="body larger than 1000 bytes"):
             client.fetch(site.url("/declared"))
         with pytest.raises(FetchError, match="body larger than 1000 bytes") as err:
@@ -318,7 +331,7 @@ def test_oversize_bodies_are_aborted(site: Site) -> None:
 def test_unexpected_content_type_is_refused(site: Site) -> None:
     site.routes["/logo"] = Reply(body=b"\x89PNG....", headers={"Content-Type": "image/png"})
 
-    with polite() as client:
+    with site.polite() as client:
         with pytest.raises(FetchError, match="unexpected content type 'image/png'"):
             client.fetch(site.url("/logo"))
         assert client.fetch(site.url("/logo"), accept=("image/*",)).content == b"\x89PNG...."
@@ -334,7 +347,7 @@ def test_etag_conditional_get_yields_304(site: Site) -> None:
 
     site.routes["/feed.xml"] = feed
 
-    with polite() as client:
+    with site.polite() as client:
         first = client.fetch(site.url("/feed.xml"))
         second = client.fetch(site.url("/feed.xml"), etag=first.etag)
 
@@ -349,7 +362,7 @@ def test_body_mislabelled_as_utf8_still_decodes(site: Site) -> None:
         body="café".encode("cp1252"), headers={"Content-Type": "text/plain; charset=utf-8"}
     )
 
-    with polite() as client:
+    with site.polite() as client:
         result = client.fetch(site.url("/cafe"))
 
     assert result.text() == "café"
@@ -358,7 +371,7 @@ def test_body_mislabelled_as_utf8_still_decodes(site: Site) -> None:
 def test_per_host_concurrency_never_exceeds_the_limit(site: Site) -> None:
     site.routes["/slow"] = Reply(delay_s=0.2)
 
-    with polite(per_host_concurrency=3) as client, ThreadPoolExecutor(max_workers=12) as pool:
+    with site.polite(per_host_concurrency=3) as client, ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(lambda n: client.fetch(site.url(f"/slow?n={n}")), range(15)))
 
     assert all(result.status == 200 for result in results)
@@ -368,7 +381,7 @@ def test_per_host_concurrency_never_exceeds_the_limit(site: Site) -> None:
 def test_per_host_rate_is_honoured(site: Site) -> None:
     site.routes["/item"] = Reply()
 
-    with polite(per_host_rate=20.0, per_host_concurrency=4) as client:
+    with site.polite(per_host_rate=20.0, per_host_concurrency=4) as client:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda n: client.fetch(site.url(f"/item?n={n}")), range(20)))

@@ -4,11 +4,13 @@ Only literal addresses and `localhost` are used, so no test needs DNS or the int
 """
 
 import pickle
+import re
 
 import pytest
 
 from twin.crawl.http import BlockedURL, FetchError
-from twin.crawl.ssrf import check_url, resolve_public
+from twin.crawl.policy import CrawlPolicy
+from twin.crawl.ssrf import check_url, parse_allow, resolve_public
 
 PUBLIC = [
     "http://93.184.216.34/",
@@ -75,31 +77,32 @@ def test_non_public_targets_are_blocked_with_a_reason(url: str, words: str) -> N
 
 
 ALLOWED = [
-    # (allow list, url)
-    (("127.0.0.1",), "http://127.0.0.1:8080/page"),
-    (("127.0.0.1",), "http://[::ffff:127.0.0.1]/"),
-    (("localhost",), "http://LocalHost:9000/"),
-    (("LOCALHOST",), "http://localhost/"),
-    (("127.0.0.0/8",), "http://127.0.0.2/"),
-    (("127.0.0.0/8",), "http://0x7f.1/"),
-    (("10.0.0.0/8",), "http://10.1.2.3/"),
-    (("::1",), "http://[::1]/"),
-    (("[::1]",), "http://[::1]:8000/"),
+    # (allow list of host:port pairs, url)
+    (("127.0.0.1:8080",), "http://127.0.0.1:8080/page"),
+    (("127.0.0.1:80",), "http://[::ffff:127.0.0.1]/"),
+    (("localhost:9000",), "http://LocalHost:9000/"),
+    (("LOCALHOST:80",), "http://localhost/"),
+    (("127.0.0.1:80",), "http://0x7f.1/"),
+    (("10.1.2.3:443",), "https://10.1.2.3/"),
+    (("[::1]:8000",), "http://[::1]:8000/"),
+    (("[0:0::1]:8000",), "http://[::1]:8000/"),
 ]
 
 
 @pytest.mark.parametrize(("allow", "url"), ALLOWED)
-def test_allow_list_lets_hosts_and_networks_through(allow: tuple[str, ...], url: str) -> None:
+def test_allow_list_lets_host_port_pairs_through(allow: tuple[str, ...], url: str) -> None:
     check_url(url, allow)
 
 
 NOT_ALLOWED = [
-    (("127.0.0.1",), "http://10.0.0.1/"),
-    (("127.0.0.1",), "http://169.254.169.254/"),
-    (("10.0.0.0/8",), "http://192.168.1.1/"),
-    (("localhost",), "http://127.0.0.1/"),  # a name allows that name, not its addresses
-    (("127.0.0.1",), "ftp://127.0.0.1/"),  # the allow list never relaxes the scheme rule
-    (("127.0.0.1",), "http://u:p@127.0.0.1/"),
+    (("127.0.0.1:8080",), "http://127.0.0.1:5432/"),  # another service on the same host
+    (("127.0.0.1:8080",), "http://127.0.0.1/"),
+    (("127.0.0.1:8080",), "http://10.0.0.1:8080/"),
+    (("127.0.0.1:80",), "http://169.254.169.254/"),
+    (("localhost:80",), "http://127.0.0.1/"),  # a name allows that name, not its addresses
+    (("localhost:80",), "http://localhost:8080/"),
+    (("127.0.0.1:21",), "ftp://127.0.0.1/"),  # the allow list never relaxes the scheme rule
+    (("127.0.0.1:80",), "http://u:p@127.0.0.1/"),
 ]
 
 
@@ -109,12 +112,22 @@ def test_allow_list_is_no_wider_than_written(allow: tuple[str, ...], url: str) -
         check_url(url, allow)
 
 
+@pytest.mark.parametrize("entry", ["127.0.0.1", "localhost", "10.0.0.0/8", "::1", "[::1]", "h:0"])
+def test_allow_list_entries_without_a_port_are_refused_by_name(entry: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(entry))):
+        CrawlPolicy(allow_private_hosts=(entry,))
+    with pytest.raises(ValueError, match="host:port"):
+        parse_allow((entry,))
+
+
 def test_connect_time_check_refuses_a_name_that_resolves_to_loopback() -> None:
     with pytest.raises(BlockedURL) as err:
         resolve_public("localhost", 80, ())
     assert "localhost resolves to" in err.value.reason
     assert resolve_public("93.184.216.34", 80, ()) == ["93.184.216.34"]
-    assert resolve_public("localhost", 80, ("localhost",)) == ["localhost"]
+    assert "127.0.0.1" in resolve_public("localhost", 80, ("localhost:80",))
+    with pytest.raises(BlockedURL):
+        resolve_public("localhost", 81, ("localhost:80",))
 
 
 def test_blocked_url_is_a_fetch_error_that_survives_pickling() -> None:

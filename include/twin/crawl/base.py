@@ -12,8 +12,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import FetchError, FetchResult, PoliteClient
+from twin.crawl.pool import Extractor
 from twin.domain.documents import Platform, RawDocument
 from twin.store.object_store import ObjectStore
 
@@ -58,6 +61,9 @@ class CrawlContext:
     author: str
     known_validators: Callable[[list[str]], dict[str, Validators]] = lambda _urls: {}
     max_workers: int = 8
+    upload_dir: Path | None = None  # where uploaded exports (LinkedIn) are read from
+    git_limits: GitLimits = field(default_factory=GitLimits)
+    extractor: Extractor | None = None  # a process pool for CPU-bound extraction, if any
 
 
 class Crawler(ABC):

@@ -47,29 +47,25 @@ from lxml import html as lxml_html
 from trafilatura.metadata import extract_metadata
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
+from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.extract import (
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.http import FetchError, FetchResult
+from twin.crawl.markdown import tidy_markdown
+from twin.crawl.pages import (
     FEED_TYPES,
     HTML_TYPES,
-    archive_page,
     canonical_link,
-    canonical_url,
-    crawl_items,
     first,
     is_html,
-    merge_outcome,
     meta_content,
     node_text,
-    parse_date,
     parse_html,
     published_date,
-    reject,
-    same_site,
     strip_title_suffix,
-    tidy_markdown,
     truncation_reason,
 )
-from twin.crawl.http import FetchError, FetchResult
+from twin.crawl.urls import canonical_url, same_site
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 
 MAX_SITEMAPS = 200

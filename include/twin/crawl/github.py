@@ -1,28 +1,31 @@
-"""GitHub (and any git host): shallow-clone a repository and keep its README, docs and code.
+"""GitHub (and any git host over http(s)): shallow-clone a repository and keep its docs and code.
 
 One document per repository: the README is its text, docs and source files are its `files`
-(each with its language). Binaries, vendored folders and huge files are skipped with a reason.
-The remote's HEAD commit is the validator: an unchanged HEAD is not cloned again. https URLs go
-through the same SSRF guard as the HTTP client, git may only use http(s) and file transports,
-and redirects are not followed.
+(each with its language). Binaries, vendored folders, huge files and symbolic links are skipped
+with a reason. The remote's HEAD commit is the validator: an unchanged HEAD is not cloned again.
+
+git is run so that it can reach nothing the HTTP client could not (see `twin.crawl.gitfetch`):
+the repository URL goes through the SSRF guard once and git is pinned to the very addresses
+checked, with proxies, redirects and every transport but http(s) off, and a size and time bound.
+Files are read without following links, so a link to a file of the crawling host is never read.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
+import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dispatch import register
-from twin.crawl.ssrf import check_url
+from twin.crawl.gitfetch import GitError, GitRemote
+from twin.crawl.policy import FetchError
 from twin.domain.documents import DocumentKind, Platform, RawDocument, RepositoryFile
 
-GIT_TIMEOUT_S = 300
 MAX_FILE_BYTES = 200_000
 MAX_REPO_FILES = 2_000
 SKIPPED_DIRS = {
@@ -96,20 +99,19 @@ DEPENDENCY_FILES = {
 @register
 class GitHubCrawler(Crawler):
     platform = Platform.GITHUB
-    url_patterns = (r"github\.com/[^/]+/[^/]+", r"\.git/?$", r"^file://")
+    url_patterns = (r"github\.com/[^/]+/[^/]+", r"\.git/?$")
 
     def crawl(self, url: str) -> CrawlOutcome:
         outcome = CrawlOutcome()
-        remote = clone_source(url)
-        if urlsplit(remote).scheme in ("http", "https"):
-            try:
-                check_url(remote, tuple(self.ctx.client.policy.allow_private_hosts))
-            except Exception as err:  # BlockedURL: the reason names the address class
-                outcome.failures.append(ItemFailure(url, str(getattr(err, "reason", err))))
-                return outcome
+        policy = self.ctx.client.policy
+        try:
+            remote = GitRemote.checked(url, policy, self.ctx.git_limits)
+        except FetchError as err:  # BlockedURL names the address class; else an unresolvable name
+            outcome.failures.append(ItemFailure(url, err.reason))
+            return outcome
         canonical = canonical_repo_url(url)
         try:
-            head = remote_head(remote)
+            head = remote.head()
         except GitError as err:
             outcome.failures.append(ItemFailure(url, str(err)))
             return outcome
@@ -121,8 +123,7 @@ class GitHubCrawler(Crawler):
             return outcome
         with tempfile.TemporaryDirectory(prefix="twin-git-") as tmp:
             try:
-                clone(remote, f"{tmp}/repo")
-                committed = run_git(["-C", f"{tmp}/repo", "log", "-1", "--format=%cI"]).strip()
+                committed = remote.clone(Path(tmp) / "repo")
             except GitError as err:
                 outcome.failures.append(ItemFailure(url, str(err)))
                 return outcome
@@ -155,98 +156,44 @@ class GitHubCrawler(Crawler):
         return outcome
 
 
-class GitError(RuntimeError):
-    """A git command failed; the message carries git's own last words."""
-
-
-def git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "GIT_TERMINAL_PROMPT": "0",  # never wait for credentials
-            "GIT_ALLOW_PROTOCOL": "http:https:file",  # no ext::, ssh or git:// transports
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.followRedirects",
-            "GIT_CONFIG_VALUE_0": "false",
-        }
-    )
-    return env
-
-
-def run_git(args: list[str]) -> str:
-    try:
-        result = subprocess.run(
-            ["git", *args],
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S} s") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise GitError(f"git {args[0]} failed: {last}")
-    return result.stdout
-
-
-def clone(remote: str, target: str) -> None:
-    """A shallow clone; a full one where the server cannot do shallow (git's dumb HTTP)."""
-    try:
-        run_git(["clone", "--depth", "1", "--no-tags", "--single-branch", remote, target])
-    except GitError as err:
-        if "shallow" not in str(err):
-            raise
-        run_git(["clone", "--no-tags", "--single-branch", remote, target])
-
-
-def remote_head(remote: str) -> str:
-    """The commit the remote's HEAD points at."""
-    out = run_git(["ls-remote", remote, "HEAD"]).split()
-    if not out:
-        raise GitError("git ls-remote: the repository has no HEAD (empty repository?)")
-    return out[0]
-
-
-def clone_source(url: str) -> str:
-    """What git clones: the URL itself, or a local path for file:// and plain paths."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return unquote(parts.path)
-    return url
-
-
 def canonical_repo_url(url: str) -> str:
     """`https://github.com/owner/repo` for GitHub URLs (no `.git`, no tree/blob suffix)."""
     parts = urlsplit(url)
     if parts.netloc.lower() in ("github.com", "www.github.com"):
         owner_repo = "/".join(parts.path.strip("/").split("/")[:2]).removesuffix(".git")
         return f"https://github.com/{owner_repo}"
-    if not parts.scheme:
-        return Path(url).resolve().as_uri()
     return url.rstrip("/")
 
 
 def read_repository(root: Path) -> tuple[list[RepositoryFile], list[tuple[str, str]]]:
-    """Text files worth learning from, and the skipped ones with why."""
+    """Text files worth learning from, and the skipped ones with why.
+
+    Nothing is followed out of `root`: folders are walked without following links, a symbolic
+    link is skipped, and a file is opened with O_NOFOLLOW and read only when it is a regular file.
+    """
     files: list[RepositoryFile] = []
     skipped: list[tuple[str, str]] = []
-    for path in sorted(root.rglob("*")):
+    for path in _walk(root):
         rel = path.relative_to(root).as_posix()
         parts = set(path.relative_to(root).parts[:-1])
-        if path.is_dir() or ".git" in path.relative_to(root).parts:
-            continue
         if parts & SKIPPED_DIRS:
             skipped.append((rel, "vendored or generated folder"))
             continue
-        size = path.stat().st_size
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            skipped.append((rel, "symbolic link (not followed)"))
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            skipped.append((rel, "not a regular file"))
+            continue
         language = SPECIAL_FILES.get(path.name) or LANGUAGES.get(path.suffix.lower())
-        if size > MAX_FILE_BYTES:
+        if info.st_size > MAX_FILE_BYTES:
             skipped.append((rel, f"file larger than {MAX_FILE_BYTES // 1000} kB"))
             continue
-        head = path.read_bytes()
+        head = _read_no_follow(path)
+        if head is None:
+            skipped.append((rel, "symbolic link or unreadable file (not followed)"))
+            continue
         if b"\0" in head[:8192]:
             skipped.append((rel, "binary file"))
             continue
@@ -260,5 +207,28 @@ def read_repository(root: Path) -> tuple[list[RepositoryFile], list[tuple[str, s
             skipped.append((rel, f"repository has more than {MAX_REPO_FILES} files"))
             continue
         text = head.decode("utf-8", errors="replace")
-        files.append(RepositoryFile(path=rel, language=language, text=text, size_bytes=size))
+        files.append(RepositoryFile(path=rel, language=language, text=text, size_bytes=len(head)))
     return files, skipped
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every non-folder entry under `root` (links included, not followed), `.git` left out."""
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        found += [Path(folder) / name for name in names]
+        # a link to a folder is listed among `dirs` but never entered: report it as a file
+        found += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
+    return sorted(found)
+
+
+def _read_no_follow(path: Path) -> bytes | None:
+    """The bytes of the regular file at `path`, or None when it is a link or not a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]

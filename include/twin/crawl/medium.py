@@ -41,31 +41,26 @@ import feedparser
 from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
+from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.extract import (
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.markdown import fragment_to_markdown, html_to_markdown
+from twin.crawl.pages import (
     FEED_TYPES,
     HTML_TYPES,
-    archive_page,
     canonical_link,
-    canonical_url,
     class_is,
-    crawl_items,
     first,
-    fragment_to_markdown,
-    html_to_markdown,
     is_html,
-    merge_outcome,
     meta_content,
     node_text,
-    parse_date,
     parse_html,
     published_date,
-    reject,
-    same_site,
     strip_title_suffix,
     truncation_reason,
     without,
 )
+from twin.crawl.urls import canonical_url, same_site
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 
 FEED_LIMIT = 10  # Medium's feeds hold the latest 10 stories

@@ -6,7 +6,7 @@ the single exception type a caller catches to record one item's failure without 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_USER_AGENT = (
     "TwinOpsBot/0.1 (+https://github.com/twinops/twinops; crawler for the author's own LLM twin)"
@@ -49,7 +49,17 @@ class CrawlPolicy(BaseModel):
     allowed_content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
     """Media types a fetch may return; `type/*` matches a whole family."""
     allow_private_hosts: tuple[str, ...] = ()
-    """Host names, addresses or CIDRs the SSRF guard lets through ("127.0.0.1", "10.0.0.0/8")."""
+    """`host:port` pairs the SSRF guard lets through ("127.0.0.1:8000"), for local test sites."""
+    dns_server: str | None = None
+    """A DNS server ("address[:port]") asked directly instead of the system resolver."""
+
+    @field_validator("allow_private_hosts")
+    @classmethod
+    def _host_port_pairs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from twin.crawl.ssrf import parse_allow
+
+        parse_allow(tuple(value))  # a ValueError names the entry that is not host:port
+        return tuple(value)
 
 
 class FetchError(Exception):

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from twin.crawl.base import CrawlContext, CrawlOutcome
 from twin.crawl.dispatch import crawler_for
+from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import PoliteClient
 from twin.crawl.policy import CrawlPolicy
+from twin.crawl.pool import Extractor
+from twin.crawl.uploads import UPLOAD_SCHEME, upload_dir, upload_problem
 from twin.domain.documents import Platform
 from twin.settings import Settings, load_settings
 from twin.store.mongo import mongo_client, twin_database
@@ -62,18 +64,35 @@ def crawl_policy(settings: Settings) -> CrawlPolicy:
         per_host_rate=settings.crawl_per_host_rate,
         max_body_bytes=settings.crawl_max_body_bytes,
         allow_private_hosts=tuple(settings.crawl_allow_private_hosts),
+        dns_server=settings.crawl_dns_server,
     )
 
 
-def validate_link(url: str) -> str | None:
-    """Why a link cannot be crawled, or None when it can."""
+def validate_link(
+    url: str, platform: str | None = None, settings: Settings | None = None
+) -> str | None:
+    """Why a link cannot be crawled, or None when it can.
+
+    Links are remote http(s) URLs; the one exception is a LinkedIn export uploaded to the upload
+    folder, named `upload:<file name>`. Local paths and file:// URLs are refused.
+    """
+    if url.startswith(UPLOAD_SCHEME):
+        if platform not in (None, Platform.LINKEDIN.value):
+            return f"uploads are LinkedIn exports only, not {platform}"
+        return upload_problem(url.removeprefix(UPLOAD_SCHEME), upload_dir(settings))
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
-        return None if parts.netloc else "has no host"
-    if parts.scheme == "file" or (not parts.scheme and url.startswith("/")):
-        path = Path(parts.path if parts.scheme else url)
-        return None if path.exists() else f"local path {path} does not exist"
-    return f"unsupported scheme {parts.scheme or '(none)'!r}: use http(s), file:// or a path"
+        if not parts.hostname:
+            return "has no host"
+        if parts.username or parts.password:
+            return "carries credentials"
+        return None
+    if parts.scheme == "file" or url.startswith(("/", "~", ".")):
+        return (
+            "local files are not crawled: give a remote http(s) URL, or upload a LinkedIn "
+            f"export to the upload folder and name it {UPLOAD_SCHEME}<file name>"
+        )
+    return f"unsupported scheme {parts.scheme or '(none)'!r}: crawl links are http(s) URLs"
 
 
 def plan_sources(
@@ -100,7 +119,7 @@ def plan_sources(
     sources, problems = [], []
     for platform, url in pairs:
         url = url.strip()
-        if reason := validate_link(url):
+        if reason := validate_link(url, platform, settings):
             problems.append(f"{url!r}: {reason}")
             continue
         try:
@@ -140,13 +159,19 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
     with mongo_client(settings) as client:
         store = RawDocumentStore(twin_database(client, settings))
         store.ensure_indexes()
-        with PoliteClient(crawl_policy(settings)) as http:
+        with (
+            PoliteClient(crawl_policy(settings)) as http,
+            Extractor(settings.crawl_extract_processes) as extractor,
+        ):
             ctx = CrawlContext(
                 client=http,
                 archive=object_store(settings),
                 author=src.author,
                 known_validators=store.known_validators,
                 max_workers=settings.crawl_workers,
+                upload_dir=upload_dir(settings),
+                git_limits=GitLimits(settings.crawl_git_timeout_s, settings.crawl_git_max_bytes),
+                extractor=extractor,
             )
             crawler = crawler_for(src.url, src.platform)(ctx)
             try:

@@ -6,26 +6,31 @@ to it, or at a router's admin page. `check_url` refuses such URLs before a reque
 
 - schemes other than http and https, and URLs carrying credentials (`user:pass@host`);
 - host names of cloud metadata services (`metadata.google.internal`, ...);
-- hosts whose addresses (every one that `socket.getaddrinfo` returns) are private, loopback,
-  link-local, multicast, reserved, unspecified, shared (100.64.0.0/10) or a metadata address,
-  including IPv6 forms that embed such an IPv4 address (`::ffff:127.0.0.1`, 6to4, NAT64, Teredo).
+- hosts whose addresses (every one the resolver returns) are private, loopback, link-local,
+  multicast, reserved, unspecified, shared (100.64.0.0/10) or a metadata address, including IPv6
+  forms that embed such an IPv4 address (`::ffff:127.0.0.1`, 6to4, NAT64, Teredo).
 
 Numeric spellings such as `2130706433`, `0x7f.1` or `0177.0.0.1` are caught because the host is
 resolved the way the connection would resolve it, not compared as text.
 
-Entries of `allow` (host names, case-insensitive; addresses; CIDRs) are let through: a host name
-that matches is not resolved, an address that falls in an allowed network is accepted.
+The allow-list holds `host:port` pairs only (`127.0.0.1:8000`, `[::1]:8000`, `site.test:443`):
+allowing a loopback test site must not open every other service on that host (the database,
+MLflow, Airflow). A pair allows exactly that port of that name or address.
 
-DNS rebinding: a name may resolve to a public address when checked and to a private one when
-connected. `PoliteClient` therefore runs `check_url` on every request and on every redirect hop,
-and its own transport checks again with `resolve_public` at connect time and connects to the very
-address it checked, so there is no second lookup an attacker could answer differently.
+Names are resolved by a `Resolver`: the system's (`socket.getaddrinfo`) or, when a DNS server is
+configured, a direct query to that server (`dns_resolver`). DNS rebinding (a name that resolves to
+a public address when checked and to a private one when connected) is answered by resolving once
+per connection and connecting to the very addresses checked: `PoliteClient`'s transport checks at
+connect time, and git is pinned to the checked address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import re
 import socket
+from collections.abc import Callable
 from functools import lru_cache
 
 import httpx
@@ -33,7 +38,8 @@ import httpx
 from twin.crawl.policy import FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[str]]
+"""(host, port) -> the addresses to connect to; raises OSError when the name does not resolve."""
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "instance-data"})
@@ -48,18 +54,70 @@ METADATA_ADDRESSES = frozenset(
 )
 SHARED_NETWORK = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, RFC 6598
 NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
+HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})$")
 
 
 class BlockedURL(FetchError):
     """A URL the SSRF guard refuses; `reason` names the rule (scheme, credentials, address)."""
 
 
-def check_url(url: str, allow: tuple[str, ...] = ()) -> None:
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the system resolver gives for `host` (as a connection would resolve it)."""
+    addresses: list[str] = []
+    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = str(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def dns_resolver(server: str, timeout_s: float = 5.0) -> Resolver:
+    """A resolver that asks the DNS server `server` ("address" or "address:port") directly.
+
+    Numeric hosts (every spelling the C library accepts) are not sent to the server.
+    """
+    import dns.exception
+    import dns.resolver
+
+    address, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [address.strip("[]")]
+    resolver.port = int(port or 53)
+    resolver.lifetime = timeout_s
+
+    def resolve(host: str, port: int) -> list[str]:
+        numeric = _numeric(host, port)
+        if numeric is not None:
+            return [numeric]
+        found: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = resolver.resolve(host.rstrip(".") + ".", rdtype, search=False)
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                continue
+            except dns.exception.DNSException as exc:
+                raise socket.gaierror(f"DNS lookup of {host} failed: {exc}") from None
+            found += [rr.address for rr in answer if rr.address not in found]
+        if not found:
+            raise socket.gaierror(f"{host} does not resolve")
+        return found
+
+    return resolve
+
+
+def check_url(url: str, allow: tuple[str, ...] = (), resolver: Resolver | None = None) -> None:
     """Return quietly when `url` may be fetched; raise `BlockedURL` saying why when it may not.
 
     A host name that does not resolve raises a plain `FetchError` (nothing to block, nothing to
     fetch either).
     """
+    check_and_resolve(url, allow, resolver)
+
+
+def check_and_resolve(
+    url: str, allow: tuple[str, ...] = (), resolver: Resolver | None = None
+) -> tuple[str, int, list[str]]:
+    """`check_url`, returning (host, port, addresses checked) for a caller that pins them."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -73,40 +131,40 @@ def check_url(url: str, allow: tuple[str, ...] = ()) -> None:
         raise BlockedURL(url, "no host")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        resolve_public(host, port, allow)
+        return host, port, resolve_public(host, port, allow, resolver)
     except BlockedURL as exc:
         raise BlockedURL(url, exc.reason) from None
     except OSError as exc:
         raise FetchError(url, f"cannot resolve host {host!r} ({exc})") from None
 
 
-def resolve_public(host: str, port: int, allow: tuple[str, ...] = ()) -> list[str]:
-    """The addresses `host` resolves to, when every one of them may be reached.
+def resolve_public(
+    host: str, port: int, allow: tuple[str, ...] = (), resolver: Resolver | None = None
+) -> list[str]:
+    """The addresses `host` resolves to, when every one of them may be reached on `port`.
 
     Raises `BlockedURL` (its `url` is `host`) when the name or any address is refused, and
-    `OSError` (`socket.gaierror`) when the name does not resolve. An allowed host name is returned
-    as it is, unresolved, so the connection resolves it as usual.
+    `OSError` (`socket.gaierror`) when the name does not resolve. A name allowed as a
+    `host:port` pair is resolved but not checked.
     """
-    names, networks = _parse_allow(allow)
+    pairs = parse_allow(allow)
+    resolve = resolver or system_resolver
     name = _normalise_name(host)
-    if name in names:
-        return [host]
+    if (name, port) in pairs:
+        return resolve(host, port)
     if name in METADATA_HOSTS:
         raise BlockedURL(host, f"{name} is a cloud metadata host")
-    addresses: list[str] = []
-    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        address = str(info[4][0])
-        if address in addresses:
-            continue
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
-        if not _allowed(ip, networks):
-            problem = non_public_reason(ip)
-            if problem:
-                shown = host if address == host else f"{host} resolves to {address}, which"
-                raise BlockedURL(host, f"{shown} is {problem}")
-        addresses.append(address)
+    addresses = resolve(host, port)
     if not addresses:
         raise socket.gaierror(f"no addresses for {host}")
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
+        if _allowed(ip, port, pairs):
+            continue
+        problem = non_public_reason(ip)
+        if problem:
+            shown = host if address == host else f"{host} resolves to {address}, which"
+            raise BlockedURL(host, f"{shown} is {problem} (port {port})")
     return addresses
 
 
@@ -135,6 +193,39 @@ def non_public_reason(ip: IPAddress) -> str | None:
     return next((reason for failed, reason in checks if failed), None)
 
 
+@lru_cache(maxsize=64)
+def parse_allow(allow: tuple[str, ...]) -> frozenset[tuple[str, int]]:
+    """The allow-list as (host, port) pairs; a ValueError names an entry that is not `host:port`.
+
+    An address is kept in its canonical spelling; a name lower case without a final dot.
+    """
+    pairs: set[tuple[str, int]] = set()
+    for entry in allow:
+        match = HOST_PORT.match(entry.strip())
+        port = int(match.group(2)) if match else 0
+        if not match or not 0 < port < 65536:
+            raise ValueError(
+                f"allowed private host {entry!r} is not a host:port pair "
+                "(e.g. 127.0.0.1:8000 or [::1]:8000)"
+            )
+        host = _normalise_name(match.group(1))
+        with contextlib.suppress(ValueError):
+            host = str(ipaddress.ip_address(host))
+        pairs.add((host, port))
+    return frozenset(pairs)
+
+
+def _numeric(host: str, port: int) -> str | None:
+    """The address a numeric host spelling stands for ("0x7f.1" -> "127.0.0.1"), else None."""
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64, Teredo client), if any."""
     if ip.ipv4_mapped is not None:
@@ -148,34 +239,16 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def _allowed(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
-    """Whether `ip` (or the IPv4 address it embeds) lies in one of the allowed networks."""
+def _allowed(ip: IPAddress, port: int, pairs: frozenset[tuple[str, int]]) -> bool:
+    """Whether `ip` (or the IPv4 address it embeds) on `port` is an allowed pair."""
     candidates: list[IPAddress] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             candidates.append(embedded)
-    return any(
-        candidate.version == network.version and candidate in network
-        for candidate in candidates
-        for network in networks
-    )
+    return any((str(candidate), port) in pairs for candidate in candidates)
 
 
 def _normalise_name(host: str) -> str:
     """A host name as allow-lists and metadata names are compared: lower case, no final dot."""
     return host.strip("[]").rstrip(".").lower()
-
-
-@lru_cache(maxsize=64)
-def _parse_allow(allow: tuple[str, ...]) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
-    """Split allow-list entries into host names and networks (a single address is a /32 or /128)."""
-    names: set[str] = set()
-    networks: list[IPNetwork] = []
-    for entry in allow:
-        text = _normalise_name(entry.strip())
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            names.add(text)
-    return frozenset(names), tuple(networks)

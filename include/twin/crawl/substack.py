@@ -34,31 +34,28 @@ import feedparser
 from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
+from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.extract import (
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.http import FetchError
+from twin.crawl.markdown import html_to_markdown
+from twin.crawl.pages import (
     FEED_TYPES,
     HTML_TYPES,
     JSON_TYPES,
-    archive_page,
     canonical_link,
-    canonical_url,
     class_is,
-    crawl_items,
     first,
-    html_to_markdown,
     is_html,
-    merge_outcome,
     meta_content,
     node_text,
-    parse_date,
     parse_html,
     published_date,
-    reject,
     strip_title_suffix,
     truncation_reason,
     without,
 )
-from twin.crawl.http import FetchError
+from twin.crawl.urls import canonical_url
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 
 PAGE_SIZE = 50  # the most Substack's archive API returns per request

@@ -1,0 +1,84 @@
+"""A process pool for the crawler's CPU-bound work (HTML parsing, trafilatura extraction).
+
+Fetching is I/O and runs on threads; extracting text from a page holds the GIL for tens of
+milliseconds, so with threads alone the crawl is bound to one core. `Extractor.run` hands a
+picklable function and its arguments to a worker process and waits for the answer, so the
+crawler's threads keep fetching while the pages they already have are parsed on every core.
+Workers are started by forkserver (never forked from a process that runs threads).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
+from typing import Self, TypeVar
+
+T = TypeVar("T")
+
+
+def _warm_up() -> None:
+    """Import the extraction libraries once per worker, before the first page arrives."""
+    import trafilatura  # noqa: F401
+    from lxml import html  # noqa: F401
+
+
+class Extractor:
+    """Runs functions in `processes` worker processes (0: one per CPU core; 1: in the caller)."""
+
+    def __init__(self, processes: int = 0) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _workers(self) -> ProcessPoolExecutor | None:
+        """The pool, started on first use (a source with nothing to extract starts none)."""
+        if self.processes <= 1:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.processes,
+                    mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=_warm_up,
+                )
+            return self._pool
+
+    def run(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in a worker (in this process when there is no pool); exceptions of `fn`
+        are raised here. A pool that broke (a worker killed) is replaced once."""
+        pool = self._workers()
+        if pool is None:
+            return fn(*args)
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+            retry = self._workers()
+            assert retry is not None
+            return retry.submit(fn, *args).result()
+
+    def close(self) -> None:
+        """Stop the workers."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

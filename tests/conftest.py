@@ -80,7 +80,7 @@ class SampleSite:
             "mongo_database": f"t_{uuid.uuid4().hex[:10]}",
             "object_store_url": (self.home / f"objects-{uuid.uuid4().hex[:6]}").as_uri(),
             "sample_site_url": self.base_url,
-            "crawl_allow_private_hosts": ["127.0.0.1"],
+            "crawl_allow_private_hosts": [f"127.0.0.1:{self.server.port}"],
             "crawl_platform_prefixes": sample_prefixes(self.base_url),
             "crawl_per_host_rate": 40.0,
             **overrides,

@@ -10,12 +10,15 @@ import pytest
 from sample_author.blog import COMMENT_POOL
 from twin.crawl.base import CrawlContext, CrawlOutcome
 from twin.crawl.blog import BlogCrawler, parse_sitemap
+from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import crawler_for
-from twin.crawl.extract import canonical_url, html_to_markdown, parse_date, parse_html
 from twin.crawl.http import PoliteClient
+from twin.crawl.markdown import html_to_markdown
 from twin.crawl.medium import MediumCrawler
+from twin.crawl.pages import parse_html
 from twin.crawl.policy import CrawlPolicy
 from twin.crawl.substack import SubstackCrawler
+from twin.crawl.urls import canonical_url
 from twin.domain.documents import DocumentKind, Platform
 from twin.store.object_store import LocalObjectStore
 
@@ -27,9 +30,9 @@ SITEMAP = "/sitemap.xml"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[PoliteClient]:
+def client(sample_site) -> Iterator[PoliteClient]:
     policy = CrawlPolicy(
-        allow_private_hosts=("127.0.0.1",),
+        allow_private_hosts=(f"127.0.0.1:{sample_site.server.port}",),
         per_host_rate=200,
         per_host_concurrency=8,
         backoff_base_s=0.05,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twin.crawl.gitfetch import GitLimits
-from twin.crawl.http import FetchError, FetchResult, PoliteClient
+from twin.crawl.http import BlockedURL, FetchError, FetchResult, PoliteClient
 from twin.crawl.pool import Extractor
 from twin.domain.documents import Platform, RawDocument
 from twin.store.object_store import ObjectStore
@@ -116,6 +116,19 @@ class Crawler(ABC):
         if result.etag or result.last_modified:
             outcome.validators[url] = (result.etag, result.last_modified)
         return result
+
+    def refused(self, url: str, outcome: CrawlOutcome) -> bool:
+        """Whether the SSRF guard refuses `url`, a link found in a listing; recorded as a failure.
+
+        A feed carries its items' text, so an item is refused before it is used, not only when
+        its page is fetched: a private or metadata link never becomes a document.
+        """
+        try:
+            self.ctx.client.check(url)
+        except BlockedURL as err:
+            outcome.failures.append(ItemFailure(url, f"refused: {err.reason}"))
+            return True
+        return False
 
     def archive(self, url: str, content: bytes, suffix: str) -> str | None:
         """Keep the raw payload in the object store; return its key."""

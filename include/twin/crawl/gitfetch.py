@@ -13,6 +13,7 @@ transports and clones without limits. `GitRemote` closes each of those doors:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -135,16 +136,14 @@ class GitRemote:
         large."""
         deadline = time.monotonic() + self.limits.timeout_s
         while True:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=POLL_S)
-                return None
-            except subprocess.TimeoutExpired:
-                pass
-            problem = None
-            if time.monotonic() > deadline:
+            too_large = folder is not None and _size(folder) > self.limits.max_bytes
+            problem = f"repository larger than {self.limits.max_bytes} bytes" if too_large else None
+            if process.returncode is not None:  # done; a fast clone may still be too large
+                return problem
+            if problem is None and time.monotonic() > deadline:
                 problem = f"timed out after {self.limits.timeout_s:g} s"
-            elif folder is not None and _size(folder) > self.limits.max_bytes:
-                problem = f"repository larger than {self.limits.max_bytes} bytes"
             if problem:
                 process.kill()
                 process.wait()

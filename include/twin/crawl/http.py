@@ -217,6 +217,15 @@ class PoliteClient:
             )
         return result
 
+    def check(self, url: str) -> None:
+        """Raise `BlockedURL` when the SSRF guard refuses `url` (FetchError when its host does
+        not resolve); nothing is sent. For links found in content that is not fetched itself."""
+        try:
+            check_url(url, self.policy.allow_private_hosts, self._resolver)
+        except BlockedURL:
+            self.stats.add("blocked")
+            raise
+
     def allowed_by_robots(self, url: str) -> bool:
         """Whether robots.txt of `url`'s origin lets this crawler fetch it (fetched once, cached).
 

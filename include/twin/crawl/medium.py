@@ -201,6 +201,8 @@ class MediumCrawler(Crawler):
             if not link:
                 continue
             url = canonical_url(link, feed_url, keep_query=False)
+            if self.refused(url, outcome):
+                continue
             content = entry.get("content") or []
             published = parse_date(entry.get("published") or entry.get("updated"))
             if published is None and entry.get("published_parsed"):

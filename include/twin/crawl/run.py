@@ -74,7 +74,7 @@ def validate_link(
     """Why a link cannot be crawled, or None when it can.
 
     Links are remote http(s) URLs; the one exception is a LinkedIn export uploaded to the upload
-    folder, named `upload:<file name>`. Local paths and file:// URLs are refused.
+    folder, named `upload://<file name>`. Local paths and file:// URLs are refused.
     """
     if url.startswith(UPLOAD_SCHEME):
         if platform not in (None, Platform.LINKEDIN.value):

@@ -198,6 +198,8 @@ class SubstackCrawler(Crawler):
         if not raw_url:
             return None
         url = canonical_url(str(raw_url), root + "/", keep_query=False)
+        if self.refused(url, outcome):
+            return None
         kind = entry.get("type")
         if kind not in POST_TYPES:
             outcome.skipped.append(ItemFailure(url, f"not a newsletter post (type {kind!r})"))
@@ -234,6 +236,8 @@ class SubstackCrawler(Crawler):
             if not entry.get("link"):
                 continue
             url = canonical_url(entry["link"], feed_url, keep_query=False)
+            if self.refused(url, outcome):
+                continue
             published = parse_date(entry.get("published"))
             if published is None and entry.get("published_parsed"):
                 published = datetime(*entry.published_parsed[:6], tzinfo=UTC)

@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv with the pinned set (idempotent; uv when available, else pip)
+setup: $(STAMP) $(DBT_MANIFEST) ## create .venv with the pinned set and the dbt manifest (idempotent)
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,11 +47,9 @@ requirements: $(STAMP) ## re-pin requirements*.txt from requirements*.in
 
 dbt-parse: $(DBT_MANIFEST) ## dbt manifest the twin_warehouse DAG renders from (Cosmos)
 
-# `dbt parse` reads no database: placeholder connection values are enough.
+# `dbt parse` (no database needed), the same command the Docker image runs.
 $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
-	@cd dbt && TWIN_DBT_HOST=localhost TWIN_DBT_USER=parse TWIN_DBT_DBNAME=parse \
-	  ../$(BIN)/dbt parse --quiet --project-dir . --profiles-dir . --target-path target
-	@echo "dbt manifest written to $(DBT_MANIFEST)"
+	@$(BIN)/python -m twin.warehouse.manifest
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .

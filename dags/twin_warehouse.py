@@ -23,12 +23,14 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from twin.assets import RAW_DOCUMENTS, WAREHOUSE_MARTS
 from twin.warehouse import tasks
-from twin.warehouse.dbt import DBT_PROJECT_DIR
+from twin.warehouse.manifest import DBT_PROJECT_DIR, require_manifest
 
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"  # `make dbt-parse` writes it
+# Built by `make setup` / `make dbt-parse` and in the Docker image; missing, the DAG fails to
+# load with that advice rather than run `dbt ls` on every parse.
+MANIFEST = require_manifest()
 PROJECT = ProjectConfig(
     dbt_project_path=DBT_PROJECT_DIR,
-    manifest_path=MANIFEST if MANIFEST.exists() else None,
+    manifest_path=MANIFEST,
     install_dbt_deps=False,
 )
 # dbt's connection comes from the Airflow connection at run time: no secret in the DAG.
@@ -53,7 +55,7 @@ def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGro
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST if MANIFEST.exists() else LoadMode.DBT_LS,
+            load_method=LoadMode.DBT_MANIFEST,
             select=[f"tag:{t}" for t in tags],
             test_behavior=tests,
             emit_datasets=False,

@@ -49,5 +49,9 @@ COPY --chown=airflow:0 plugins/ ./plugins/
 COPY --chown=airflow:0 dbt/ ./dbt/
 COPY --chown=airflow:0 expectations/ ./expectations/
 
+# The dbt manifest the twin_warehouse DAG renders from (the DAG refuses to load without it,
+# rather than run `dbt ls` at every parse). `dbt parse` reads no database.
+RUN python -m twin.warehouse.manifest && test -s dbt/target/manifest.json
+
 # Fail the build, not the first task, if the executor or the project cannot be imported.
 RUN python -c "import airflow.providers.celery.executors.celery_executor, twin.settings"

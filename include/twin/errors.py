@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from twin.settings import SettingsError
 
 # Exception class names (module-qualified) of each client library, and the service they mean.
@@ -31,3 +34,23 @@ def describe_failure(err: BaseException) -> tuple[str | None, int]:
                 1,
             )
     return None, 1
+
+
+# --- pipeline tasks: a down service fails the task with one clear line ---------------------
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service a pipeline task needs is down or refuses the connection."""
+
+
+@contextmanager
+def clear_service_errors(step: str) -> Iterator[None]:
+    """Re-raise a down service as `ServiceUnavailable` naming `step` and the service, without
+    the client library's chained traceback; any other error passes through unchanged."""
+    try:
+        yield
+    except Exception as err:
+        message, _ = describe_failure(err)
+        if message is None:
+            raise
+        raise ServiceUnavailable(f"{step}: {message}") from None

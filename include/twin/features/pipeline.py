@@ -31,6 +31,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from twin.features.chunk import CHUNKER_VERSION, Chunk, ChunkBudget, MartDocument, chunk_document
@@ -212,7 +213,7 @@ def _sync_batch(
 ) -> None:
     """Chunk, embed what is new, and write one batch of documents in one transaction."""
     began = time.perf_counter()
-    docs = _mart_documents(conn, document_ids)
+    docs = _mart_documents(conn, document_ids, result.failures)
     chunks: dict[str, list[Chunk]] = {}
     for doc in docs:
         try:
@@ -364,13 +365,26 @@ def _mart_entries(conn: psycopg.Connection) -> dict[str, _MartEntry]:
     }
 
 
-def _mart_documents(conn: psycopg.Connection, document_ids: Sequence[str]) -> list[MartDocument]:
+def _mart_documents(
+    conn: psycopg.Connection, document_ids: Sequence[str], failures: list[str]
+) -> list[MartDocument]:
+    """The valid mart rows among `document_ids`; each invalid one is named in `failures`."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"select * from {MARTS_TABLE} where document_id = any(%s) order by document_id",
             (list(document_ids),),
         )
-        return [MartDocument.model_validate(row) for row in cur.fetchall()]
+        rows = cur.fetchall()
+    docs = []
+    for row in rows:
+        try:
+            docs.append(MartDocument.model_validate(row))
+        except ValidationError as exc:  # one bad row must not stop the others
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            failures.append(f"invalid mart row {row.get('document_id')!r}: {problems}")
+    return docs
 
 
 # --- maintenance ------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from twin.settings import PROJECT_ROOT, Settings
+from twin.settings import Settings
+from twin.warehouse.manifest import DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 PROFILE_NAME = "twin"
 TARGET_NAME = "dev"
 # Statuses dbt reports for a node that did not do its job.

@@ -1,42 +1,50 @@
 """The `twin_warehouse` DAG's task callables.
 
 Light to import (the DAG processor parses the DAG often): each loads its stage when it runs.
-Quality gates raise `QualityGateFailed` with a readable report; nothing downstream runs then.
+Quality gates raise `QualityGateFailed` with a readable report; nothing downstream runs then. A
+service that is down fails the task with `ServiceUnavailable` naming it, not a client traceback.
 """
 
 from __future__ import annotations
 
+from twin.errors import clear_service_errors
+
 
 def extract_load() -> dict:
     """Load documents changed in MongoDB since the watermark into `raw.documents`."""
-    from twin.settings import load_settings
-    from twin.store.extract_load import run_extract_load
+    with clear_service_errors("extract-load"):
+        from twin.settings import load_settings
+        from twin.store.extract_load import run_extract_load
 
-    return run_extract_load(load_settings())
+        return run_extract_load(load_settings())
 
 
 def raw_gate() -> dict:
     """Validate `raw.documents`; fail with the report when an expectation fails."""
-    from twin.quality import enforce_gate
-    from twin.settings import load_settings
+    with clear_service_errors("raw quality gate"):
+        from twin.quality import enforce_gate
+        from twin.settings import load_settings
 
-    return enforce_gate("raw_documents", load_settings())
+        return enforce_gate("raw_documents", load_settings())
 
 
 def enrich() -> dict:
     """Language and near-duplicates of the cleaned documents (only new or changed texts)."""
-    from twin.settings import load_settings
-    from twin.warehouse.enrich import run_enrichment
+    with clear_service_errors("enrichment"):
+        from twin.settings import load_settings
+        from twin.warehouse.enrich import run_enrichment
 
-    return run_enrichment(load_settings())
+        return run_enrichment(load_settings())
 
 
 def marts_gate() -> dict:
-    """Validate `marts.documents`; fail with the report when an expectation fails."""
-    from twin.quality import enforce_gate
-    from twin.settings import load_settings
+    """Validate `marts.documents` (with the independent PII detector); fail with the report
+    when an expectation fails."""
+    with clear_service_errors("marts quality gate"):
+        from twin.quality import enforce_gate
+        from twin.settings import load_settings
 
-    return enforce_gate("marts_documents", load_settings())
+        return enforce_gate("marts_documents", load_settings())
 
 
 def publish_if_changed(load: dict, enrichment: dict) -> dict:

@@ -87,7 +87,28 @@ class Settings(BaseSettings):
     # training (base models are cached here after conversion)
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
     # serving
-    # deployment and monitoring
+    # deployment and monitoring (twin.deploy; thresholds are the twin_deploy Params' defaults)
+    triton_metrics_url: str | None = None  # Prometheus text, e.g. http://127.0.0.1:8002/metrics
+    deploy_require_approval: bool = False
+    deploy_min_samples: int = Field(default=40, ge=2)
+    deploy_drift_method: str = Field(default="mmd", pattern="^(mmd|classifier)$")
+    deploy_mmd_alpha: float = Field(default=0.01, gt=0, lt=1)  # fail when p-value below
+    deploy_max_classifier_auc: float = Field(default=0.75, ge=0.5, le=1)
+    deploy_ks_alpha: float = Field(default=0.01, gt=0, lt=1)  # answer-length KS test
+    deploy_max_style_drop: float = Field(default=0.1, ge=0, le=2)  # vs the champion's similarity
+    deploy_max_latency_p95_ratio: float = Field(default=2.0, gt=0)
+    deploy_max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    deploy_max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)  # above the champion's
+    deploy_shadow_timeout_s: float = Field(default=900.0, gt=0)
+    monitor_window_hours: float = Field(default=1.0, gt=0)
+    monitor_reference_days: float = Field(default=7.0, gt=0)
+    monitor_min_queries: int = Field(default=20, ge=1)
+    monitor_max_psi: float = Field(default=0.2, gt=0)  # 0.1-0.2 moderate, above: significant
+    monitor_max_latency_p95_ms: float = Field(default=5000.0, gt=0)
+    monitor_max_latency_ratio: float = Field(default=2.0, gt=0)  # p95 vs the reference window
+    monitor_max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    monitor_max_no_context_share: float = Field(default=0.3, ge=0, le=1)
+    alert_webhook_url: str | None = Field(default=None, validation_alias="TWIN_ALERT_WEBHOOK_URL")
 
     def require(self, field: str) -> str:
         """The value of an endpoint field, or a clear error saying how to provide it."""

@@ -86,7 +86,22 @@ class Settings(BaseSettings):
     datasets_test_share: float = Field(default=0.1, ge=0.0, le=0.5)
     # training (base models are cached here after conversion)
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
-    # serving
+    # serving (Triton models twin_llm, twin_llm_stream, twin_rag; see twin.serving)
+    serving_max_batch_size: int = Field(default=8, ge=1, le=64)
+    serving_dynamic_batching: bool = True  # False: each request generated alone
+    serving_batch_delay_us: int = Field(default=20_000, ge=0)  # dynamic batcher queue delay
+    serving_max_prompt_bytes: int = Field(default=16_384, gt=0)
+    serving_max_prompt_tokens: int = Field(default=1536, gt=0)
+    serving_max_new_tokens: int = Field(default=512, gt=0)  # max_tokens must be in [1, this]
+    serving_default_max_tokens: int = Field(default=96, gt=0)
+    serving_max_query_chars: int = Field(default=2000, gt=0)
+    serving_rag_instances: int = Field(default=2, ge=1, le=16)
+    serving_rag_k: int = Field(default=5, ge=1, le=20)
+    serving_context_tokens: int = Field(default=768, gt=0)  # passages' share of the prompt
+    serving_similarity_floor: float = Field(default=0.3, ge=-1.0, le=1.0)
+    serving_shadow_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    serving_llm_backend: str = Field(default="python", pattern="^(python|tensorrtllm)$")
+    serving_request_timeout_s: float = Field(default=120.0, gt=0)
     # deployment and monitoring (twin.deploy; thresholds are the twin_deploy Params' defaults)
     triton_metrics_url: str | None = None  # Prometheus text, e.g. http://127.0.0.1:8002/metrics
     deploy_require_approval: bool = False

@@ -1,18 +1,25 @@
-"""Triton clients over HTTP and gRPC (tritonclient), built from settings."""
+"""Triton clients over HTTP and gRPC (tritonclient), built from settings, and the calls `twin ask`,
+the shadow mirror and the tests make: twin_llm completions, twin_rag answers, streaming."""
 
 from __future__ import annotations
 
+import json
+import queue
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from twin.settings import Settings
 
 
-def http_client(settings: Settings):
+def http_client(settings: Settings, *, timeout_s: float | None = None):
     """A `tritonclient.http` client for `TRITON_HTTP_URL` (or the `triton_default` connection)."""
     import tritonclient.http as triton_http
 
     url = urlsplit(settings.require("triton_http_url"))
-    timeout = settings.service_timeout_s
+    timeout = timeout_s or settings.service_timeout_s
     return triton_http.InferenceServerClient(
         url.netloc, ssl=url.scheme == "https", connection_timeout=timeout, network_timeout=timeout
     )
@@ -24,3 +31,128 @@ def grpc_client(settings: Settings):
 
     target = settings.require("triton_grpc_url")
     return triton_grpc.InferenceServerClient(target.removeprefix("grpc://"))
+
+
+def _inputs(module, values: dict[str, Any], batched: bool) -> list:
+    """InferInputs for `values` (str → BYTES, int → INT32, float → FP32), skipping None."""
+    inputs = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, str | bytes):
+            array = np.array(
+                [value.encode() if isinstance(value, str) else value], dtype=np.object_
+            )
+            dtype = "BYTES"
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"input {name!r} has an unsupported type {type(value).__name__}")
+        elif isinstance(value, int):
+            array, dtype = np.array([value], dtype=np.int32), "INT32"
+        else:
+            array, dtype = np.array([value], dtype=np.float32), "FP32"
+        if batched:
+            array = array.reshape(1, 1)
+        item = module.InferInput(name, list(array.shape), dtype)
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    return inputs
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def generate_text(
+    settings: Settings,
+    prompt: str | bytes,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    version: int | None = None,
+    protocol: str = "http",
+) -> dict[str, Any]:
+    """One `twin_llm` completion: {"text", "prompt_tokens", "completion_tokens"}."""
+    values = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+    result = _infer(settings, "twin_llm", values, version, protocol, batched=True)
+    return {
+        "text": _text(result.as_numpy("text").reshape(-1)[0]),
+        "prompt_tokens": int(result.as_numpy("prompt_tokens").reshape(-1)[0]),
+        "completion_tokens": int(result.as_numpy("completion_tokens").reshape(-1)[0]),
+    }
+
+
+def ask(
+    settings: Settings,
+    query: str | bytes,
+    *,
+    author: str | None = None,
+    version: int | None = None,
+    max_tokens: int | None = None,
+    protocol: str = "http",
+) -> dict[str, Any]:
+    """One `twin_rag` answer: {"answer", "sources" (list), "meta" (dict)}."""
+    values = {"query": query, "author": author, "model_version": version, "max_tokens": max_tokens}
+    result = _infer(settings, "twin_rag", values, None, protocol, batched=False)
+    return {
+        "answer": _text(result.as_numpy("answer").reshape(-1)[0]),
+        "sources": json.loads(_text(result.as_numpy("sources").reshape(-1)[0])),
+        "meta": json.loads(_text(result.as_numpy("meta").reshape(-1)[0])),
+    }
+
+
+def _infer(settings, model, values, version, protocol, *, batched):
+    if protocol not in ("http", "grpc"):
+        raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
+    timeout = settings.serving_request_timeout_s
+    if protocol == "http":
+        import tritonclient.http as module
+
+        client = http_client(settings, timeout_s=timeout)
+        kwargs = {}
+    else:
+        import tritonclient.grpc as module
+
+        client = grpc_client(settings)
+        kwargs = {"client_timeout": timeout}
+    try:
+        return client.infer(
+            model, _inputs(module, values, batched), model_version=str(version or ""), **kwargs
+        )
+    finally:
+        client.close()
+
+
+def stream_text(
+    settings: Settings,
+    prompt: str,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    version: int | None = None,
+) -> Iterator[str]:
+    """`twin_llm_stream` pieces as they are generated, over a gRPC stream."""
+    import tritonclient.grpc as module
+
+    pieces: queue.SimpleQueue = queue.SimpleQueue()
+    client = grpc_client(settings)
+    client.start_stream(callback=lambda result, error: pieces.put((result, error)))
+    try:
+        values = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+        client.async_stream_infer(
+            "twin_llm_stream",
+            _inputs(module, values, batched=False),
+            model_version=str(version or ""),
+            enable_empty_final_response=True,
+        )
+        while True:
+            result, error = pieces.get(timeout=settings.serving_request_timeout_s)
+            if error is not None:
+                raise error
+            response = result.get_response()
+            if result.as_numpy("text") is not None:
+                yield _text(result.as_numpy("text").reshape(-1)[0])
+            if response.parameters["triton_final_response"].bool_param:
+                return
+    finally:
+        client.stop_stream()
+        client.close()

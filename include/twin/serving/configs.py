@@ -1,0 +1,94 @@
+"""`config.pbtxt` text for the Python-backend models (parsed by Triton's protobuf in the tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twin.settings import Settings
+
+LLM_MODEL = "twin_llm"
+STREAM_MODEL = "twin_llm_stream"
+RAG_MODEL = "twin_rag"
+
+_LLM_INPUTS = """input [
+  { name: "prompt" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
+  { name: "temperature" data_type: TYPE_FP32 dims: [ 1 ] optional: true }
+]"""
+
+
+def _parameters(values: dict[str, object]) -> str:
+    return "\n".join(
+        f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in values.items()
+    )
+
+
+def _limits(settings: Settings) -> dict[str, object]:
+    return {
+        "max_prompt_bytes": settings.serving_max_prompt_bytes,
+        "max_prompt_tokens": settings.serving_max_prompt_tokens,
+        "max_new_tokens": settings.serving_max_new_tokens,
+        "default_max_tokens": settings.serving_default_max_tokens,
+    }
+
+
+def _policy(versions: Sequence[int]) -> str:
+    listed = ", ".join(str(v) for v in sorted(set(versions)))
+    return f"version_policy: {{ specific: {{ versions: [ {listed} ] }} }}"
+
+
+def llm_config(settings: Settings, versions: Sequence[int], *, name: str = LLM_MODEL) -> str:
+    """`twin_llm`: batched Python backend; each listed version loads its own weights."""
+    batching = (
+        f"dynamic_batching {{ max_queue_delay_microseconds: {settings.serving_batch_delay_us} }}"
+        if settings.serving_dynamic_batching
+        else "# dynamic batching off: requests run one after another"
+    )
+    return f"""name: "{name}"
+backend: "python"
+max_batch_size: {settings.serving_max_batch_size}
+{_LLM_INPUTS}
+output [
+  {{ name: "text" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "prompt_tokens" data_type: TYPE_INT32 dims: [ 1 ] }},
+  {{ name: "completion_tokens" data_type: TYPE_INT32 dims: [ 1 ] }}
+]
+{batching}
+{_policy(versions)}
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+{_parameters(_limits(settings))}
+"""
+
+
+def stream_config(settings: Settings, versions: Sequence[int]) -> str:
+    """`twin_llm_stream`: decoupled, one response per generated piece, then a final flag."""
+    return f"""name: "{STREAM_MODEL}"
+backend: "python"
+max_batch_size: 0
+{_LLM_INPUTS}
+output [ {{ name: "text" data_type: TYPE_STRING dims: [ 1 ] }} ]
+model_transaction_policy {{ decoupled: true }}
+{_policy(versions)}
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+{_parameters(_limits(settings))}
+"""
+
+
+def rag_config(settings: Settings) -> str:
+    """`twin_rag`: retrieval + BLS to the champion `twin_llm` (or the requested version)."""
+    return f"""name: "{RAG_MODEL}"
+backend: "python"
+max_batch_size: 0
+input [
+  {{ name: "query" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "author" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
+  {{ name: "model_version" data_type: TYPE_INT32 dims: [ 1 ] optional: true }},
+  {{ name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "answer" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "sources" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "meta" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+instance_group [ {{ kind: KIND_CPU count: {settings.serving_rag_instances} }} ]
+"""

@@ -1,0 +1,121 @@
+"""Text generation with a merged causal LM: batched (left-padded) and streaming.
+
+The same `Generator` runs inside Triton's `twin_llm` models and in-process (the benchmark's
+baseline), so both measure the same code path. Requests sharing a temperature are padded into one
+`generate` call; each row is cut at its own `max_tokens` and at the first stop token, which gives
+the answer a request would get alone under greedy decoding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion and its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Generator:
+    """A tokenizer and a causal LM loaded once from a Hugging Face folder."""
+
+    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        self.model.eval()
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        vocab = self.tokenizer.get_vocab()
+        stops = {vocab[t] for t in STOP_TOKENS if t in vocab}
+        if self.tokenizer.eos_token_id is not None:
+            stops.add(self.tokenizer.eos_token_id)
+        self.stop_ids = sorted(stops)
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` encodes to (no special tokens added)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _sampling(self, temperature: float) -> dict[str, Any]:
+        if temperature <= 0:
+            return {"do_sample": False}
+        return {"do_sample": True, "temperature": float(temperature), "top_p": 1.0}
+
+    def generate(
+        self, prompts: Sequence[str], max_tokens: Sequence[int], temperature: float = 0.0
+    ) -> list[Generation]:
+        """Complete every prompt in one padded batch; row i stops after `max_tokens[i]` tokens."""
+        torch = self.torch
+        batch = self.tokenizer(
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        width = batch["input_ids"].shape[1]
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=max(max_tokens),
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.stop_ids,
+                **self._sampling(temperature),
+            )
+        results = []
+        for row, limit, mask in zip(out, max_tokens, batch["attention_mask"], strict=True):
+            tokens = row[width:].tolist()[:limit]
+            for i, token in enumerate(tokens):
+                if token in self.stop_ids:
+                    tokens = tokens[:i]
+                    break
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            results.append(Generation(text, int(mask.sum()), len(tokens)))
+        return results
+
+    def stream(self, prompt: str, max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+        """Yield the completion of `prompt` piece by piece as tokens are generated."""
+        from transformers import TextIteratorStreamer
+
+        torch = self.torch
+        batch = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(
+                        **batch,
+                        max_new_tokens=max_tokens,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        eos_token_id=self.stop_ids,
+                        streamer=streamer,
+                        **self._sampling(temperature),
+                    )
+            except BaseException as exc:  # surfaced to the consumer below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if failure:
+            raise failure[0]

@@ -1,0 +1,118 @@
+"""Off-the-request-path writer for `serving.inference_log` and `serving.shadow_comparisons`.
+
+Requests hand rows to `submit` (a queue put, never blocking, never raising); one background thread
+writes them in batches. When Postgres is unreachable the rows wait in a bounded buffer and are
+written once it is back (the oldest are dropped past `max_buffered`, with a warning): a logging
+failure never fails, nor slows, a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import deque
+from typing import Any
+
+from twin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class InferenceLogWriter:
+    """A daemon thread that writes submitted rows; `flush` waits until the backlog is written."""
+
+    def __init__(self, settings: Settings, *, max_buffered: int = 10_000, batch: int = 200) -> None:
+        self.settings = settings
+        self.max_buffered = max_buffered
+        self.batch = batch
+        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self._conn = None
+        self._schema_ready = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stop = threading.Event()
+        self.dropped = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, table: str, row: dict[str, Any]) -> None:
+        """Queue one row for `inference_log` or `shadow_comparisons`; never raises."""
+        try:
+            self._idle.clear()
+            self._queue.put_nowait((table, row))
+        except Exception:  # the request matters more than its log line
+            log.warning("inference log: could not queue a row", exc_info=True)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued row is written; False when it could not be done in time."""
+        return self._idle.wait(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what can be written within `timeout_s`, then stop the thread."""
+        self.flush(timeout_s)
+        self._stop.set()
+        self._thread.join(timeout_s)
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    def _drain(self, wait_s: float) -> None:
+        try:
+            self._pending.append(self._queue.get(timeout=wait_s))
+            while True:
+                self._pending.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        while len(self._pending) > self.max_buffered:
+            self._pending.popleft()
+            self.dropped += 1
+
+    def _write_pending(self) -> None:
+        from twin.store.serving import (
+            ensure_serving_schema,
+            write_inference_log,
+            write_shadow_comparisons,
+        )
+        from twin.store.warehouse import warehouse_connection
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._disconnect()
+            self._conn = warehouse_connection(self.settings, autocommit=True)
+        if not self._schema_ready:
+            ensure_serving_schema(self._conn)
+            self._schema_ready = True
+        while self._pending:
+            rows = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
+            logs = [r for t, r in rows if t == "inference_log"]
+            shadows = [r for t, r in rows if t == "shadow_comparisons"]
+            write_inference_log(self._conn, logs)
+            write_shadow_comparisons(self._conn, shadows)
+            for _ in rows:
+                self._pending.popleft()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            self._drain(wait_s=0.2 if not self._pending else 0.0)
+            if not self._pending:
+                if self._queue.empty():
+                    self._idle.set()
+                continue
+            try:
+                self._write_pending()
+                backoff = 0.5
+                self.last_error = None
+            except Exception as exc:  # Postgres down or the row refused: keep, retry later
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("inference log: %d row(s) waiting: %s", len(self._pending), exc)
+                self._disconnect()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)

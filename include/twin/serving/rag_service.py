@@ -1,0 +1,305 @@
+"""What `twin_rag` does per request, outside Triton's API so it reads (and tests) as plain Python.
+
+`RagService.answer` runs: validate → self-query, embed, hybrid retrieval, rerank (twin.rag) →
+similarity floor → prompt with the author's voice and a context budget (twin.rag.prompt) →
+generation through `generate` (a BLS call inside Triton) → PII redaction → answer + sources; then,
+off the request path, the inference-log row and, for a share of requests, a shadow generation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twin.rag.guardrails import NOT_WRITTEN, redact_pii
+from twin.rag.prompt import build_prompt, sources_of
+from twin.serving.configs import LLM_MODEL, RAG_MODEL
+from twin.serving.inference_log import InferenceLogWriter
+from twin.serving.validation import InvalidRequest, check_max_tokens, decode_text
+from twin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# (version, prompt, max_tokens) -> (text, prompt_tokens, completion_tokens)
+GenerateFn = Callable[[int, str, int], tuple[str, int, int]]
+
+
+class RetrievalUnavailable(RuntimeError):
+    """The warehouse cannot be reached; the request fails with this message."""
+
+
+@dataclass
+class RagAnswer:
+    """The outputs of one request and what the log records about it."""
+
+    answer: str
+    sources: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def token_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two answers' lower-cased words (1.0: same words)."""
+    left, right = set(a.lower().split()), set(b.lower().split())
+    return len(left & right) / len(left | right) if left | right else 1.0
+
+
+class RagService:
+    """One per twin_rag instance: a warehouse connection (re-opened after a failure), tokenizers
+    per twin_llm version, the inference-log writer and a one-thread shadow executor."""
+
+    def __init__(self, settings: Settings, generate: GenerateFn, *, embedder: Any = None) -> None:
+        from twin.rag.retrieve import default_embedder
+
+        self.settings = settings
+        self.generate = generate
+        self.embedder = embedder or default_embedder(settings)
+        self.repository = Path(settings.require("triton_model_repository"))
+        self.writer = InferenceLogWriter(settings)
+        self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._retriever = None
+        self._tokenizers: dict[int, Any] = {}
+        self._routing: tuple[float, dict[str, Any]] = (-1.0, {})
+        self._lock = threading.Lock()
+
+    # --- state that may change while serving --------------------------------------------------
+
+    def routing(self) -> dict[str, Any]:
+        """`twin_rag/routing.json`, re-read when its modification time changes."""
+        path = self.repository / RAG_MODEL / "routing.json"
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return {}
+        if mtime != self._routing[0]:
+            self._routing = (mtime, json.loads(path.read_text()))
+        return self._routing[1]
+
+    def tokenizer(self, version: int) -> Any:
+        if version not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            folder = self.repository / LLM_MODEL / str(version) / "hf"
+            if not folder.exists():
+                raise InvalidRequest(
+                    f"input 'model_version': twin_llm version {version} is not materialised"
+                )
+            self._tokenizers[version] = AutoTokenizer.from_pretrained(folder)
+        return self._tokenizers[version]
+
+    def retriever(self):
+        """The retriever on a live connection; a broken one is replaced (Postgres came back)."""
+        from twin.rag.retrieve import Retriever
+        from twin.store.warehouse import warehouse_connection
+
+        current = self._retriever
+        if current is not None and not (current.conn.closed or current.conn.broken):
+            return current
+        if current is not None:
+            current.conn.close()
+        try:
+            conn = warehouse_connection(self.settings, autocommit=True)
+        except Exception as exc:
+            raise RetrievalUnavailable(
+                f"retrieval unavailable: the warehouse (Postgres) cannot be reached ({type(exc).__name__})"
+            ) from None
+        self._retriever = Retriever(conn, self.embedder)
+        return self._retriever
+
+    # --- one request ----------------------------------------------------------------------------
+
+    def answer(
+        self,
+        query: Any,
+        author: Any = None,
+        model_version: int | None = None,
+        max_tokens: int | None = None,
+    ) -> RagAnswer:
+        """Answer one query; raises `InvalidRequest` or `RetrievalUnavailable` with a clear message.
+        Every call, failed or not, leaves one inference-log row."""
+        request_id = uuid.uuid4().hex
+        row: dict[str, Any] = {"request_id": request_id, "model": RAG_MODEL, "query": ""}
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            result = self._answer(query, author, model_version, max_tokens, row, timings)
+            row["status"] = "ok"
+            return result
+        except InvalidRequest as exc:
+            row.update(status="invalid", error=str(exc))
+            raise
+        except RetrievalUnavailable as exc:
+            row.update(status="unavailable", error=str(exc))
+            raise
+        except Exception as exc:
+            row.update(status="error", error=f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        finally:
+            timings["total"] = round((time.perf_counter() - start) * 1000, 2)
+            row["latency_ms"] = timings
+            self.writer.submit("inference_log", row)
+
+    def _answer(self, query, author, model_version, max_tokens, row, timings) -> RagAnswer:
+        s = self.settings
+        text = decode_text("query", query, max(s.serving_max_query_chars * 4, 1))
+        row["query"] = text[: s.serving_max_query_chars]
+        if len(text) > s.serving_max_query_chars:
+            raise InvalidRequest(
+                f"input 'query' is {len(text)} characters; the limit is {s.serving_max_query_chars}"
+            )
+        who = None if author is None else decode_text("author", author, 512).strip()
+        limit = check_max_tokens(max_tokens, _limits(s))
+        routing = self.routing()
+        version = int(model_version) if model_version is not None else routing.get("champion")
+        if version is None:
+            raise InvalidRequest("no champion twin_llm version is set and none was requested")
+        row["model_version"] = version
+        tokenizer = self.tokenizer(version)
+
+        clock = time.perf_counter()
+        with self._lock:
+            retriever = self.retriever()
+            try:
+                known = retriever.known_authors
+                if who is not None and who not in known:
+                    raise InvalidRequest(
+                        f"input 'author': unknown author {who!r}; known: {', '.join(known) or 'none'}"
+                    )
+                who = who or (known[0] if len(known) == 1 else None)
+                row["author"] = who
+                from twin.rag.query import SearchFilters
+
+                filters = SearchFilters(author=who) if who else None
+                passages = retriever.search(text, s.serving_rag_k, filters=filters)
+                trace = retriever.last_trace.timings_ms
+            except InvalidRequest:
+                raise
+            except Exception as exc:
+                import psycopg
+
+                if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                    retriever.conn.close()
+                    raise RetrievalUnavailable(
+                        "retrieval unavailable: the warehouse (Postgres) connection failed; "
+                        "retry shortly"
+                    ) from None
+                raise
+        timings["retrieval"] = round((time.perf_counter() - clock) * 1000, 2)
+        timings.update({f"retrieval_{k}": round(v, 2) for k, v in trace.items() if k != "total"})
+        row["retrieved"] = [
+            {"chunk_id": p.chunk_id, "score": float(p.score), "similarity": p.similarity}
+            for p in passages
+        ]
+        best = max((p.similarity or 0.0 for p in passages), default=0.0)
+        if best < s.serving_similarity_floor:
+            row.update(grounded=False)
+            return RagAnswer(
+                NOT_WRITTEN,
+                [],
+                {
+                    "grounded": False,
+                    "model_version": version,
+                    "best_similarity": best,
+                    "timings_ms": timings,
+                },
+            )
+
+        clock = time.perf_counter()
+        plan = build_prompt(
+            tokenizer,
+            text,
+            passages,
+            author=who or "the author",
+            context_tokens=s.serving_context_tokens,
+        )
+        timings["prompt"] = round((time.perf_counter() - clock) * 1000, 2)
+        clock = time.perf_counter()
+        raw, prompt_tokens, completion_tokens = self.generate(version, plan.prompt, limit)
+        timings["generation"] = round((time.perf_counter() - clock) * 1000, 2)
+        answer, redacted = redact_pii(raw.strip() or NOT_WRITTEN)
+        row.update(grounded=True, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        self._maybe_shadow(
+            row["request_id"],
+            routing,
+            version,
+            plan.prompt,
+            limit,
+            answer,
+            completion_tokens,
+            timings["generation"],
+        )
+        meta = {
+            "grounded": True,
+            "model_version": version,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "context_tokens": plan.context_tokens,
+            "instructions_removed": plan.instructions_removed,
+            "pii_redacted": redacted,
+            "best_similarity": best,
+            "timings_ms": timings,
+        }
+        return RagAnswer(answer, sources_of(plan.passages), meta)
+
+    # --- shadow traffic -------------------------------------------------------------------------
+
+    def _maybe_shadow(self, request_id, routing, version, prompt, limit, answer, tokens, ms):
+        shadow = routing.get("shadow")
+        share = float(routing.get("shadow_share") or 0.0)
+        if shadow is None or int(shadow) == version or random.random() >= share:
+            return
+        self.shadow_pool.submit(
+            self._shadow, request_id, version, int(shadow), prompt, limit, answer, tokens, ms
+        )
+
+    def _shadow(self, request_id, champion, shadow, prompt, limit, answer, tokens, ms) -> None:
+        """Generate with the shadow version over Triton's HTTP API and log the pair."""
+        from twin.serving.client import generate_text
+
+        row: dict[str, Any] = {
+            "request_id": request_id,
+            "champion_version": champion,
+            "shadow_version": shadow,
+            "prompt": prompt,
+            "champion_answer": answer,
+            "champion_tokens": tokens,
+            "champion_latency_ms": ms,
+        }
+        start = time.perf_counter()
+        try:
+            result = generate_text(self.settings, prompt, max_tokens=limit, version=shadow)
+            shadow_answer, _ = redact_pii(result["text"])
+            row.update(
+                shadow_answer=shadow_answer,
+                shadow_tokens=result["completion_tokens"],
+                token_overlap=token_overlap(answer, shadow_answer),
+            )
+        except Exception as exc:  # a failing shadow is recorded, never surfaced to the client
+            row["shadow_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        row["shadow_latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        self.writer.submit("shadow_comparisons", row)
+
+    def close(self) -> None:
+        self.shadow_pool.shutdown(wait=True, cancel_futures=False)
+        self.writer.close()
+        if self._retriever is not None:
+            self._retriever.conn.close()
+
+
+def _limits(settings: Settings):
+    from twin.serving.validation import RequestLimits
+
+    return RequestLimits(
+        max_prompt_bytes=settings.serving_max_prompt_bytes,
+        max_prompt_tokens=settings.serving_max_prompt_tokens,
+        max_new_tokens=settings.serving_max_new_tokens,
+        default_max_tokens=settings.serving_default_max_tokens,
+    )

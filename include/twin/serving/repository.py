@@ -1,0 +1,274 @@
+"""The Triton model repository under `TRITON_MODEL_REPOSITORY`, built from registered versions.
+
+Layout (Triton version numbers are the MLflow version numbers):
+
+    twin_llm/config.pbtxt            batched Python backend, version_policy = served versions
+    twin_llm/served.json             {"versions": [...]}: what the config lists
+    twin_llm/<v>/model.py            copy of twin/serving/templates/twin_llm.py
+    twin_llm/<v>/hf/                 merged weights + tokenizer (safetensors)
+    twin_llm/<v>/version.json        source, run id, tokenizer fingerprint
+    twin_llm_stream/...              the decoupled variant; <v>/hf links to twin_llm/<v>/hf
+    twin_rag/config.pbtxt, twin_rag/1/model.py, twin_rag/1/settings.json (mode 0600)
+    twin_rag/routing.json            {"champion": v, "shadow": v | null, "shadow_share": 0.1}
+
+Functions for the deployment stage: `materialise_version`, `load_versions`, `unload_version`,
+`set_default_version`, `set_shadow`, `read_routing`. Triton runs with explicit model control:
+nothing serves until `load_versions` / `load_rag` asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from twin.serving.configs import (
+    LLM_MODEL,
+    RAG_MODEL,
+    STREAM_MODEL,
+    llm_config,
+    rag_config,
+    stream_config,
+)
+from twin.serving.sources import SourceRecord, copy_local, fetch_registered
+from twin.settings import Settings
+
+TEMPLATES = Path(__file__).parent / "templates"
+ROUTING_FILE = "routing.json"
+SERVED_FILE = "served.json"
+# Settings fields twin_rag needs inside the Triton stub (written next to its model.py).
+RAG_SETTINGS_FIELDS = {
+    "home",
+    "warehouse_dsn",
+    "triton_http_url",
+    "triton_model_repository",
+    "embedding_model",
+    "embedding_model_name",
+    "service_timeout_s",
+} | {name for name in Settings.model_fields if name.startswith("serving_")}
+
+
+class RepositoryError(RuntimeError):
+    """The model repository cannot be built or a model cannot be loaded."""
+
+
+def repository_path(settings: Settings) -> Path:
+    """`TRITON_MODEL_REPOSITORY`, created when missing."""
+    path = Path(settings.require("triton_model_repository"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write(path: Path, text: str, mode: int | None = None) -> None:
+    """Atomic write, so a loading server never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def materialise_version(
+    settings: Settings, model_version: int, *, source_dir: Path | None = None
+) -> Path:
+    """Write `twin_llm/<model_version>/` (weights, tokenizer, fingerprint, model.py) and its
+    streaming twin, from MLflow's `models:/<registered_model>/<model_version>` (or `source_dir`, a
+    local Hugging Face folder). Idempotent: an existing version is kept as is (only its model.py
+    is refreshed) unless `source_dir` names a different source. Does not load anything; returns the version folder."""
+    if int(model_version) < 1:
+        raise RepositoryError(f"model_version must be a positive integer, not {model_version!r}")
+    version = int(model_version)
+    root = repository_path(settings)
+    target = root / LLM_MODEL / str(version)
+    record_path = target / "version.json"
+    wanted = str(source_dir) if source_dir else f"models:/{settings.registered_model}/{version}"
+    recorded = json.loads(record_path.read_text()).get("source") if record_path.exists() else None
+    if recorded is not None and (source_dir is None or recorded == wanted):
+        _install_templates(root, version)
+        return target
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{version}-"))
+    try:
+        if source_dir:
+            record = copy_local(
+                Path(source_dir), version, staging / "hf", settings.registered_model
+            )
+        else:
+            record = fetch_registered(settings, version, staging / "hf")
+        _write(staging / "version.json", record.to_json())
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _install_templates(root, version)
+    return target
+
+
+def _install_templates(root: Path, version: int) -> None:
+    llm_dir = root / LLM_MODEL / str(version)
+    _write(llm_dir / "model.py", (TEMPLATES / "twin_llm.py").read_text())
+    stream_dir = root / STREAM_MODEL / str(version)
+    stream_dir.mkdir(parents=True, exist_ok=True)
+    _write(stream_dir / "model.py", (TEMPLATES / "twin_llm_stream.py").read_text())
+    shutil.copy2(llm_dir / "version.json", stream_dir / "version.json")
+    link = stream_dir / "hf"
+    if not link.is_symlink():
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(Path("..", "..", LLM_MODEL, str(version), "hf"))
+
+
+def version_record(settings: Settings, version: int) -> SourceRecord:
+    """The `version.json` of a materialised version."""
+    path = repository_path(settings) / LLM_MODEL / str(version) / "version.json"
+    if not path.exists():
+        raise RepositoryError(f"twin_llm version {version} is not materialised ({path} missing)")
+    return SourceRecord(**json.loads(path.read_text()))
+
+
+def served_versions(settings: Settings) -> list[int]:
+    """The versions `twin_llm`'s config lists (empty when none)."""
+    path = repository_path(settings) / LLM_MODEL / SERVED_FILE
+    return json.loads(path.read_text())["versions"] if path.exists() else []
+
+
+def write_llm_configs(settings: Settings, versions: Iterable[int]) -> list[int]:
+    """Point `twin_llm` and `twin_llm_stream` at exactly `versions` (each must be materialised)."""
+    root = repository_path(settings)
+    chosen = sorted({int(v) for v in versions})
+    for v in chosen:
+        version_record(settings, v)
+    if chosen:
+        _write(root / LLM_MODEL / "config.pbtxt", llm_config(settings, chosen))
+        _write(root / STREAM_MODEL / "config.pbtxt", stream_config(settings, chosen))
+    _write(root / LLM_MODEL / SERVED_FILE, json.dumps({"versions": chosen}))
+    return chosen
+
+
+def _client(settings: Settings):
+    from twin.serving.client import http_client
+
+    return http_client(settings, timeout_s=settings.serving_request_timeout_s)
+
+
+def _load(settings: Settings, name: str) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    client = _client(settings)
+    try:
+        client.load_model(name)
+    except InferenceServerException as exc:
+        raise RepositoryError(f"Triton refused to load {name}: {exc.message()}") from None
+    finally:
+        client.close()
+
+
+def load_versions(settings: Settings, versions: Iterable[int], *, stream: bool = True) -> list[int]:
+    """Serve `versions` of `twin_llm` (and `twin_llm_stream`) in addition to those already
+    served; each is materialised first when needed. Returns the served set. Raises
+    `RepositoryError` with Triton's message when a version fails to load (e.g. a tokenizer
+    fingerprint mismatch)."""
+    wanted = [int(v) for v in versions]
+    for v in wanted:
+        materialise_version(settings, v)
+    served = write_llm_configs(settings, [*served_versions(settings), *wanted])
+    _load(settings, LLM_MODEL)
+    if stream:
+        _load(settings, STREAM_MODEL)
+    return served
+
+
+def unload_version(settings: Settings, version: int) -> list[int]:
+    """Stop serving one version (its files stay); the last one unloads the models. Returns the
+    served set. The champion cannot be unloaded while twin_rag routes to it."""
+    routing = read_routing(settings)
+    if routing.get("champion") == int(version):
+        raise RepositoryError(
+            f"version {version} is the champion twin_rag calls: set another default first"
+        )
+    remaining = [v for v in served_versions(settings) if v != int(version)]
+    write_llm_configs(settings, remaining)
+    client = _client(settings)
+    try:
+        for name in (LLM_MODEL, STREAM_MODEL):
+            if remaining:
+                if client.is_model_ready(name):
+                    client.load_model(name)
+            else:
+                client.unload_model(name)
+    finally:
+        client.close()
+    if routing.get("shadow") == int(version):
+        set_shadow(settings, None)
+    return remaining
+
+
+def read_routing(settings: Settings) -> dict[str, Any]:
+    """twin_rag's routing: champion version, shadow version (or None) and the mirrored share."""
+    path = repository_path(settings) / RAG_MODEL / ROUTING_FILE
+    if not path.exists():
+        return {"champion": None, "shadow": None, "shadow_share": settings.serving_shadow_share}
+    return json.loads(path.read_text())
+
+
+def _write_routing(settings: Settings, routing: dict[str, Any]) -> None:
+    _write(repository_path(settings) / RAG_MODEL / ROUTING_FILE, json.dumps(routing, indent=2))
+
+
+def set_default_version(settings: Settings, version: int) -> dict[str, Any]:
+    """Make `version` the champion twin_rag calls when a request names none. twin_rag re-reads
+    `twin_rag/routing.json` on every request (by modification time): no reload needed. The
+    version must be served (see `load_versions`)."""
+    if int(version) not in served_versions(settings):
+        raise RepositoryError(f"twin_llm version {version} is not served: load it first")
+    routing = read_routing(settings) | {"champion": int(version)}
+    _write_routing(settings, routing)
+    return routing
+
+
+def set_shadow(settings: Settings, version: int | None, share: float | None = None) -> dict:
+    """Mirror a share (0..1) of twin_rag's requests to `version` off the request path (None:
+    stop). The client always gets the champion's answer; each mirrored pair is written to
+    `serving.shadow_comparisons`."""
+    share = settings.serving_shadow_share if share is None else float(share)
+    if not 0.0 <= share <= 1.0:
+        raise RepositoryError(f"shadow share must be in [0, 1], not {share}")
+    if version is not None and int(version) not in served_versions(settings):
+        raise RepositoryError(f"twin_llm version {version} is not served: load it first")
+    routing = read_routing(settings) | {
+        "shadow": None if version is None else int(version),
+        "shadow_share": share,
+    }
+    _write_routing(settings, routing)
+    return routing
+
+
+def install_rag(settings: Settings) -> Path:
+    """Write twin_rag's config, model.py and the settings it runs with (mode 0600: it holds the
+    warehouse DSN). Re-run after changing serving settings; returns the model folder."""
+    root = repository_path(settings)
+    model_dir = root / RAG_MODEL
+    _write(model_dir / "config.pbtxt", rag_config(settings))
+    _write(model_dir / "1" / "model.py", (TEMPLATES / "twin_rag.py").read_text())
+    values = settings.model_dump(mode="json", include=RAG_SETTINGS_FIELDS)
+    _write(model_dir / "1" / "settings.json", json.dumps(values, indent=2), mode=0o600)
+    if not (model_dir / ROUTING_FILE).exists():
+        _write_routing(settings, read_routing(settings))
+    return model_dir
+
+
+def load_rag(settings: Settings) -> None:
+    """Install and (re)load twin_rag; a champion must be set (see `set_default_version`)."""
+    if read_routing(settings).get("champion") is None:
+        served = served_versions(settings)
+        if not served:
+            raise RepositoryError("no twin_llm version is served: run load_versions first")
+        set_default_version(settings, max(served))
+    install_rag(settings)
+    _load(settings, RAG_MODEL)

@@ -1,0 +1,127 @@
+"""Triton Python backend `twin_llm`: a merged causal LM, requests padded together.
+
+Copied as `<version>/model.py` by `twin.serving.repository`. Inputs: `prompt` BYTES, optional
+`max_tokens` INT32 and `temperature` FP32; outputs `text` BYTES, `prompt_tokens` and
+`completion_tokens` INT32. The dynamic batcher hands `execute` several requests; valid ones are
+generated in one padded batch per temperature, invalid ones answered with a Triton error naming
+the input. The tokenizer's fingerprint must match the version's record or the load fails.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from twin.domain.models import tokenizer_fingerprint
+from twin.serving.generation import Generator
+from twin.serving.validation import (
+    InvalidRequest,
+    RequestLimits,
+    check_max_tokens,
+    check_prompt_tokens,
+    check_temperature,
+    decode_text,
+)
+
+
+def _error(message):
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    error = (
+        pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+    )
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def _optional(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy().reshape(-1)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        record = json.loads((version_dir / "version.json").read_text())
+        self.limits = RequestLimits.from_parameters(config.get("parameters", {}))
+        self.generator = Generator(version_dir / "hf")
+        found = tokenizer_fingerprint(self.generator.tokenizer)
+        expected = record.get("tokenizer_fingerprint")
+        if expected and found != expected:
+            raise pb_utils.TritonModelException(
+                f"tokenizer fingerprint mismatch for version {args['model_version']}: files give "
+                f"{found}, the registered version says {expected}; refusing to load"
+            )
+        self.version = int(args["model_version"])
+
+    def _parse(self, request):
+        """[(prompt, max_tokens, temperature)] for each row of one request."""
+        prompts = _optional(request, "prompt")
+        if prompts is None or prompts.size == 0:
+            raise InvalidRequest("input 'prompt' is required")
+        max_tokens = _optional(request, "max_tokens")
+        temperature = _optional(request, "temperature")
+        rows = []
+        for i, raw in enumerate(prompts):
+            text = decode_text("prompt", raw, self.limits.max_prompt_bytes)
+            limit = check_max_tokens(
+                None if max_tokens is None else max_tokens[min(i, max_tokens.size - 1)], self.limits
+            )
+            temp = check_temperature(
+                None if temperature is None else temperature[min(i, temperature.size - 1)]
+            )
+            count = self.generator.count_tokens(text)
+            check_prompt_tokens(count, limit, self.limits, self.generator.max_context)
+            rows.append((text, limit, temp))
+        return rows
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        work = {}  # temperature -> [(request index, row index, prompt, max_tokens)]
+        parsed = {}
+        for index, request in enumerate(requests):
+            try:
+                rows = self._parse(request)
+            except (InvalidRequest, ValueError, TypeError) as exc:
+                responses[index] = _error(str(exc))
+                continue
+            parsed[index] = len(rows)
+            for row, (text, limit, temp) in enumerate(rows):
+                work.setdefault(temp, []).append((index, row, text, limit))
+        outputs = {index: [None] * n for index, n in parsed.items()}
+        for temp, items in work.items():
+            try:
+                done = self.generator.generate([i[2] for i in items], [i[3] for i in items], temp)
+            except Exception as exc:  # one failing batch answers its own requests only
+                for index, *_ in items:
+                    responses[index] = _error(f"generation failed: {exc}")
+                continue
+            for (index, row, _, _), generation in zip(items, done, strict=True):
+                outputs[index][row] = generation
+        for index, generations in outputs.items():
+            if responses[index] is not None:
+                continue
+            n = len(generations)
+            responses[index] = pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(
+                        "text",
+                        np.array([g.text.encode() for g in generations], dtype=np.object_).reshape(
+                            n, 1
+                        ),
+                    ),
+                    pb_utils.Tensor(
+                        "prompt_tokens",
+                        np.array([g.prompt_tokens for g in generations], dtype=np.int32).reshape(
+                            n, 1
+                        ),
+                    ),
+                    pb_utils.Tensor(
+                        "completion_tokens",
+                        np.array(
+                            [g.completion_tokens for g in generations], dtype=np.int32
+                        ).reshape(n, 1),
+                    ),
+                ]
+            )
+        return responses

@@ -1,0 +1,108 @@
+"""Triton Python backend `twin_rag`: retrieval in pgvector, then a BLS call to `twin_llm`.
+
+Copied as `1/model.py` by `twin.serving.repository.install_rag`. Inputs: `query` BYTES, optional
+`author` BYTES, `model_version` INT32 (default: the champion in `routing.json`) and `max_tokens`
+INT32. Outputs: `answer` BYTES, `sources` BYTES (JSON list) and `meta` BYTES (JSON: grounded,
+model version, token counts, per-step latency). The work is `twin.serving.rag_service.RagService`;
+the settings it runs with are `settings.json` beside this file.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from twin.serving.backend_names import llm_tensors
+from twin.serving.rag_service import RagService, RetrievalUnavailable
+from twin.serving.validation import InvalidRequest
+from twin.settings import Settings
+
+
+def _first(request, name):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    values = tensor.as_numpy().reshape(-1)
+    return values[0] if values.size else None
+
+
+def _error(message, invalid):
+    code = getattr(pb_utils.TritonError, "INVALID_ARG" if invalid else "UNAVAILABLE", None)
+    error = (
+        pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+    )
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        here = Path(args["model_repository"]) / args["model_version"]
+        settings = Settings(**json.loads((here / "settings.json").read_text()))
+        self.names = llm_tensors(settings.serving_llm_backend)
+        self.service = RagService(settings, self._generate)
+
+    def _generate(self, version, prompt, max_tokens):
+        """BLS call to the LLM model (Python backend or TensorRT-LLM, names mapped)."""
+        n = self.names
+        batch = (1, 1) if n.batched else (1,)
+        inputs = [
+            pb_utils.Tensor(n.prompt, np.array([prompt.encode()], dtype=np.object_).reshape(batch)),
+            pb_utils.Tensor(n.max_tokens, np.array([max_tokens], dtype=np.int32).reshape(batch)),
+        ]
+        request = pb_utils.InferenceRequest(
+            model_name=n.model,
+            model_version=int(version) if n.versioned else -1,
+            requested_output_names=[n.text, *n.counts],
+            inputs=inputs,
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{n.model} v{version}: {response.error().message()}")
+        text = pb_utils.get_output_tensor_by_name(response, n.text).as_numpy().reshape(-1)[0]
+        counts = [
+            int(pb_utils.get_output_tensor_by_name(response, name).as_numpy().reshape(-1)[0])
+            for name in n.counts
+        ]
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        prompt_tokens, completion_tokens = ([*counts, 0, 0])[:2]
+        return text, prompt_tokens, completion_tokens
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                version = _first(request, "model_version")
+                max_tokens = _first(request, "max_tokens")
+                result = self.service.answer(
+                    _first(request, "query"),
+                    _first(request, "author"),
+                    None if version is None else int(version),
+                    None if max_tokens is None else int(max_tokens),
+                )
+            except InvalidRequest as exc:
+                responses.append(_error(str(exc), invalid=True))
+                continue
+            except RetrievalUnavailable as exc:
+                responses.append(_error(str(exc), invalid=False))
+                continue
+            except Exception as exc:
+                responses.append(_error(f"twin_rag failed: {type(exc).__name__}: {exc}", False))
+                continue
+            outputs = {
+                "answer": result.answer,
+                "sources": json.dumps(result.sources, ensure_ascii=False),
+                "meta": json.dumps(result.meta, ensure_ascii=False),
+            }
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor(k, np.array([v.encode()], dtype=np.object_))
+                        for k, v in outputs.items()
+                    ]
+                )
+            )
+        return responses
+
+    def finalize(self):
+        self.service.close()

@@ -353,8 +353,8 @@ def cached_generations(
 def store_generations(
     settings: Settings, entries: Iterable[tuple[str, str, str, str, dict[str, Any]]]
 ) -> int:
-    """Cache (clean_hash, generator_digest, document_id, generator, payload) rows; how many
-    were new."""
+    """Cache (clean_hash, generator_digest, document_id, generator, payload) rows, merging a
+    payload's keys into what the entry holds; how many rows were written."""
     entries = list(entries)
     if not entries:
         return 0
@@ -364,7 +364,10 @@ def store_generations(
             cur.execute(
                 """insert into ml.generation_cache
                        (clean_hash, generator_digest, document_id, generator, payload)
-                   values (%s, %s, %s, %s, %s) on conflict do nothing""",
+                   values (%s, %s, %s, %s, %s)
+                   on conflict (clean_hash, generator_digest) do update
+                   set payload = ml.generation_cache.payload || excluded.payload
+                   where not ml.generation_cache.payload @> excluded.payload""",
                 (clean_hash, digest, document_id, generator, Jsonb(payload)),
             )
             written += cur.rowcount

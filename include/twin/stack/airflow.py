@@ -1,12 +1,17 @@
 """Airflow in the embedded stack: metadata database on the stack's Postgres, and the UI on demand.
 
-`twin stack up` always prepares `AIRFLOW_HOME` (config, migrated metadata DB) so that `dag.test()`
-and `airflow dags test` work; `twin stack up --airflow` also runs `airflow standalone`
-(API server + UI, scheduler, DAG processor, triggerer).
+`twin stack up` always prepares `AIRFLOW_HOME` (config, migrated metadata DB, the connections,
+variables and pools of `airflow_settings.yaml`) so that `dag.test()` and `airflow dags test` work;
+`twin stack up --airflow` also runs `airflow standalone` (API server + UI, scheduler, DAG
+processor, triggerer), with the DAGs of the pipeline chain unpaused the first time it sees them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import secrets
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -14,7 +19,27 @@ from pathlib import Path
 import httpx
 
 from twin.settings import PROJECT_ROOT
-from twin.stack.services import LOOPBACK, PostgresService, Service, ServiceError, StackContext
+from twin.stack.airflow_objects import (
+    AirflowObjectsError,
+    apply_objects,
+    render_objects,
+    unpause_dags,
+)
+from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext
+from twin.stack.files import write_private
+from twin.stack.postgres import PostgresService
+
+# The DAGs of the pipeline chain (crawl → warehouse → features → …), unpaused in the embedded
+# stack the first time the DAG processor has stored them; a later pause by the user is kept.
+CHAIN_DAGS = (
+    "twin_crawl",
+    "twin_warehouse",
+    "twin_features",
+    "twin_datasets",
+    "twin_training",
+    "twin_deploy",
+)
+DAG_PARSE_WAIT_S = 180.0
 
 
 class AirflowService(Service):
@@ -26,6 +51,7 @@ class AirflowService(Service):
     def __init__(self, ctx: StackContext, postgres: PostgresService) -> None:
         super().__init__(ctx)
         self.postgres = postgres
+        self.notes: list[str] = []
 
     @property
     def home(self) -> Path:
@@ -47,6 +73,8 @@ class AirflowService(Service):
                 f"execution_api_server_url = {api}/execution/",
                 # The embedded stack is a single-user development stack on loopback.
                 "simple_auth_manager_all_admins = True",
+                # Connection passwords are encrypted in the metadata DB with the stack's own key.
+                f"fernet_key = {self.ctx.secret('airflow_fernet_key', fernet_key)}",
                 "[database]",
                 f"sql_alchemy_conn = {self.postgres.dsn('airflow', 'postgresql+psycopg2')}",
                 "[api]",
@@ -67,7 +95,8 @@ class AirflowService(Service):
         )
 
     def env(self) -> dict[str, str]:
-        env = super().env()
+        """Airflow's environment: connections come from the metadata DB, not from a shell."""
+        env = {k: v for k, v in super().env().items() if not k.startswith("AIRFLOW_CONN_")}
         env["AIRFLOW_HOME"] = str(self.home)
         env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
         return env
@@ -75,9 +104,7 @@ class AirflowService(Service):
     def prepare(self) -> None:
         """Write the config and migrate the metadata DB once per Airflow version."""
         super().prepare()
-        config = self.home / "airflow.cfg"
-        config.write_text(self.config_text())
-        config.chmod(0o600)
+        write_private(self.home / "airflow.cfg", self.config_text())
         marker = self.home / ".migrated"
         wanted = f"apache-airflow {version('apache-airflow')}"
         if marker.exists() and marker.read_text().strip() == wanted:
@@ -97,6 +124,58 @@ class AirflowService(Service):
                 f"{self.process.log_tail()}"
             )
         marker.write_text(wanted + "\n")
+
+    def apply_settings(self, endpoints: dict[str, str]) -> dict[str, list[str]]:
+        """Write airflow_settings.yaml's objects, with the stack's endpoints, to the metadata DB.
+
+        Skipped when the same objects were applied to the same migrated DB before.
+        """
+        try:
+            objects = render_objects(endpoints)
+            marker = self.home / ".settings-applied"
+            migrated = (self.home / ".migrated").read_text() if self.migrated else ""
+            digest = hashlib.sha256(
+                (json.dumps(objects.__dict__, sort_keys=True, default=str) + migrated).encode()
+            ).hexdigest()
+            if marker.exists() and marker.read_text().strip() == digest:
+                return {"created": [], "updated": [], "unchanged": ["(all, cached)"]}
+            done = apply_objects(objects, self.env())
+        except AirflowObjectsError as err:
+            raise ServiceError(f"airflow: airflow_settings.yaml not applied: {err}") from err
+        write_private(marker, digest + "\n")
+        return done
+
+    @property
+    def migrated(self) -> bool:
+        return (self.home / ".migrated").exists()
+
+    def after_start(self) -> None:
+        """Unpause the pipeline chain's DAGs the first time the DAG processor has stored them."""
+        record = self.home / "unpaused.json"
+        try:
+            seen = set(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            seen = set()
+        todo = [
+            d for d in CHAIN_DAGS if d not in seen and (PROJECT_ROOT / "dags" / f"{d}.py").exists()
+        ]
+        self.notes = []
+        if not todo:
+            return
+        try:
+            result = unpause_dags(todo, self.env(), DAG_PARSE_WAIT_S)
+        except AirflowObjectsError as err:
+            result = {"unpaused": [], "missing": todo}
+            self.notes.append(f"airflow: could not unpause DAGs: {err}")
+        record.write_text(json.dumps(sorted(seen | set(result["unpaused"]))) + "\n")
+        if result["unpaused"]:
+            self.notes.append(f"airflow: unpaused {', '.join(result['unpaused'])}")
+        if result["missing"]:
+            self.notes.append(
+                f"airflow: not parsed yet, still paused: {', '.join(result['missing'])}; unpause "
+                "them in the UI (toggle) or with: set -a; . .twin/stack.env; set +a; "
+                + "; ".join(f"airflow dags unpause {d}" for d in result["missing"])
+            )
 
     def command(self) -> list[str]:
         return [str(self.ctx.bin_dir / "airflow"), "standalone"]
@@ -124,3 +203,8 @@ class AirflowService(Service):
             "AIRFLOW_UI_URL": self.url,
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         }
+
+
+def fernet_key() -> str:
+    """A new Fernet key (32 random bytes, URL-safe base64) for Airflow's connection passwords."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()

@@ -20,17 +20,12 @@ from pathlib import Path
 import psutil
 
 from twin.stack.airflow import AirflowService
+from twin.stack.base import Service, ServiceError, StackContext
+from twin.stack.files import write_private
+from twin.stack.mongo import MongoService
+from twin.stack.postgres import PostgresService
 from twin.stack.process import free_port, group_members, port_is_free
-from twin.stack.services import (
-    MlflowService,
-    MongoService,
-    PostgresService,
-    SampleSiteService,
-    Service,
-    ServiceError,
-    StackContext,
-    TritonService,
-)
+from twin.stack.servers import MlflowService, SampleSiteService, TritonService
 
 CORE_SERVICES = ("postgres", "mongo", "triton", "mlflow")
 OPTIONAL_SERVICES = ("sample", "airflow")  # shown by `status`, started on request
@@ -74,6 +69,7 @@ class UpResult:
     started: list[str]
     reused: list[str]
     statuses: list[ServiceStatus]
+    notes: tuple[str, ...] = ()
 
 
 class Stack:
@@ -182,13 +178,33 @@ class Stack:
                     airflow.prepare()
                 for name in pending:
                     self._wait_healthy(name, progress)
+                    if name == "airflow":
+                        progress("unpausing the pipeline DAGs once Airflow has parsed them")
+                        self.services[name].after_start()
+                if "postgres" in self.wanted and wave == START_WAVES[1]:
+                    progress("applying airflow_settings.yaml to Airflow's metadata DB")
+                    self._apply_airflow_settings()
             self._save_state()
             self.write_env()
+        except ServiceError as err:
+            self._stop_started(started)
+            raise StackError(str(err)) from err
         except BaseException:
-            for name in reversed(started):
-                self.services[name].process.stop()
+            self._stop_started(started)
             raise
-        return UpResult(started, reused, self.status())
+        notes = tuple(self.services["airflow"].notes) if "airflow" in self.wanted else ()
+        return UpResult(started, reused, self.status(), notes)
+
+    def _stop_started(self, started: list[str]) -> None:
+        for name in reversed(started):
+            self.services[name].process.stop()
+
+    def _apply_airflow_settings(self) -> None:
+        """Connections, variables and pools of airflow_settings.yaml into the metadata DB."""
+        self._save_state()
+        airflow = self.services["airflow"]
+        assert isinstance(airflow, AirflowService)
+        airflow.apply_settings(self.endpoints())
 
     def _start(self, name: str, progress: Callable[[str], None]) -> None:
         service = self.services[name]
@@ -264,11 +280,7 @@ class Stack:
             "# Load into a shell with: set -a; . .twin/stack.env; set +a",
         ]
         lines += [f"{key}={shlex.quote(value)}" for key, value in self.endpoints().items()]
-        tmp = self.env_path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.chmod(0o600)
-        tmp.replace(self.env_path)
-        return self.env_path
+        return write_private(self.env_path, "\n".join(lines) + "\n")
 
 
 def group_memory_mb(proc) -> float:

@@ -1,0 +1,144 @@
+"""A MongoDB wire-protocol server (secantusdb) on loopback, with SCRAM authentication.
+
+secantusdb has no localhost exception: users are created once by starting the server without
+`--auth` on a fresh loopback port, creating the stack's user, and stopping it again; from then on
+it always runs with `--auth` and every command but the handshake needs the password.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from twin.settings import endpoint_to_connection
+from twin.stack.base import LOOPBACK, Service, ServiceError
+from twin.stack.process import free_port
+
+USER = "twin"
+PROVISION_TIMEOUT_S = 60
+
+
+class MongoService(Service):
+    """A MongoDB wire-protocol server (secantusdb), run as its own process on loopback."""
+
+    name = "mongo"
+    ports = ("mongo",)
+    user = USER
+
+    @property
+    def password(self) -> str:
+        return self.ctx.secret("mongo_password")
+
+    @property
+    def users_marker(self) -> Path:
+        return self.dir / "users"
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.dir / "data").mkdir(mode=0o700, exist_ok=True)
+        (self.dir / "data").chmod(0o700)
+        # An explicit (empty) config turns off the server's config-file auto-discovery.
+        (self.dir / "secantusd.toml").touch()
+        if self.users_marker.exists() and self.users_marker.read_text().strip() == self.user:
+            return
+        self._provision_user()
+        self.users_marker.write_text(self.user + "\n")
+
+    def _server(self, port: int, auth: bool) -> list[str]:
+        return [
+            str(self.ctx.bin_dir / "secantusd-py"),
+            "--config",
+            str(self.dir / "secantusd.toml"),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--storage-path",
+            str(self.dir / "data"),
+            "--sync-on-commit",
+            "--log-level",
+            "WARNING",
+            *(["--auth"] if auth else []),
+        ]
+
+    def _provision_user(self) -> None:
+        """Create (or reset the password of) the stack's user on a briefly unauthenticated run."""
+        from pymongo import MongoClient
+        from pymongo.errors import OperationFailure, PyMongoError
+
+        port = free_port()
+        with open(self.process.log_path, "ab") as log:
+            server = subprocess.Popen(
+                self._server(port, auth=False),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=self.dir,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + PROVISION_TIMEOUT_S
+            with MongoClient(
+                f"mongodb://{LOOPBACK}:{port}/?directConnection=true",
+                serverSelectionTimeoutMS=1000,
+            ) as client:
+                while True:
+                    if server.poll() is not None:
+                        raise ServiceError(
+                            f"mongo: server exited while creating its user\n"
+                            f"{self.process.log_tail()}"
+                        )
+                    try:
+                        client.admin.command("ping")
+                        break
+                    except PyMongoError as err:
+                        if time.monotonic() > deadline:
+                            raise ServiceError(
+                                f"mongo: no answer while creating its user: {err}"
+                            ) from err
+                roles = [{"role": "root", "db": "admin"}]
+                try:
+                    client.admin.command("createUser", self.user, pwd=self.password, roles=roles)
+                except OperationFailure as err:
+                    if err.code != 51003:  # the user exists: set its password again
+                        raise ServiceError(f"mongo: could not create its user: {err}") from err
+                    client.admin.command("updateUser", self.user, pwd=self.password, roles=roles)
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
+
+    def command(self) -> list[str]:
+        return self._server(self.port(), auth=True)
+
+    def check(self, timeout_s: float) -> str:
+        from pymongo import MongoClient
+
+        ms = int(timeout_s * 1000)
+        with MongoClient(self.uri, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms) as client:
+            client.admin.command("ping")  # authenticated: proves the password works
+            info = client.server_info()
+        return f"MongoDB protocol {info.get('version', '?')}"
+
+    @property
+    def uri(self) -> str:
+        auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
+        return f"mongodb://{auth}{LOOPBACK}:{self.port()}/?directConnection=true&authSource=admin"
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://{LOOPBACK}:{self.port()}/?directConnection=true"
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "MONGO_URI": self.uri,
+            "AIRFLOW_CONN_MONGO_DEFAULT": endpoint_to_connection(
+                "mongo_uri", self.uri, directConnection=True, authSource="admin"
+            ),
+        }

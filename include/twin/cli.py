@@ -84,6 +84,8 @@ def stack_up(
         f"reused: {', '.join(result.reused) or 'nothing'} "
         f"({time.monotonic() - began:.1f} s); endpoints in {stack.env_path}"
     )
+    for note in result.notes:  # e.g. which Airflow DAGs were unpaused, or what to unpause
+        console.print(note)
     _print_status(result.statuses)
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from twin.datasets.cli import datasets_app
 from twin.settings import default_home
 
 app = typer.Typer(
@@ -288,6 +289,7 @@ def search(
 
 eval_app = typer.Typer(help="Evaluations of the platform's stages.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+app.add_typer(datasets_app, name="datasets")
 
 
 @eval_app.command("retrieval")

@@ -1,0 +1,52 @@
+"""Turn the author's clean marts into instruction and preference datasets, versioned with lineage.
+
+Scheduled on the marts asset. Sections of each document are filtered (length, language,
+boilerplate, PII, duplicates), given instructions by the chosen generator (cached per document
+content and generator configuration, so only new or changed documents cost a call), paired with
+a model's answer for preference data, split by document and decontaminated against evaluation
+prompts. The datasets asset is emitted only when the build produced a new version.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, task
+
+from twin.assets import DATASETS, WAREHOUSE_MARTS
+from twin.datasets.tasks import build_dataset_task, publish_if_new
+from twin.settings import settings
+
+
+@dag(
+    schedule=[Asset(**WAREHOUSE_MARTS)],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    tags=["twin", "training", "datasets"],
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    params={
+        "author": Param(settings.sample_author, type="string", minLength=1),
+        "generator": Param(
+            "offline",
+            enum=["offline", "smollm2", "endpoint"],
+            description="offline: templates, no model; smollm2: the packaged model, capped; "
+            "endpoint: TWIN_GENERATOR_URL (OpenAI-compatible)",
+        ),
+        "max_instructions": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="sections per version; 0: all (smollm2: 1-200)",
+        ),
+        "max_preferences": Param(0, type="integer", minimum=0, description="0: one per sample"),
+        "preference": Param(True, type="boolean", description="build preference pairs"),
+        "test_share": Param(0.1, type="number", minimum=0, maximum=0.5),
+    },
+    doc_md=__doc__,
+)
+def twin_datasets():
+    built = task(build_dataset_task, task_id="build_dataset")()
+    task(publish_if_new, outlets=[Asset(**DATASETS)])(built)
+
+
+twin_datasets()

@@ -1,0 +1,63 @@
+"""The `twin_datasets` DAG's task callables (light to import: the build loads when it runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Upper bound on sections sent to the local model in one run: it generates a few tokens a second.
+SMOLLM2_MAX_INSTRUCTIONS = 200
+
+
+def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The build options from the DAG's Params, validated; a ValueError naming each bad Param."""
+    from pydantic import ValidationError
+
+    from twin.datasets.build import DatasetOptions
+
+    values = {
+        "author": params.get("author"),
+        "generator": params.get("generator", "offline"),
+        "max_instructions": params.get("max_instructions", 0),
+        "max_preferences": params.get("max_preferences", 0),
+        "preference": params.get("preference", True),
+        "test_share": params.get("test_share", 0.1),
+    }
+    try:
+        options = DatasetOptions.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"Param {'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"invalid twin_datasets Params: {problems}") from None
+    if options.generator == "smollm2" and not (
+        0 < options.max_instructions <= SMOLLM2_MAX_INSTRUCTIONS
+    ):
+        raise ValueError(
+            "invalid twin_datasets Params: Param max_instructions must be between 1 and "
+            f"{SMOLLM2_MAX_INSTRUCTIONS} with generator 'smollm2' (the local model is slow)"
+        )
+    return options.model_dump(mode="json")
+
+
+def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build (or find) the dataset version for the Params; the build's report as a dict."""
+    from airflow.sdk import get_current_context
+
+    from twin.datasets.build import DatasetOptions, build_dataset
+    from twin.settings import load_settings
+
+    params = params if params is not None else dict(get_current_context()["params"])
+    options = DatasetOptions.model_validate(dataset_options(params))
+    return build_dataset(load_settings(), options).as_dict()
+
+
+def publish_if_new(result: dict[str, Any]) -> dict[str, Any]:
+    """Succeed (emitting the datasets asset) only when the build created a new version."""
+    from airflow.exceptions import AirflowSkipException
+
+    if not result.get("created"):
+        raise AirflowSkipException(
+            f"dataset version {str(result.get('version'))[:16]} already exists: nothing to publish"
+        )
+    return {k: result[k] for k in ("version", "counts", "export_uri", "mlflow_run_id")}

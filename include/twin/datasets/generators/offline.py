@@ -37,7 +37,7 @@ _STOPWORD_TEXT = (
     "yes like "
 )
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-CANDIDATES = 10
+CANDIDATES = 8
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "linkedin": (
@@ -122,12 +122,23 @@ class OfflineGenerator:
     def keyphrases(self, sections: Sequence[SectionPrompt], top: int = 2) -> list[list[str]]:
         """The `top` keyphrases of each section, by embedding similarity with diversity."""
         candidates = [candidate_phrases(s.text) for s in sections]
-        texts = [f"{s.title}. {CODE_RE.sub(' ', s.text)[:600]}" for s in sections]
-        section_vecs = self.embedder.encode(texts)
-        missing = sorted({p for c in candidates for p in c} - self._phrase_vectors.keys())
+        # Short texts only (phrases and titles, shared across sections and cached): a section's
+        # own vector is the centroid of its phrases and its title, so no long text is embedded.
+        titles = [s.title.strip().lower() for s in sections]
+        wanted = {p for c in candidates for p in c} | {t for t in titles if t}
+        missing = sorted(wanted - self._phrase_vectors.keys())
         if missing:
-            for phrase, vec in zip(missing, self.embedder.encode(missing), strict=True):
+            for phrase, vec in zip(
+                missing, self.embedder.encode(missing, batch_size=256), strict=True
+            ):
                 self._phrase_vectors[phrase] = vec
+        section_vecs = []
+        for cands, title in zip(candidates, titles, strict=True):
+            parts = [self._phrase_vectors[c] for c in cands]
+            if title:
+                parts.append(self._phrase_vectors[title] * max(1, len(parts) // 2))
+            centroid = np.sum(parts, axis=0) if parts else np.zeros(1)
+            section_vecs.append(centroid / (np.linalg.norm(centroid) or 1.0))
         result = []
         for cands, svec in zip(candidates, section_vecs, strict=True):
             if not cands:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin.datasets.cli import datasets_app
+from twin.deploy.cli import app as deployments_app
 from twin.settings import default_home
 
 app = typer.Typer(
@@ -290,6 +291,7 @@ def search(
 eval_app = typer.Typer(help="Evaluations of the platform's stages.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(deployments_app, name="deployments")
 
 
 @eval_app.command("retrieval")

@@ -1,0 +1,112 @@
+"""`twin deployments`: the deployment decisions recorded in `serving.deployments`, with figures,
+and the monitor's alerts."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Deployments of registered versions: decisions, figures, alerts.",
+    invoke_without_command=True,
+)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+# Figures shown in the table, in order, with their column titles.
+COLUMNS = {
+    "samples": "pairs",
+    "mmd_p_value": "MMD p",
+    "classifier_auc": "AUC",
+    "length_ks_p_value": "len KS p",
+    "style_similarity": "style",
+    "latency_p95_ratio": "p95 ratio",
+    "error_rate": "errors",
+    "guardrail_rate": "guardrails",
+}
+COLOUR = {"promoted": "green", "rolled_back": "red", "failed": "yellow"}
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _records(model: str | None, limit: int):
+    from twin.settings import load_settings
+    from twin.store.deployments import ensure_schema, list_deployments
+    from twin.store.warehouse import warehouse_connection
+
+    settings = load_settings()
+    with warehouse_connection(settings, autocommit=True) as conn:
+        ensure_schema(conn)
+        return list_deployments(conn, model or settings.registered_model, limit)
+
+
+@app.callback()
+def deployments(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, help="Registered model (default: settings)."),
+    limit: int = typer.Option(20, min=1, max=1000, help="How many deployments."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List deployments, newest first: state, decision, reason and every figure."""
+    if ctx.invoked_subcommand is not None:
+        return
+    records = _records(model, limit)
+    if as_json:
+        rows = [
+            {k: getattr(r, k) for k in ("version", "state", "decision", "reason", "figures")}
+            | {"updated_at": r.updated_at.isoformat() if r.updated_at else None}
+            for r in records
+        ]
+        out.print_json(json.dumps(rows, default=str))
+        return
+    if not records:
+        err.print("no deployment recorded yet: run the twin_deploy DAG")
+        raise typer.Exit(1)
+    table = Table(title="serving.deployments")
+    for column in ("version", "state", "champion before", *COLUMNS.values(), "reason", "when"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        colour = COLOUR.get(r.state, "cyan")
+        table.add_row(
+            r.version,
+            f"[{colour}]{r.state}[/]",
+            r.previous_champion or "-",
+            *(_fmt(r.figures.get(key)) for key in COLUMNS),
+            (r.reason or "")[:160],
+            f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "-",
+        )
+    out.print(table)
+
+
+@app.command("alerts")
+def alerts(limit: int = typer.Option(20, min=1, max=1000)) -> None:
+    """The latest alerts raised by twin_monitor."""
+    from twin.settings import load_settings
+    from twin.store.deployments import ensure_schema, list_alerts
+    from twin.store.warehouse import warehouse_connection
+
+    with warehouse_connection(load_settings(), autocommit=True) as conn:
+        ensure_schema(conn)
+        rows = list_alerts(conn)[:limit]
+    table = Table(title="serving.alerts")
+    for column in ("raised", "check", "severity", "window end", "message"):
+        table.add_column(column, overflow="fold")
+    for a in rows:
+        table.add_row(
+            f"{a['raised_at']:%Y-%m-%d %H:%M}",
+            a["check_name"],
+            a["severity"],
+            f"{a['window_end']:%Y-%m-%d %H:%M}",
+            a["message"],
+        )
+    out.print(table)

@@ -347,6 +347,11 @@ class PoliteClient:
             except BlockedURL as exc:  # refused at connect time: the name now resolves elsewhere
                 self.stats.add("blocked")
                 raise BlockedURL(url, _at(exc.reason, url, current)) from None
+            except httpx.RemoteProtocolError as exc:
+                if "location header" not in str(exc).lower():
+                    raise
+                # httpx reads the Location as it answers: a broken one is no transient fault
+                raise FetchError(url, _at(f"invalid redirect ({exc})", url, current)) from None
             try:
                 return self._read(url, current, response, types, gate)
             finally:

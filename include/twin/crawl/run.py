@@ -32,11 +32,16 @@ MAX_FAILURES_KEPT = 50
 
 
 class Source(BaseModel):
-    """One link of an author to crawl, with the platform that reads it."""
+    """One link of an author to crawl, with the platform that reads it.
+
+    A link refused at planning carries the reason in `rejected` (and the platform named for it,
+    or "unknown"); it is reported as a failed source and never fetched.
+    """
 
     author: str = Field(min_length=1)
-    platform: Platform
+    platform: str
     url: str = Field(min_length=1)
+    rejected: str | None = None
 
 
 class SourceReport(BaseModel):
@@ -103,7 +108,9 @@ def plan_sources(
     """The sources to crawl: `links` per platform (or a flat list, dispatched by URL), else the
     links stored for the author, else the sample author's site when it is configured.
 
-    Every bad link is reported at once in one ValueError (nothing is crawled).
+    A bad link is one item's failure: it is returned with the reason in `rejected` (its report
+    says why and nothing is fetched for it) and the other links are crawled. A ValueError naming
+    every problem is raised only when no link at all can be crawled.
     """
     settings = settings or load_settings()
     if not author or not author.strip():
@@ -119,16 +126,19 @@ def plan_sources(
     sources, problems = [], []
     for platform, url in pairs:
         url = url.strip()
-        if reason := validate_link(url, platform, settings):
+        reason = validate_link(url, platform, settings)
+        if reason is None:
+            try:
+                crawler = crawler_for(url, platform, settings.crawl_platform_prefixes)
+            except ValueError as err:
+                reason = str(err)
+        if reason is not None:
             problems.append(f"{url!r}: {reason}")
+            rejected = Source(author=author, platform=platform or "unknown", url=url or "(empty)")
+            sources.append(rejected.model_copy(update={"rejected": reason}))
             continue
-        try:
-            crawler = crawler_for(url, platform, settings.crawl_platform_prefixes)
-        except ValueError as err:
-            problems.append(str(err))
-            continue
-        sources.append(Source(author=author, platform=crawler.platform, url=url))
-    if problems:
+        sources.append(Source(author=author, platform=crawler.platform.value, url=url))
+    if len(problems) == len(sources):
         raise ValueError("invalid crawl links:\n  " + "\n  ".join(problems))
     unique = {(s.platform, s.url): s for s in sources}
     return [s.model_dump(mode="json") for s in unique.values()]
@@ -155,7 +165,11 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     src = Source.model_validate(source)
     began = time.monotonic()
-    report = SourceReport(author=src.author, platform=src.platform.value, url=src.url)
+    report = SourceReport(author=src.author, platform=src.platform, url=src.url)
+    if src.rejected:
+        log.warning("not crawled: %s: %s", src.url, src.rejected)
+        report.failed, report.error = 1, f"invalid link: {src.rejected}"
+        return report.model_dump()
     with mongo_client(settings) as client:
         store = RawDocumentStore(twin_database(client, settings))
         store.ensure_indexes()
@@ -196,7 +210,7 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
     report.seconds = round(time.monotonic() - began, 2)
     log.info(
         "%s %s: %d fetched, %d new, %d changed, %d unchanged, %d failed, %d skipped",
-        src.platform.value,
+        src.platform,
         src.url,
         report.fetched,
         report.new,

@@ -56,6 +56,8 @@ def canonical_url(url: str, base: str | None = None, *, keep_query: bool = True)
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
     netloc = host
     if parts.port and DEFAULT_PORTS.get(scheme) != parts.port:
         netloc = f"{host}:{parts.port}"

@@ -109,7 +109,8 @@ class RagService:
             conn = warehouse_connection(self.settings, autocommit=True)
         except Exception as exc:
             raise RetrievalUnavailable(
-                f"retrieval unavailable: the warehouse (Postgres) cannot be reached ({type(exc).__name__})"
+                "retrieval unavailable: the warehouse (Postgres) cannot be reached "
+                f"({type(exc).__name__})"
             ) from None
         self._retriever = Retriever(conn, self.embedder)
         return self._retriever
@@ -171,7 +172,8 @@ class RagService:
                 known = retriever.known_authors
                 if who is not None and who not in known:
                     raise InvalidRequest(
-                        f"input 'author': unknown author {who!r}; known: {', '.join(known) or 'none'}"
+                        f"input 'author': unknown author {who!r}; "
+                        f"known: {', '.join(known) or 'none'}"
                     )
                 who = who or (known[0] if len(known) == 1 else None)
                 row["author"] = who
@@ -224,7 +226,7 @@ class RagService:
         clock = time.perf_counter()
         raw, prompt_tokens, completion_tokens = self.generate(version, plan.prompt, limit)
         timings["generation"] = round((time.perf_counter() - clock) * 1000, 2)
-        answer, redacted = redact_pii(raw.strip() or NOT_WRITTEN)
+        answer, redacted = redact_pii(raw.strip())
         row.update(grounded=True, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         self._maybe_shadow(
             row["request_id"],

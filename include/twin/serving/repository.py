@@ -80,7 +80,8 @@ def materialise_version(
     """Write `twin_llm/<model_version>/` (weights, tokenizer, fingerprint, model.py) and its
     streaming twin, from MLflow's `models:/<registered_model>/<model_version>` (or `source_dir`, a
     local Hugging Face folder). Idempotent: an existing version is kept as is (only its model.py
-    is refreshed) unless `source_dir` names a different source. Does not load anything; returns the version folder."""
+    is refreshed) unless `source_dir` names a different source. Does not load anything;
+    returns the version folder."""
     if int(model_version) < 1:
         raise RepositoryError(f"model_version must be a positive integer, not {model_version!r}")
     version = int(model_version)

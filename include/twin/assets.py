@@ -7,3 +7,4 @@ WAREHOUSE_MARTS = {
 }
 VECTOR_CHUNKS = {"name": "vector_chunks", "uri": "postgres://warehouse:5432/twin/vectors/chunks"}
 DATASETS = {"name": "datasets", "uri": "postgres://warehouse:5432/twin/ml/dataset_versions"}
+MODEL_CANDIDATES = {"name": "model_candidates", "uri": "mlflow://twin-llm"}

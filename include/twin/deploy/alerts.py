@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from twin.store.deployments import Alert, dumps, record_alert
+if TYPE_CHECKING:
+    from twin.store.deployments import Alert
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def deliver(
 ) -> dict[str, int]:
     """Record, log and post each new alert; a webhook failure is logged, never raised (the row
     is the durable record), and one alert's failure does not stop the others."""
+    from twin.store.deployments import dumps, record_alert
+
     counts = {"new": 0, "repeated": 0, "posted": 0, "post_failed": 0}
     for alert in alerts:
         if not record_alert(conn, alert):

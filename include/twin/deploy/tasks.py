@@ -1,0 +1,235 @@
+"""The twin_deploy and twin_monitor tasks: plain functions the DAGs wire (and tests call).
+
+Each deploy task opens its own clients, runs one step of `twin.deploy.deployment.Deployment`
+and returns the deployment's state; a step that finds the deployment already past it, or decided,
+does nothing, so re-running the DAG for a decided version changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from twin.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+THRESHOLD_PARAMS = (
+    "min_samples",
+    "drift_method",
+    "mmd_alpha",
+    "max_classifier_auc",
+    "ks_alpha",
+    "max_style_drop",
+    "max_latency_p95_ratio",
+    "max_error_rate",
+    "max_guardrail_rate",
+)
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, Any]:
+    return dict(params or {})
+
+
+def resolve_version(params: dict[str, Any] | None = None, settings: Settings | None = None) -> int:
+    """The version to deploy: the `version` Param, else the version holding `challenger`."""
+    from twin.deploy.registry import alias_version
+    from twin.domain.models import CHALLENGER
+    from twin.training.tracking import tracking_client
+
+    settings = settings or load_settings()
+    value = _params(params).get("version")
+    if value not in (None, "", 0):
+        try:
+            version = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"Param 'version' must be a positive integer, not {value!r}") from None
+        if version < 1:
+            raise ValueError(f"Param 'version' must be a positive integer, not {value!r}")
+        return version
+    found = alias_version(tracking_client(settings), settings.registered_model, CHALLENGER)
+    if found is None:
+        raise ValueError(
+            f"no version to deploy: set the Param 'version' or the alias '{CHALLENGER}' on "
+            f"{settings.registered_model}"
+        )
+    return int(found)
+
+
+@contextmanager
+def open_deployment(
+    version: int,
+    params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    run_id: str | None = None,
+) -> Iterator[Any]:
+    """A `Deployment` for `version` with this run's thresholds; closes its connection."""
+    from twin.deploy.checks import Thresholds
+    from twin.deploy.deployment import Deployment
+    from twin.deploy.serving_control import TritonServing
+    from twin.store.warehouse import warehouse_connection
+    from twin.training.tracking import tracking_client
+
+    settings = settings or load_settings()
+    p = _params(params)
+    thresholds = Thresholds.from_settings(settings, **{k: p.get(k) for k in THRESHOLD_PARAMS})
+    conn = warehouse_connection(settings, autocommit=True)
+    try:
+        yield Deployment(
+            tracking_client(settings),
+            conn,
+            TritonServing(settings),
+            settings.registered_model,
+            int(version),
+            thresholds,
+            run_id=run_id,
+        )
+    finally:
+        conn.close()
+
+
+def _require_approval(params: dict[str, Any] | None, settings: Settings) -> bool:
+    value = _params(params).get("require_approval")
+    return settings.deploy_require_approval if value is None else bool(value)
+
+
+def preflight_task(version: int, params: dict[str, Any] | None = None, run_id: str | None = None):
+    from twin.deploy.links import mlflow_urls, push_links
+
+    settings = load_settings()
+    with open_deployment(version, params, settings, run_id) as d:
+        d.start()
+        state = d.preflight(_require_approval(params, settings)).state
+        try:
+            push_links(
+                mlflow_urls(
+                    d.client, settings.require("mlflow_tracking_uri"), d.registered_model, version
+                )
+            )
+        except Exception as err:  # links are a convenience; a missing version is in the record
+            log.info("no MLflow links for version %s: %s", version, err)
+        return state
+
+
+def load_task(version: int, params: dict[str, Any] | None = None) -> str:
+    with open_deployment(version, params) as d:
+        return d.load().state
+
+
+def shadow_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start mirroring, then replay questions until the minimum sample is stored."""
+    from twin.deploy.shadow import load_pairs, replay
+    from twin.deploy.state import FINAL
+
+    settings = load_settings()
+    p = _params(params)
+    share = settings.serving_shadow_share if p.get("shadow_share") is None else p["shadow_share"]
+    with open_deployment(version, params, settings) as d:
+        row = d.record()
+        if row.state in FINAL:
+            return {"state": row.state}
+        row = d.begin_shadow(float(share))
+        if row.previous_champion is None or row.state != "shadowing":
+            return {"state": row.state, "samples": 0}
+        champion = int(row.previous_champion)
+        added = replay(
+            settings,
+            d.conn,
+            champion,
+            d.version,
+            d.thresholds.min_samples,
+            deadline_s=settings.deploy_shadow_timeout_s,
+        )
+        return {
+            "state": row.state,
+            "replayed": added,
+            "samples": len(load_pairs(d.conn, champion, d.version)),
+        }
+
+
+def author_vectors(settings: Settings, conn: Any, limit: int = 500):
+    """Embeddings of the author's own passages (the style anchor), or None without an index."""
+    import numpy as np
+
+    try:
+        rows = conn.execute(
+            "select embedding from vectors.chunks where author = %s order by chunk_id limit %s",
+            (settings.sample_author, limit),
+        ).fetchall()
+    except Exception as err:  # no index yet: the style check is skipped, and says so
+        log.info("style check skipped: %s", err)
+        return None
+    return np.asarray([np.asarray(r[0], dtype=np.float32) for r in rows]) if rows else None
+
+
+def check_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    from twin.deploy.shadow import load_pairs
+    from twin.deploy.state import FINAL
+    from twin.features.embed import Embedder
+
+    settings = load_settings()
+    with open_deployment(version, params, settings) as d:
+        row = d.record()
+        if row.state in FINAL:
+            return {"state": row.state, "figures": row.figures}
+        pairs = []
+        if row.previous_champion is not None:
+            pairs = load_pairs(d.conn, int(row.previous_champion), d.version)
+        embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
+        row = d.check(pairs, embedder.encode, author_vectors(settings, d.conn))
+        return {"state": row.state, "verdict": row.figures.get("verdict"), "reason": row.reason}
+
+
+def decide_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    with open_deployment(version, params) as d:
+        row = d.decide()
+        log.info("deployment %s: %s (%s)", row.deployment_id, row.state, row.reason)
+        return {
+            "state": row.state,
+            "decision": row.decision,
+            "reason": row.reason,
+            "figures": row.figures,
+        }
+
+
+def reconcile_task(
+    version: int | None = None, params: dict[str, Any] | None = None, failed: bool = False
+) -> dict[str, Any]:
+    """After the run (whatever its outcome): a deployment left undecided is marked failed, and
+    MLflow, Triton and the records are brought back in agreement. Fails when they still disagree."""
+    from twin.deploy.deployment import reconcile
+    from twin.deploy.state import FINAL
+
+    settings = load_settings()
+    stopped: list[str] = []
+    with open_deployment(version or 0, params, settings) as d:
+        if version:
+            row = d.record() if _exists(d) else None
+            if row is not None and row.state not in FINAL:
+                stopped.append(str(version))
+        result = reconcile(d.client, d.conn, d.serving, settings.registered_model, stopped=stopped)
+    summary = {
+        "champion": result.champion_alias,
+        "challenger": result.challenger_alias,
+        "loaded": result.loaded,
+        "default": result.default,
+        "stopped": stopped,
+        "problems": result.problems,
+    }
+    if not result.ok:
+        raise RuntimeError(f"MLflow, Triton and serving.deployments disagree: {result.problems}")
+    return summary
+
+
+def _exists(d: Any) -> bool:
+    from twin.store.deployments import ensure_schema, get_deployment
+
+    ensure_schema(d.conn)
+    return get_deployment(d.conn, d.registered_model, d.version) is not None
+
+
+def monitor_task(data_interval_end: Any = None) -> dict[str, Any]:
+    from twin.deploy.monitor_run import run_monitor
+
+    return run_monitor(load_settings(), data_interval_end)

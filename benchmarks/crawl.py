@@ -4,19 +4,24 @@ The sample author's site is built with 300 extra blog articles and served on loo
 of added latency per response. Each mode reads the same 300 pages, listed in a sitemap:
 
 - download stage: `PoliteClient` fetches with its per-host limits vs a plain sequential httpx loop;
-- whole crawler: `BlogCrawler` (fetch, robots.txt, extraction to markdown, archive) at the
-  configured per-host limits vs the same crawler limited to one request at a time.
+- whole crawler: `BlogCrawler` (fetch, robots.txt, extraction to markdown, archive) limited to one
+  request at a time and extracting in its own process (the sequential baseline), vs the same
+  crawler at the configured per-host limits on threads only, vs threads plus the extraction
+  process pool (`--processes`, 0 = one per core), as `twin crawl` runs it.
 
-Ratios are measured in the same run. Extraction is CPU work under the GIL, so on a small machine
-the whole-crawler ratio is bounded by the cores, not by the network.
+Ratios are measured in the same run. Extraction is CPU work: with threads only it is bound to one
+core by the GIL; the process pool spreads it over every core, so the whole-crawler ratio is bounded
+by the machine's cores and the added latency (higher latency leaves more room for concurrency).
 
     python benchmarks/crawl.py [--pages 300] [--latency-ms 20] [--concurrency 16] [--rate 400]
+                               [--processes 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +37,7 @@ from twin.crawl.base import CrawlContext
 from twin.crawl.blog import BlogCrawler
 from twin.crawl.http import PoliteClient
 from twin.crawl.policy import CrawlPolicy
+from twin.crawl.pool import Extractor
 from twin.stack.process import free_port
 from twin.store.object_store import LocalObjectStore
 
@@ -100,9 +106,18 @@ def polite_download(urls: list[str], policy: CrawlPolicy, workers: int) -> float
         return time.perf_counter() - began
 
 
-def crawl_with(sitemap: str, policy: CrawlPolicy, workers: int, objects: Path) -> tuple[float, int]:
-    with PoliteClient(policy) as client:
-        ctx = CrawlContext(client, LocalObjectStore(objects), "Ada Lindqvist", max_workers=workers)
+def crawl_with(
+    sitemap: str, policy: CrawlPolicy, workers: int, objects: Path, processes: int = 1
+) -> tuple[float, int]:
+    with PoliteClient(policy) as client, Extractor(processes) as extractor:
+        extractor.start()  # workers start before the clock: a crawl run starts them once
+        ctx = CrawlContext(
+            client,
+            LocalObjectStore(objects),
+            "Ada Lindqvist",
+            max_workers=workers,
+            extractor=extractor if processes != 1 else None,
+        )
         began = time.perf_counter()
         outcome = BlogCrawler(ctx).crawl(sitemap)
         elapsed = time.perf_counter() - began
@@ -117,23 +132,25 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16, help="per-host concurrency")
     parser.add_argument("--rate", type=float, default=400.0, help="per-host requests/s")
+    parser.add_argument("--processes", type=int, default=0, help="extraction processes; 0: cores")
     args = parser.parse_args()
+    processes = args.processes or os.cpu_count() or 1
 
     home = Path(tempfile.mkdtemp(prefix="twin-bench-crawl-"))
     try:
         manifest = build_site(home / "site", extra_pages=args.pages)
         paths = [d.url for d in manifest.platforms["blog"].documents if d.synthetic][: args.pages]
         sitemap_path = write_sitemap(home / "site", paths)
-        allow = ("127.0.0.1",)
-        polite = CrawlPolicy(
-            allow_private_hosts=allow,
-            per_host_concurrency=args.concurrency,
-            per_host_rate=args.rate,
-        )
-        one_at_a_time = CrawlPolicy(
-            allow_private_hosts=allow, per_host_concurrency=1, per_host_rate=args.rate
-        )
         with served(home / "site", args.latency_ms) as base:
+            allow = (base.removeprefix("http://"),)  # the one host:port the crawler may reach
+            polite = CrawlPolicy(
+                allow_private_hosts=allow,
+                per_host_concurrency=args.concurrency,
+                per_host_rate=args.rate,
+            )
+            one_at_a_time = CrawlPolicy(
+                allow_private_hosts=allow, per_host_concurrency=1, per_host_rate=args.rate
+            )
             urls = [base + p for p in paths]
             sitemap = base + sitemap_path
             rows = []
@@ -150,16 +167,30 @@ def main() -> None:
             )
             seq_crawl, n_seq = crawl_with(sitemap, one_at_a_time, 1, home / "o1")
             conc_crawl, n_conc = crawl_with(sitemap, polite, args.concurrency, home / "o2")
+            pool_crawl, n_pool = crawl_with(
+                sitemap, polite, args.concurrency, home / "o3", processes=processes
+            )
             rows.append(("crawler: one request at a time (baseline)", seq_crawl, n_seq, None))
             rows.append(
                 (
-                    f"crawler: {args.concurrency}/host, {args.rate:.0f} req/s/host",
+                    f"crawler: {args.concurrency}/host, threads only",
                     conc_crawl,
                     n_conc,
                     seq_crawl / conc_crawl,
                 )
             )
-        print(f"{args.pages} pages, {args.latency_ms:.0f} ms added latency per response")
+            rows.append(
+                (
+                    f"crawler: {args.concurrency}/host + {processes} extraction processes",
+                    pool_crawl,
+                    n_pool,
+                    seq_crawl / pool_crawl,
+                )
+            )
+        print(
+            f"{args.pages} pages, {args.latency_ms:.0f} ms added latency per response, "
+            f"{os.cpu_count()} CPU cores"
+        )
         print(f"{'mode':<46} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'ratio':>6}")
         for name, seconds, pages, ratio in rows:
             shown = f"{ratio:.1f}x" if ratio else "1.0x"

@@ -39,6 +39,8 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import trafilatura
@@ -269,7 +271,11 @@ class BlogCrawler(Crawler):
     def _document(
         self, url: str, result: FetchResult, source_url: str, out: CrawlOutcome
     ) -> RawDocument | None:
-        """The article in `result`, or None with the reason recorded on `out`."""
+        """The article in `result`, or None with the reason recorded on `out`.
+
+        The cheap checks run here; parsing and extraction (`read_article`, CPU-bound) run in the
+        crawl's process pool when there is one.
+        """
         if not is_html(result):
             reject(out, url, f"not an HTML page ({result.content_type})")
             return None
@@ -277,36 +283,72 @@ class BlogCrawler(Crawler):
         if problem := truncation_reason(text):
             reject(out, url, problem)
             return None
-        tree = parse_html(text)
-        if tree is None:
-            reject(out, url, "empty page")
+        extractor = self.ctx.extractor
+        parts = (
+            extractor.run(read_article, text, result.final_url)
+            if extractor is not None
+            else read_article(text, result.final_url)
+        )
+        if isinstance(parts, Rejection):
+            reject(out, url, parts.reason, skip=parts.skip)
             return None
-        if is_listing(tree, result.final_url):
-            reject(out, url, "listing page, not an article", skip=True)
-            return None
-        canonical = canonical_link(tree, result.final_url) or canonical_url(result.final_url)
-        meta = extract_metadata(text, default_url=canonical)
-        title = article_title(tree) or strip_title_suffix(meta.title or "", meta.sitename)
-        body = article_markdown(text, canonical, title)
-        if not body:
-            reject(out, url, "no article text found")
-            return None
-        metadata: dict = {"tags": sorted(set(meta.tags or []))}
-        for key, value in (("byline", meta.author), ("sitename", meta.sitename)):
-            if value:
-                metadata[key] = value
         return RawDocument(
-            url=canonical,
+            url=parts.url,
             platform=Platform.BLOG,
             kind=DocumentKind.ARTICLE,
             author=self.ctx.author,
-            title=title,
-            text=body,
-            published_at=published_date(tree) or parse_date(meta.date),
+            title=parts.title,
+            text=parts.text,
+            published_at=parts.published_at,
             source_url=source_url,
-            raw_key=archive_page(self, canonical, result.content, ".html"),
-            metadata=metadata,
+            raw_key=archive_page(self, parts.url, result.content, ".html"),
+            metadata=parts.metadata,
         )
+
+
+@dataclass(frozen=True)
+class Article:
+    """What a page yields: its canonical URL, title, markdown text, date and metadata."""
+
+    url: str
+    title: str
+    text: str
+    published_at: datetime | None
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a page yields no article; `skip` when that is the site's design (a listing)."""
+
+    reason: str
+    skip: bool = False
+
+
+def read_article(text: str, final_url: str) -> Article | Rejection:
+    """The article in the page `text` fetched from `final_url` (pure: runs in worker processes)."""
+    tree = parse_html(text)
+    if tree is None:
+        return Rejection("empty page")
+    if is_listing(tree, final_url):
+        return Rejection("listing page, not an article", skip=True)
+    canonical = canonical_link(tree, final_url) or canonical_url(final_url)
+    meta = extract_metadata(text, default_url=canonical)
+    title = article_title(tree) or strip_title_suffix(meta.title or "", meta.sitename)
+    body = article_markdown(text, canonical, title)
+    if not body:
+        return Rejection("no article text found")
+    metadata: dict = {"tags": sorted(set(meta.tags or []))}
+    for key, value in (("byline", meta.author), ("sitename", meta.sitename)):
+        if value:
+            metadata[key] = value
+    return Article(
+        url=canonical,
+        title=title,
+        text=body,
+        published_at=published_date(tree) or parse_date(meta.date),
+        metadata=metadata,
+    )
 
 
 def is_sitemap_url(url: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -64,6 +65,15 @@ class Extractor:
             retry = self._workers()
             assert retry is not None
             return retry.submit(fn, *args).result()
+
+    def start(self) -> None:
+        """Start every worker now (each imports the extraction libraries once), rather than one
+        by one as pages arrive."""
+        pool = self._workers()
+        if pool is not None:
+            barrier = [pool.submit(time.sleep, 0.2) for _ in range(self.processes)]
+            for future in barrier:
+                future.result()
 
     def close(self) -> None:
         """Stop the workers."""

@@ -14,14 +14,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from twin.crawl.base import CrawlContext, CrawlOutcome
+from twin.crawl.base import CrawlContext, CrawlOutcome, ItemFailure
 from twin.crawl.dispatch import crawler_for
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import PoliteClient
 from twin.crawl.policy import CrawlPolicy
 from twin.crawl.pool import Extractor
 from twin.crawl.uploads import UPLOAD_SCHEME, upload_dir, upload_problem
-from twin.domain.documents import Platform
+from twin.domain.documents import PLATFORM_KINDS, Platform, RawDocument
 from twin.settings import Settings, load_settings
 from twin.store.mongo import mongo_client, twin_database
 from twin.store.object_store import object_store
@@ -194,6 +194,7 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
                 log.warning("crawl failed for %s: %s", src.url, err)
                 outcome = CrawlOutcome()
                 report.error = f"{type(err).__name__}: {err}"[:500]
+        outcome.documents = [d for d in outcome.documents if _kind_allowed(d, outcome)]
         counts = store.upsert(outcome.documents)
         store.remember_validators(outcome.validators)
         if outcome.listing_complete:
@@ -220,6 +221,15 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
         report.skipped,
     )
     return report.model_dump()
+
+
+def _kind_allowed(doc: RawDocument, outcome: CrawlOutcome) -> bool:
+    """Whether `doc`'s kind is one its platform publishes (`PLATFORM_KINDS`); else recorded."""
+    if doc.kind in PLATFORM_KINDS[doc.platform]:
+        return True
+    reason = f"a {doc.platform.value} document cannot be a {doc.kind.value}"
+    outcome.failures.append(ItemFailure(doc.url, reason))
+    return False
 
 
 class CrawlIncomplete(RuntimeError):

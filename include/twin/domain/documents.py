@@ -33,6 +33,17 @@ class DocumentKind(StrEnum):
     REPOSITORY = "repository"
 
 
+# The kinds of document each platform's crawler produces (Substack letters are long-form:
+# articles; LinkedIn has short posts and articles). Other stages read this, never redefine it.
+PLATFORM_KINDS: dict[Platform, tuple[DocumentKind, ...]] = {
+    Platform.LINKEDIN: (DocumentKind.POST, DocumentKind.ARTICLE),
+    Platform.MEDIUM: (DocumentKind.ARTICLE,),
+    Platform.SUBSTACK: (DocumentKind.ARTICLE,),
+    Platform.GITHUB: (DocumentKind.REPOSITORY,),
+    Platform.BLOG: (DocumentKind.ARTICLE,),
+}
+
+
 class RepositoryFile(BaseModel):
     """One text file of a crawled repository."""
 

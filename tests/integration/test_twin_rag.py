@@ -193,3 +193,35 @@ def test_postgres_outage_gives_a_clear_error_then_recovers(rag: Settings, stack_
     assert result["sources"] and result["meta"]["grounded"] is True
     # the rows of the outage were kept and written once Postgres was back
     assert wait_for_log(rag, before + 3) >= before + 3
+
+
+def test_shadow_version_gets_a_mirrored_share_off_the_request_path(
+    rag: Settings,
+    served_llm,  # noqa: F811
+    tiny_model_dir,  # noqa: F811
+) -> None:
+    from twin.serving.repository import load_versions, materialise_version, set_shadow
+
+    _, champion = served_llm
+    shadow = champion + 1
+    materialise_version(rag, shadow, source_dir=tiny_model_dir)
+    load_versions(rag, [shadow])
+    set_shadow(rag, shadow, share=1.0)
+    try:
+        result = ask(rag, "What is the Tuesday test?")
+    finally:
+        set_shadow(rag, None)
+    assert result["meta"]["model_version"] == champion  # the client gets the champion's answer
+    deadline = time.monotonic() + 30
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with psycopg.connect(rag.require("warehouse_dsn")) as conn:
+            if conn.execute("select to_regclass('serving.shadow_comparisons')").fetchone()[0]:
+                row = conn.execute(
+                    "select champion_version, shadow_version, champion_answer, shadow_answer, "
+                    "shadow_error, token_overlap from serving.shadow_comparisons"
+                ).fetchone()
+        time.sleep(0.5)
+    assert row is not None, "no shadow comparison was written"
+    assert row[:3] == (champion, shadow, result["answer"])
+    assert row[4] is None and row[3] is not None and 0.0 <= row[5] <= 1.0

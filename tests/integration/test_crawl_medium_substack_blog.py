@@ -17,6 +17,7 @@ from twin.crawl.markdown import html_to_markdown
 from twin.crawl.medium import MediumCrawler
 from twin.crawl.pages import parse_html
 from twin.crawl.policy import CrawlPolicy
+from twin.crawl.pool import Extractor
 from twin.crawl.substack import SubstackCrawler
 from twin.crawl.urls import canonical_url
 from twin.domain.documents import DocumentKind, Platform
@@ -216,6 +217,16 @@ def test_blog_sitemap_gives_every_article(blog, sample_site) -> None:
     assert "could a teammate who has never seen it rerun an arbitrary past interval" in tuesday.text
     assert tuesday.text.count("## The short version") == 1
     assert tuesday.metadata["tags"] == ["airflow", "operations", "pipelines"]
+
+
+def test_blog_articles_extracted_in_worker_processes(client, archive, sample_site, blog) -> None:
+    with Extractor(2) as extractor:
+        ctx = CrawlContext(client, archive, "Ada Lindqvist", extractor=extractor)
+        pooled = BlogCrawler(ctx).crawl(sample_site.server.url(SITEMAP))
+
+    assert_matches_manifest(pooled, sample_site, "blog", SITEMAP)
+    by_url = {d.url: d for d in blog.documents}
+    assert all(d.text == by_url[d.url].text for d in pooled.documents)
 
 
 def test_blog_text_has_no_comments_banners_or_share_buttons(blog) -> None:

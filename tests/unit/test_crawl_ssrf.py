@@ -142,3 +142,15 @@ def test_blocked_url_is_a_fetch_error_that_survives_pickling() -> None:
     blocked = pickle.loads(pickle.dumps(BlockedURL("http://10.0.0.1/", "a private address")))
     assert isinstance(blocked, BlockedURL)
     assert isinstance(blocked, FetchError)
+
+
+def test_settings_refuse_a_whole_host_in_the_allow_list() -> None:
+    from pydantic import ValidationError
+
+    from twin.settings import Settings
+
+    with pytest.raises(ValidationError, match="crawl_allow_private_hosts"):
+        Settings(crawl_allow_private_hosts=["127.0.0.1"])
+    assert Settings(crawl_allow_private_hosts=["127.0.0.1:8000"]).crawl_allow_private_hosts == [
+        "127.0.0.1:8000"
+    ]

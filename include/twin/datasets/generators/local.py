@@ -17,28 +17,24 @@ from twin.datasets.generators.base import AnswerPrompt, Generated, SectionPrompt
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "1"
-INSTRUCTION_SYSTEM = (
-    "You write the request a reader would type to get a given text as the answer. "
-    "Reply with one request of one sentence, nothing else."
-)
-SECTION_CHARS = 1200
+PROMPT_VERSION = "2"
+SECTION_CHARS = 800
 INSTRUCTION_TOKENS = 40
 MIN_INSTRUCTION_CHARS = 12
 MAX_INSTRUCTION_CHARS = 300
+# A reply that talks about the prompt instead of asking something.
+ECHO_RE = re.compile(r"\b(this|the) text\b|\bthe question\b|^here is", re.IGNORECASE)
 
 
 def instruction_messages(section: SectionPrompt) -> list[dict[str, str]]:
-    where = {"linkedin": "a LinkedIn post", "substack": "a newsletter", "github": "documentation"}
-    kind = where.get(section.platform, f"a {section.platform} article")
+    """A short, plain request: a 135M model follows one clear question better than a role."""
     heading = " › ".join(section.heading_path)
-    context = f"Title: {section.title}\n" + (f"Section: {heading}\n" if heading else "")
+    about = f"{section.title} — {heading}" if heading else section.title
     return [
-        {"role": "system", "content": INSTRUCTION_SYSTEM},
         {
             "role": "user",
-            "content": f"This text is from {kind}.\n{context}\n{section.text[:SECTION_CHARS]}\n\n"
-            "Write the request this text answers.",
+            "content": f'Here is a text titled "{about}":\n\n{section.text[:SECTION_CHARS]}\n\n'
+            "What question does this text answer? Reply with only the question.",
         },
     ]
 
@@ -54,7 +50,7 @@ def clean_instruction(text: str) -> tuple[str | None, str | None]:
     line = line.strip(" \"'*")
     if not line:
         return None, "generator_empty_output"
-    if len(line) < MIN_INSTRUCTION_CHARS:
+    if len(line) < MIN_INSTRUCTION_CHARS or ECHO_RE.search(line) or line.endswith(":"):
         return None, "generator_invalid_instruction"
     if len(line) > MAX_INSTRUCTION_CHARS:
         return None, "generator_too_long"
@@ -150,7 +146,7 @@ class LocalModelGenerator:
             return []
         rendered = [self.render(answer_messages(p)) for p in prompts]
         # about four characters per token; a little over, so trimming can match the lengths
-        budgets = [max(32, min(384, int(p.target_chars / 4 * 1.2))) for p in prompts]
+        budgets = [max(32, min(256, int(p.target_chars / 4 * 1.2))) for p in prompts]
         texts = self.generate(rendered, budgets)
         return [
             Generated(

@@ -14,6 +14,7 @@ transports and clones without limits. `GitRemote` closes each of those doors:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -87,7 +88,6 @@ class GitRemote:
         """`-c` options: pinned addresses, no proxy, no redirects, no hooks or odd transports."""
         pinned = ",".join(f"[{a}]" if ":" in a else a for a in self.addresses)
         options = {
-            "http.curloptResolve": f"{self.host.strip('[]')}:{self.port}:{pinned}",
             "http.proxy": "",
             "http.followRedirects": "false",
             "http.lowSpeedLimit": "1000",
@@ -100,6 +100,8 @@ class GitRemote:
             "core.hooksPath": "/dev/null",
             "submodule.recurse": "false",
         }
+        if not _is_address(self.host):  # an address literal is connected to as it is
+            options["http.curloptResolve"] = f"{self.host}:{self.port}:{pinned}"
         return [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
 
     def _run(self, args: list[str], watch: Path | None = None) -> str:
@@ -148,6 +150,15 @@ class GitRemote:
                 process.kill()
                 process.wait()
                 return problem
+
+
+def _is_address(host: str) -> bool:
+    """Whether `host` is an IP address literal (no name to resolve)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _size(folder: Path) -> int:

@@ -23,9 +23,11 @@ T = TypeVar("T")
 
 
 def _warm_up() -> None:
-    """Import the extraction libraries once per worker, before the first page arrives."""
-    import trafilatura  # noqa: F401
-    from lxml import html  # noqa: F401
+    """Import the crawlers (whose extraction functions the workers run) and their libraries
+    once per worker, before the first page arrives."""
+    from twin.crawl.dispatch import load_crawlers
+
+    load_crawlers()
 
 
 class Extractor:

@@ -70,6 +70,8 @@ class AirflowService(Service):
                 "executor = LocalExecutor",
                 "parallelism = 8",
                 "max_active_tasks_per_dag = 4",
+                # A laptop under load parses slowly: a timeout would hide a DAG, not fix it.
+                "dagbag_import_timeout = 120",
                 f"execution_api_server_url = {api}/execution/",
                 # The embedded stack is a single-user development stack on loopback.
                 "simple_auth_manager_all_admins = True",
@@ -88,6 +90,8 @@ class AirflowService(Service):
                 f"base_log_folder = {self.home / 'logs'}",
                 "[scheduler]",
                 "standalone_dag_processor = True",
+                "[dag_processor]",
+                "dag_file_processor_timeout = 180",
                 "[cosmos]",
                 "enable_telemetry = False",
                 "",
@@ -170,6 +174,8 @@ class AirflowService(Service):
         record.write_text(json.dumps(sorted(seen | set(result["unpaused"]))) + "\n")
         if result["unpaused"]:
             self.notes.append(f"airflow: unpaused {', '.join(result['unpaused'])}")
+        for filename, error in result.get("import_errors", {}).items():
+            self.notes.append(f"airflow: {filename} does not import: {error}")
         if result["missing"]:
             self.notes.append(
                 f"airflow: not parsed yet, still paused: {', '.join(result['missing'])}; unpause "

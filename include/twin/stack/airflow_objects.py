@@ -235,7 +235,25 @@ def _unpause(payload: dict) -> dict[str, list[str]]:
         if len(unpaused) == len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    return {"unpaused": unpaused, "missing": [d for d in wanted if d not in unpaused]}
+    missing = [d for d in wanted if d not in unpaused]
+    return {"unpaused": unpaused, "missing": missing, "import_errors": _import_errors(missing)}
+
+
+def _import_errors(dag_ids: list[str]) -> dict[str, str]:
+    """The last line of the import error of each DAG file named like a missing DAG."""
+    from airflow.models.errors import ParseImportError
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    if not dag_ids:
+        return {}
+    with create_session() as session:
+        rows = session.execute(select(ParseImportError.filename, ParseImportError.stacktrace))
+        return {
+            str(name): (trace or "").strip().splitlines()[-1][:300] if trace else "?"
+            for name, trace in rows
+            if any(Path(str(name)).stem == dag_id for dag_id in dag_ids)
+        }
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from twin.datasets.cli import datasets_app
 from twin.deploy.cli import app as deployments_app
+from twin.serving.cli import app as serving_app
 from twin.settings import default_home
 
 app = typer.Typer(
@@ -292,6 +293,7 @@ eval_app = typer.Typer(help="Evaluations of the platform's stages.", no_args_is_
 app.add_typer(eval_app, name="eval")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(serving_app)  # twin ask, twin serve
 
 
 @eval_app.command("retrieval")

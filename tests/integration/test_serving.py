@@ -33,36 +33,11 @@ PROMPT = "<|im_start|>user\nWrite about reliable pipelines.<|im_end|>\n<|im_star
 
 
 def register_version(settings: Settings, folder: Path) -> int:
-    """Log `folder` (a Hugging Face model) with the transformers flavor and register it, as the
-    training stage does; tags the tokenizer fingerprint. Returns the version number."""
-    import mlflow
-    import mlflow.transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Register `folder` as a new version, as the training stage does (transformers flavor,
+    tokenizer fingerprint tag)."""
+    from twin.serving.bootstrap import register_folder
 
-    from twin.domain.models import VersionTag, tokenizer_fingerprint
-    from twin.training.tracking import tracking_client
-
-    uri = settings.require("mlflow_tracking_uri")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(settings.mlflow_experiment)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    with mlflow.start_run():
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tokenizer},
-            name="model",
-            task="text-generation",
-            pip_requirements=["transformers", "torch"],
-        )
-    registered = mlflow.register_model(info.model_uri, settings.registered_model)
-    tracking_client(settings).set_model_version_tag(
-        settings.registered_model,
-        registered.version,
-        VersionTag.TOKENIZER_FINGERPRINT,
-        tokenizer_fingerprint(tokenizer),
-    )
-    return int(registered.version)
+    return register_folder(settings, folder)
 
 
 @pytest.fixture(scope="session")

@@ -225,3 +225,25 @@ def test_shadow_version_gets_a_mirrored_share_off_the_request_path(
     assert row is not None, "no shadow comparison was written"
     assert row[:3] == (champion, shadow, result["answer"])
     assert row[4] is None and row[3] is not None and 0.0 <= row[5] <= 1.0
+
+
+@pytest.mark.parametrize("args", [["--protocol", "http"], ["--protocol", "grpc"], ["--stream"]])
+def test_twin_ask_prints_the_answer_and_its_sources(rag: Settings, args) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    result = CliRunner().invoke(app, ["ask", "What is the Tuesday test?", *args])
+    assert result.exit_code == 0, result.output
+    assert "sources" in result.output
+    assert "tuesday-test" in result.output  # the labelled document's URL
+
+
+def test_twin_ask_reports_a_refused_question(rag: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    result = CliRunner().invoke(app, ["ask", "What is the Tuesday test?", "--author", "Nobody"])
+    assert result.exit_code == 1
+    assert "unknown author 'Nobody'" in result.output

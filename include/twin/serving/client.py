@@ -39,12 +39,14 @@ def _inputs(module, values: dict[str, Any], batched: bool) -> list:
     for name, value in values.items():
         if value is None:
             continue
-        if isinstance(value, str | bytes):
+        if isinstance(value, bool):
+            array, dtype = np.array([value], dtype=bool), "BOOL"
+        elif isinstance(value, str | bytes):
             array = np.array(
                 [value.encode() if isinstance(value, str) else value], dtype=np.object_
             )
             dtype = "BYTES"
-        elif isinstance(value, bool) or not isinstance(value, int | float):
+        elif not isinstance(value, int | float):
             raise TypeError(f"input {name!r} has an unsupported type {type(value).__name__}")
         elif isinstance(value, int):
             array, dtype = np.array([value], dtype=np.int32), "INT32"
@@ -89,9 +91,17 @@ def ask(
     version: int | None = None,
     max_tokens: int | None = None,
     protocol: str = "http",
+    prompt_only: bool = False,
 ) -> dict[str, Any]:
-    """One `twin_rag` answer: {"answer", "sources" (list), "meta" (dict)}."""
-    values = {"query": query, "author": author, "model_version": version, "max_tokens": max_tokens}
+    """One `twin_rag` answer: {"answer", "sources" (list), "meta" (dict)}; with `prompt_only`
+    the answer is empty and meta holds the prompt (see `stream_answer`)."""
+    values = {
+        "query": query,
+        "author": author,
+        "model_version": version,
+        "max_tokens": max_tokens,
+        "prompt_only": True if prompt_only else None,
+    }
     result = _infer(settings, "twin_rag", values, None, protocol, batched=False)
     return {
         "answer": _text(result.as_numpy("answer").reshape(-1)[0]),
@@ -156,3 +166,19 @@ def stream_text(
     finally:
         client.stop_stream()
         client.close()
+
+
+def stream_answer(
+    settings: Settings, query: str, *, author: str | None = None, version: int | None = None
+) -> tuple[dict[str, Any], Iterator[str]]:
+    """twin_rag's sources (retrieval and prompt in Triton, `prompt_only`), then the answer
+    streamed from `twin_llm_stream` with the same prompt and version. Returns (result, pieces);
+    pieces is empty when nothing relevant was found (result["answer"] says so)."""
+    result = ask(settings, query, author=author, version=version, prompt_only=True)
+    meta = result["meta"]
+    if not meta.get("grounded"):
+        return result, iter(())
+    pieces = stream_text(
+        settings, meta["prompt"], max_tokens=meta["max_tokens"], version=meta["model_version"]
+    )
+    return result, pieces

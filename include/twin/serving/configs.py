@@ -83,7 +83,8 @@ input [
   {{ name: "query" data_type: TYPE_STRING dims: [ 1 ] }},
   {{ name: "author" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
   {{ name: "model_version" data_type: TYPE_INT32 dims: [ 1 ] optional: true }},
-  {{ name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }}
+  {{ name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true }},
+  {{ name: "prompt_only" data_type: TYPE_BOOL dims: [ 1 ] optional: true }}
 ]
 output [
   {{ name: "answer" data_type: TYPE_STRING dims: [ 1 ] }},

@@ -123,16 +123,22 @@ class RagService:
         author: Any = None,
         model_version: int | None = None,
         max_tokens: int | None = None,
+        *,
+        prompt_only: bool = False,
     ) -> RagAnswer:
         """Answer one query; raises `InvalidRequest` or `RetrievalUnavailable` with a clear message.
-        Every call, failed or not, leaves one inference-log row."""
+        Every call, failed or not, leaves one inference-log row. With `prompt_only` nothing is
+        generated: `meta` carries the prompt and max_tokens, for a client that streams the
+        generation from `twin_llm_stream` itself (`twin ask --stream`)."""
         request_id = uuid.uuid4().hex
         row: dict[str, Any] = {"request_id": request_id, "model": RAG_MODEL, "query": ""}
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
-            result = self._answer(query, author, model_version, max_tokens, row, timings)
-            row["status"] = "ok"
+            result = self._answer(
+                query, author, model_version, max_tokens, row, timings, prompt_only
+            )
+            row["status"] = "prompt_only" if prompt_only else "ok"
             return result
         except InvalidRequest as exc:
             row.update(status="invalid", error=str(exc))
@@ -148,7 +154,9 @@ class RagService:
             row["latency_ms"] = timings
             self.writer.submit("inference_log", row)
 
-    def _answer(self, query, author, model_version, max_tokens, row, timings) -> RagAnswer:
+    def _answer(
+        self, query, author, model_version, max_tokens, row, timings, prompt_only=False
+    ) -> RagAnswer:
         s = self.settings
         text = decode_text("query", query, max(s.serving_max_query_chars * 4, 1))
         row["query"] = text[: s.serving_max_query_chars]
@@ -223,6 +231,18 @@ class RagService:
             context_tokens=s.serving_context_tokens,
         )
         timings["prompt"] = round((time.perf_counter() - clock) * 1000, 2)
+        if prompt_only:
+            row.update(grounded=True)
+            meta = {
+                "grounded": True,
+                "model_version": version,
+                "prompt": plan.prompt,
+                "max_tokens": limit,
+                "context_tokens": plan.context_tokens,
+                "instructions_removed": plan.instructions_removed,
+                "timings_ms": timings,
+            }
+            return RagAnswer("", sources_of(plan.passages), meta)
         clock = time.perf_counter()
         raw, prompt_tokens, completion_tokens = self.generate(version, plan.prompt, limit)
         timings["generation"] = round((time.perf_counter() - clock) * 1000, 2)

@@ -1,8 +1,9 @@
 """Triton Python backend `twin_rag`: retrieval in pgvector, then a BLS call to `twin_llm`.
 
 Copied as `1/model.py` by `twin.serving.repository.install_rag`. Inputs: `query` BYTES, optional
-`author` BYTES, `model_version` INT32 (default: the champion in `routing.json`) and `max_tokens`
-INT32. Outputs: `answer` BYTES, `sources` BYTES (JSON list) and `meta` BYTES (JSON: grounded,
+`author` BYTES, `model_version` INT32 (default: the champion in `routing.json`), `max_tokens`
+INT32 and `prompt_only` BOOL (retrieve and build the prompt, do not generate). Outputs: `answer`
+BYTES, `sources` BYTES (JSON list) and `meta` BYTES (JSON: grounded,
 model version, token counts, per-step latency). The work is `twin.serving.rag_service.RagService`;
 the settings it runs with are `settings.json` beside this file.
 """
@@ -79,6 +80,7 @@ class TritonPythonModel:
                     _first(request, "author"),
                     None if version is None else int(version),
                     None if max_tokens is None else int(max_tokens),
+                    prompt_only=bool(_first(request, "prompt_only")),
                 )
             except InvalidRequest as exc:
                 responses.append(_error(str(exc), invalid=True))

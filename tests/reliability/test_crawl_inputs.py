@@ -391,8 +391,10 @@ def test_a_run_of_bad_links_only_is_refused_naming_each(settings) -> None:
 
 # --- redirects into the running stack -----------------------------------------------------------
 def stack_ports(settings) -> dict[str, int]:
-    """The TCP port of each stack service (Postgres listens on a socket: its default port)."""
-    ports = {"postgres": 5432}
+    """The TCP port of each stack service; Postgres' own port when its DSN names one, else the
+    default 5432 (the embedded server listens on a Unix socket only)."""
+    dsn_port = urlsplit(settings.warehouse_dsn or "").port
+    ports = {"postgres": dsn_port or 5432}
     for name, url in (
         ("mongo", settings.mongo_uri),
         ("mlflow", settings.mlflow_tracking_uri),

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import trafilatura
 from lxml import etree
 from lxml import html as lxml_html
+from protego import Protego
 from trafilatura.metadata import extract_metadata
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
@@ -150,14 +151,10 @@ class BlogCrawler(Crawler):
         robots = f"{origin}/robots.txt"
         try:
             result = self.ctx.client.fetch(robots, accept=("text/plain",))
-            lines = result.text().splitlines()
+            listed = list(Protego.parse(result.text()).sitemaps)
         except FetchError:
-            lines = []
-        found = [
-            canonical_url(line.split(":", 1)[1].strip(), robots)
-            for line in lines
-            if line.lower().startswith("sitemap:") and line.split(":", 1)[1].strip()
-        ]
+            listed = []
+        found = [canonical_url(sitemap.strip(), robots) for sitemap in listed if sitemap.strip()]
         found = [s for s in dict.fromkeys(found) if same_site(s, origin)]
         if found:
             return found

@@ -159,6 +159,31 @@ def test_robots_disallow_is_honoured_without_requesting_the_page(site: Site) -> 
     assert all(agent.startswith("TwinOpsBot/0.1") for agent in site.user_agents)
 
 
+def test_robots_rules_apply_the_longest_match_and_wildcards(site: Site) -> None:
+    site.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow: /docs/\nAllow: /docs/public/\nDisallow: /*.pdf$\n"
+        b"\nUser-agent: TwinOpsBot\nDisallow: /drafts*\nAllow: /docs/public/\n"
+        b"Disallow: /docs/\nDisallow: /*.pdf$\n",
+        headers={"Content-Type": "text/plain"},
+    )
+
+    with site.polite() as client:
+        allowed = {
+            path: client.allowed_by_robots(site.url(path))
+            for path in ("/docs/public/a", "/docs/secret", "/paper.pdf", "/paper.pdf?x=1", "/ok")
+            + ("/drafts-2024/x",)
+        }
+
+    assert allowed == {
+        "/docs/public/a": True,  # the longer Allow wins over Disallow: /docs/
+        "/docs/secret": False,
+        "/paper.pdf": False,  # `*` and `$` are wildcards, not literal characters
+        "/paper.pdf?x=1": True,
+        "/ok": True,
+        "/drafts-2024/x": False,  # the group naming this crawler applies, not `*`
+    }
+
+
 def test_unreachable_robots_txt_disallows_the_whole_host(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(503, b"down", {"Content-Type": "text/plain"})
     site.routes["/page"] = Reply()

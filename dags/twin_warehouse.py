@@ -19,7 +19,6 @@ from cosmos import (
     RenderConfig,
 )
 from cosmos.constants import InvocationMode, TestBehavior
-from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from twin.assets import RAW_DOCUMENTS, WAREHOUSE_MARTS
 from twin.warehouse import tasks
@@ -33,14 +32,20 @@ PROJECT = ProjectConfig(
     manifest_path=MANIFEST,
     install_dbt_deps=False,
 )
-# dbt's connection comes from the Airflow connection at run time: no secret in the DAG.
+# dbt's connection is defined once, in dbt/profiles.yml (the tests and `twin` use it too); its
+# TWIN_DBT_* variables are rendered from the Airflow connection when a task runs: no secret here.
 PROFILE = ProfileConfig(
     profile_name="twin",
     target_name="dev",
-    profile_mapping=PostgresUserPasswordProfileMapping(
-        conn_id="warehouse_postgres", profile_args={"schema": "public"}
-    ),
+    profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
 )
+DBT_ENV = {
+    "TWIN_DBT_HOST": "{{ conn.warehouse_postgres.host or 'localhost' }}",
+    "TWIN_DBT_PORT": "{{ conn.warehouse_postgres.port or 5432 }}",
+    "TWIN_DBT_USER": "{{ conn.warehouse_postgres.login or 'postgres' }}",
+    "TWIN_DBT_PASSWORD": "{{ conn.warehouse_postgres.password or '' }}",
+    "TWIN_DBT_DBNAME": "{{ conn.warehouse_postgres.schema or 'twin' }}",
+}
 EXECUTION = ExecutionConfig(
     dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
     invocation_mode=InvocationMode.DBT_RUNNER,
@@ -60,7 +65,7 @@ def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGro
             test_behavior=tests,
             emit_datasets=False,
         ),
-        operator_args={"install_deps": False},
+        operator_args={"install_deps": False, "env": DBT_ENV, "append_env": True},
         default_args={"retries": 0},  # a failing model or test fails the same way twice
     )
 

@@ -73,15 +73,19 @@ cookie (policy|settings|preferences|consent)[^\n]{0,60}
 {%- endmacro %}
 
 {#- What a reader sees as the document: `body_markdown`, and for a repository its README followed by
-    its documentation files (markdown / reStructuredText, in path order). Source code stays out of
-    the clean text: it is kept in raw.payload for code-aware features, not for the author's voice. -#}
+    its documentation files (markdown / reStructuredText, in path order), each under a `### path`
+    heading so the chunker keeps file boundaries. Source code stays out of the clean text (it is not
+    the author's voice): marts.document_files carries it to the feature pipeline. -#}
 {% macro document_source_text(kind_col, body_col, files_col) -%}
     case
         when {{ kind_col }} = 'repository' then concat_ws(
             E'\n\n',
             nullif({{ body_col }}, ''),
             (
-                select string_agg(f.value ->> 'text', E'\n\n' order by f.value ->> 'path')
+                select string_agg(
+                    '### ' || (f.value ->> 'path') || E'\n\n' || (f.value ->> 'text'),
+                    E'\n\n' order by f.value ->> 'path'
+                )
                 from jsonb_array_elements(
                     case when jsonb_typeof({{ files_col }}) = 'array'
                          then {{ files_col }} else '[]'::jsonb end

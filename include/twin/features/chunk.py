@@ -22,24 +22,49 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from twin.features.chunk_markdown import (
+    _article_drafts,
+    _repository_drafts,
+    split_repository_files,
+)
+from twin.features.chunk_tokens import (
+    CONTEXT_SEP,
+    SECTION_SEP,
+    _fit,
+    _room,
+    _token_prefix,
+    _Tokens,
+    context_line,
+    embedding_text,
+)
 from twin.features.embed import DEFAULT_MODEL_NAME
+
+__all__ = [
+    "CHUNKER_VERSION",
+    "CONTEXT_SEP",
+    "SECTION_SEP",
+    "Chunk",
+    "ChunkBudget",
+    "MartDocument",
+    "Tokenizer",
+    "chunk_document",
+    "chunk_documents",
+    "context_line",
+    "embedding_text",
+    "split_repository_files",
+]
 
 CHUNKER_VERSION = "1"
 
 STRATEGY_POST = "post-whole"
 STRATEGY_ARTICLE = "article-sections"
 STRATEGY_REPOSITORY = "repository-files"
-
-SECTION_SEP = " › "
-CONTEXT_SEP = " — "
 
 
 class Tokenizer(Protocol):
@@ -125,18 +150,6 @@ class Chunk(BaseModel):
         return embedding_text(self.title, self.section, self.content)
 
 
-def context_line(title: str, section: str | None) -> str:
-    """ "Title — Section", the title alone, or the section alone."""
-    parts = [p for p in (title.strip(), (section or "").strip()) if p]
-    return CONTEXT_SEP.join(parts)
-
-
-def embedding_text(title: str, section: str | None, content: str) -> str:
-    """The text to embed for a chunk: context line, blank line, content."""
-    context = context_line(title, section)
-    return f"{context}\n\n{content}" if context else content
-
-
 def chunk_id_of(
     document_id: str, context: str, content: str, strategy: str, model_name: str
 ) -> str:
@@ -209,516 +222,3 @@ def chunk_documents(
 ) -> list[Chunk]:
     """Every document's chunks, document after document."""
     return [c for d in docs for c in chunk_document(d, tokenizer, budget, model_name=model_name)]
-
-
-# --- tokens -----------------------------------------------------------------------------------
-
-
-class _Tokens:
-    """Token counts and offsets from the model's tokenizer, without special tokens."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self._counts: dict[str, int] = {}
-
-    def count(self, text: str) -> int:
-        if text not in self._counts:
-            ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-            self._counts[text] = len(ids)
-        return self._counts[text]
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        return [tuple(o) for o in enc["offset_mapping"]]
-
-
-def _room(title: str, section: str | None, tokens: _Tokens, budget: ChunkBudget) -> int:
-    """Content tokens left in the window after special tokens and the context line."""
-    context = context_line(title, section)
-    used = tokens.count(context + "\n\n") if context else 0
-    return budget.max_tokens - budget.special_tokens - used
-
-
-def _cap_context(
-    title: str, section: str | None, tokens: _Tokens, budget: ChunkBudget
-) -> str | None:
-    """The section label, shortened so the context line stays within `max_context_tokens`."""
-    if not section:
-        return section
-    while section and tokens.count(context_line(title, section)) > budget.max_context_tokens:
-        if SECTION_SEP in section:  # drop the outermost heading first
-            section = section.split(SECTION_SEP, 1)[1]
-        else:
-            cut = _token_prefix(section, max(1, budget.max_context_tokens // 2), tokens)
-            section = cut if cut != section else None
-    return section or None
-
-
-def _token_prefix(text: str, n: int, tokens: _Tokens) -> str:
-    """The first `n` tokens of `text` (all of it when shorter)."""
-    if n <= 0:
-        return ""
-    if tokens.count(text) <= n:
-        return text
-    offsets = tokens.offsets(text)
-    return text if len(offsets) <= n else text[: offsets[n - 1][1]].rstrip()
-
-
-def _token_windows(text: str, limit: int, tokens: _Tokens) -> list[str]:
-    """`text` cut into pieces of at most `limit` tokens, at word starts where possible."""
-    offsets = tokens.offsets(text)
-    pieces, start_tok = [], 0
-    while start_tok < len(offsets):
-        end_tok = min(start_tok + limit, len(offsets))
-        if end_tok < len(offsets):
-            # back off to a token that starts a word, so words are not torn apart
-            cut = end_tok
-            while cut > start_tok + 1 and not _starts_word(text, offsets[cut][0]):
-                cut -= 1
-            end_tok = cut if cut > start_tok + 1 else end_tok
-        start = offsets[start_tok][0] if start_tok else 0
-        end = offsets[end_tok][0] if end_tok < len(offsets) else len(text)
-        piece = text[start:end].strip()
-        if piece:
-            pieces.append(piece)
-        start_tok = end_tok
-    return pieces
-
-
-def _starts_word(text: str, pos: int) -> bool:
-    return pos == 0 or text[pos - 1].isspace()
-
-
-def _fit(content: str, room: int, tokens: _Tokens) -> list[str]:
-    """`content` as is when it fits `room` tokens, else cut into windows (a last-resort guard)."""
-    content = content.strip()
-    if not content:
-        return []
-    if tokens.count(content) <= room:
-        return [content]
-    return [p for p in _token_windows(content, room, tokens) if p]
-
-
-# --- markdown structure -----------------------------------------------------------------------
-
-HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
-FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)")
-PATH_HEADING = re.compile(
-    r"^(?i:file:\s*)?`?((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.[A-Za-z][\w-]*|(?:[\w.@+-]+/)+[\w.@+-]+"
-    r"|Makefile|Dockerfile|LICENSE)`?$"
-)
-SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"')\]]))\s+(?=\S)")
-
-CODE_LANGUAGES = {
-    "py": "python", "python": "python", "python3": "python",
-    "go": "go", "golang": "go",
-    "sql": "sql", "postgresql": "sql", "postgres": "sql", "psql": "sql", "pgsql": "sql",
-}  # fmt: skip
-EXTENSION_LANGUAGES = {
-    ".py": "python", ".go": "go", ".sql": "sql", ".sh": "bash", ".js": "javascript",
-    ".ts": "typescript", ".rs": "rust", ".java": "java", ".rb": "ruby", ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
-    ".json": "json", ".cfg": "ini", ".ini": "ini",
-}  # fmt: skip
-# A new top-level unit starts at these lines; comments/decorators just above travel with it.
-CODE_BOUNDARY: dict[str, re.Pattern[str]] = {
-    "python": re.compile(r"^(?:@|(?:async[ \t]+)?def[ \t]|class[ \t])"),
-    "go": re.compile(r"^(?:func|type|var|const)[ \t(]"),
-    "sql": re.compile(
-        r"^(?:create|alter|drop|insert|update|delete|with|select|begin|commit|grant|revoke|"
-        r"comment|truncate|refresh|vacuum|analyze|do|set)\b",
-        re.IGNORECASE,
-    ),
-}
-# Inside an oversized unit (a class), methods are the next boundary.
-NESTED_BOUNDARY = {"python": re.compile(r"^[ \t]+(?:@|(?:async[ \t]+)?def[ \t])")}
-COMMENT_PREFIX = {"python": ("#", "@"), "go": ("//",), "sql": ("--",)}
-
-
-@dataclass
-class _Section:
-    heading: str | None  # heading path, " › "-joined
-    text: str
-    level: int = 0  # level of the heading that opened it (0: text before any heading)
-    title_line: str = ""  # the heading line itself, kept when the section is merged upward
-
-
-@dataclass
-class _Block:
-    text: str
-    kind: str  # prose | code | table
-    lang: str = ""
-
-
-@dataclass
-class _Piece:
-    text: str
-    tokens: int
-    sep: str  # how this piece joins the one before it
-    kind: str = "prose"
-
-
-def _lines_with_fences(text: str) -> list[tuple[str, bool]]:
-    """Each line of `text` and whether it lies inside (or opens/closes) a code fence."""
-    out, fence = [], ""
-    for line in text.split("\n"):
-        m = FENCE.match(line)
-        if fence:
-            out.append((line, True))
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2):
-                fence = ""
-        elif m:
-            fence = m.group(1)
-            out.append((line, True))
-        else:
-            out.append((line, False))
-    return out
-
-
-def _split_sections(markdown: str, title: str, prefix: str | None = None) -> list[_Section]:
-    """Sections under the document's headings, each labelled with its heading path."""
-    sections: list[_Section] = []
-    stack: dict[int, str] = {}
-    heading: str | None = prefix
-    level, title_line, buf = 0, "", []
-
-    def flush() -> None:
-        text = "\n".join(buf).strip()
-        if text or sections:  # keep the empty intro out, but keep empty inner sections
-            sections.append(_Section(heading, text, level, title_line))
-
-    for line, fenced in _lines_with_fences(markdown):
-        m = None if fenced else HEADING.match(line)
-        if not m:
-            buf.append(line)
-            continue
-        flush()
-        buf = []
-        level, text = len(m.group(1)), m.group(2).strip()
-        stack = {k: v for k, v in stack.items() if k < level}
-        if text.casefold() != title.strip().casefold():
-            stack[level] = text
-        path = [stack[k] for k in sorted(stack)]
-        heading = SECTION_SEP.join(p for p in (prefix, *path) if p) or None
-        title_line = line.strip()
-    flush()
-    return [s for s in sections if s.text or s.title_line]
-
-
-def _merge_small(sections: list[_Section], tokens: _Tokens, min_tokens: int) -> list[_Section]:
-    """Merge sections shorter than `min_tokens` into the next one (the last into the previous)."""
-    merged: list[_Section] = []
-    carry: _Section | None = None
-    # a heading with no text of its own: its label already prefixes its subsections' labels
-    for s in (s for s in sections if s.text):
-        if carry is not None:
-            inner = f"{s.title_line}\n\n{s.text}".strip() if s.title_line else s.text
-            s = _Section(
-                carry.heading, f"{carry.text}\n\n{inner}".strip(), carry.level, carry.title_line
-            )
-            carry = None
-        if tokens.count(s.text) < min_tokens:
-            carry = s
-        else:
-            merged.append(s)
-    if carry is not None:
-        if merged:
-            last = merged[-1]
-            inner = f"{carry.title_line}\n\n{carry.text}" if carry.title_line else carry.text
-            merged[-1] = _Section(
-                last.heading, f"{last.text}\n\n{inner}", last.level, last.title_line
-            )
-        else:
-            merged.append(carry)
-    return [s for s in merged if s.text]
-
-
-def _blocks(text: str) -> list[_Block]:
-    """Paragraphs, fenced code blocks and tables of a section, in order."""
-    blocks: list[_Block] = []
-    buf: list[str] = []
-    code: list[str] = []
-    lang = ""
-
-    def flush_prose() -> None:
-        para = "\n".join(buf).strip()
-        if para:
-            lines = para.split("\n")
-            is_table = all(ln.lstrip().startswith("|") for ln in lines) and len(lines) > 1
-            blocks.append(_Block(para, "table" if is_table else "prose"))
-        buf.clear()
-
-    for line, fenced in _lines_with_fences(text):
-        if fenced:
-            if not code:
-                flush_prose()
-                m = FENCE.match(line)
-                lang = (m.group(2) if m else "").lower()
-            code.append(line)
-            closing = FENCE.match(line)
-            if len(code) > 1 and closing and not closing.group(2):
-                blocks.append(_Block("\n".join(code), "code", lang))
-                code = []
-        elif code:  # an unterminated fence ends at the next unfenced line (cannot happen)
-            blocks.append(_Block("\n".join(code), "code", lang))
-            code = []
-            buf.append(line)
-        elif line.strip():
-            buf.append(line)
-        else:
-            flush_prose()
-    if code:
-        blocks.append(_Block("\n".join(code), "code", lang))
-    flush_prose()
-    return blocks
-
-
-# --- splitting long blocks --------------------------------------------------------------------
-
-
-def _prose_pieces(text: str, limit: int, tokens: _Tokens) -> list[_Piece]:
-    """A paragraph as one piece, or split on lines, then sentences, then words to fit `limit`."""
-    splitters: list[tuple[Callable[[str], list[str]], str]] = [
-        (lambda t: [ln for ln in t.split("\n") if ln.strip()], "\n"),
-        (lambda t: [s for s in SENTENCE_END.split(t) if s.strip()], " "),
-    ]
-
-    def split(part: str, level: int, sep: str) -> list[_Piece]:
-        n = tokens.count(part)
-        if n <= limit:
-            return [_Piece(part, n, sep)]
-        for split_fn, inner_sep in splitters[level:]:
-            level += 1
-            parts = split_fn(part)
-            if len(parts) > 1:
-                out: list[_Piece] = []
-                for i, p in enumerate(parts):
-                    out.extend(split(p.strip(), level, sep if i == 0 else inner_sep))
-                return out
-        windows = _token_windows(part, limit, tokens)
-        return [_Piece(w, tokens.count(w), sep if i == 0 else " ") for i, w in enumerate(windows)]
-
-    return split(text.strip(), 0, "\n\n")
-
-
-def _table_pieces(text: str, limit: int, tokens: _Tokens) -> list[_Piece]:
-    """A table whole, or its rows in groups that each repeat the header."""
-    n = tokens.count(text)
-    if n <= limit:
-        return [_Piece(text, n, "\n\n", "table")]
-    lines = text.split("\n")
-    header = (
-        lines[:2] if len(lines) > 2 and set(lines[1].replace("|", "").strip()) <= set("-: ") else []
-    )
-    rows = lines[len(header) :]
-    room = max(8, limit - tokens.count("\n".join(header)))
-    items: list[tuple[str, str]] = []
-    for row in rows:
-        if tokens.count(row) <= room:
-            items.append((row, "\n"))
-        else:
-            items.extend((w, " ") for w in _token_windows(row, room, tokens))
-    return _group(items, header, [], room, tokens, "table")
-
-
-def _code_pieces(block: _Block, limit: int, tokens: _Tokens) -> list[_Piece]:
-    """A fenced code block whole, or split on top-level units (functions, classes, statements)."""
-    n = tokens.count(block.text)
-    if n <= limit:
-        return [_Piece(block.text, n, "\n\n", "code")]
-    lines = block.text.split("\n")
-    opener = lines[0]
-    closer = lines[-1] if len(lines) > 1 and FENCE.match(lines[-1]) else "```"
-    body = lines[1:-1] if len(lines) > 1 and closer == lines[-1] else lines[1:]
-    lang = CODE_LANGUAGES.get(block.lang, block.lang)
-    frame = tokens.count(f"{opener}\n{closer}")
-    room = max(8, limit - frame)
-    items: list[tuple[str, str]] = []  # (text, separator before it)
-    for unit in _code_units(body, lang):
-        if tokens.count(unit) <= room:
-            items.append((unit, "\n\n"))
-            continue
-        # an oversized unit (a big class): its methods, then lines, then token windows
-        nested = NESTED_BOUNDARY.get(lang)
-        subunits = _code_units(unit.split("\n"), lang, nested) if nested else [unit]
-        for sub in subunits:
-            sep = "\n\n"
-            if tokens.count(sub) <= room:
-                items.append((sub, sep))
-                continue
-            for j, line in enumerate(sub.split("\n")):
-                line_sep = sep if j == 0 else "\n"
-                if tokens.count(line) <= room:
-                    items.append((line, line_sep))
-                else:
-                    items.extend(
-                        (w, line_sep if k == 0 else " ")
-                        for k, w in enumerate(_token_windows(line, room, tokens))
-                    )
-    return _group(items, [opener], [closer], room, tokens, "code")
-
-
-def _group(
-    items: Sequence[tuple[str, str]],
-    head: list[str],
-    tail: list[str],
-    room: int,
-    tokens: _Tokens,
-    kind: str,
-) -> list[_Piece]:
-    """Pack (text, separator) items into groups within `room`, each wrapped in `head`/`tail`."""
-    groups: list[str] = []
-    used = 0
-    for text, sep in items:
-        n = tokens.count(text)
-        if groups and used + n <= room:
-            groups[-1] += sep + text
-            used += n
-        else:
-            groups.append(text)
-            used = n
-    pieces = []
-    for group in groups:
-        text = "\n".join([*head, group, *tail]).strip("\n")
-        pieces.append(_Piece(text, tokens.count(text), "\n\n", kind))
-    return pieces
-
-
-def _code_units(lines: list[str], lang: str, boundary: re.Pattern[str] | None = None) -> list[str]:
-    """Code units: a new one starts at a boundary line, with the comments directly above it."""
-    boundary = boundary or CODE_BOUNDARY.get(lang)
-    if boundary is None:
-        return ["\n".join(lines)]
-    attached = COMMENT_PREFIX.get(lang, ())
-
-    def is_attached(line: str) -> bool:
-        return bool(line.strip()) and line.lstrip().startswith(attached)
-
-    units: list[list[str]] = [[]]
-    for line in lines:
-        if boundary.match(line) and units[-1]:
-            cur = units[-1]
-            k = len(cur)
-            while k > 0 and is_attached(cur[k - 1]):
-                k -= 1
-            if k > 0:  # else the unit so far is only comments/decorators: keep extending it
-                units[-1] = cur[:k]
-                units.append(cur[k:])
-        units[-1].append(line)
-    return ["\n".join(u).strip("\n") for u in units if any(x.strip() for x in u)]
-
-
-# --- packing ----------------------------------------------------------------------------------
-
-
-def _overlap_tail(text: str, n: int, tokens: _Tokens) -> str | None:
-    """At most the last `n` tokens of `text`, from the first sentence (else word) that starts in
-    that window; None when `text` is no longer than `n` tokens."""
-    if n <= 0:
-        return None
-    offsets = tokens.offsets(text)
-    if len(offsets) <= n:
-        return None
-    starts = [o[0] for o in offsets[len(offsets) - n :]]
-    sentences = [p for p in starts if _starts_sentence(text, p)]
-    words = [p for p in starts if _starts_word(text, p)]
-    start = sentences[0] if sentences else words[0] if words else None
-    return text[start:].strip() if start is not None else None
-
-
-def _starts_sentence(text: str, pos: int) -> bool:
-    """True when `pos` starts a line, or follows sentence-ending punctuation and a space."""
-    before = text[:pos].rstrip(" \t")
-    return (0 < len(before) < pos and before.endswith((".", "!", "?"))) or text[:pos].endswith("\n")
-
-
-def _pack(pieces: list[_Piece], room: int, overlap: int, tokens: _Tokens) -> list[str]:
-    """Greedy packing of pieces into chunks within `room`, with overlap between neighbours."""
-    chunks: list[str] = []
-    cur: list[_Piece] = []
-    used = 0
-    for piece in pieces:
-        if cur and used + piece.tokens > room:
-            chunks.append(_join(cur))
-            # code and tables are never cut for overlap: only trailing prose carries forward
-            k = len(cur)
-            while k > 0 and cur[k - 1].kind == "prose":
-                k -= 1
-            prose, cur, used = cur[k:], [], 0
-            want = min(overlap, room - piece.tokens)
-            if prose and piece.kind == "prose" and want >= 8:
-                tail = _overlap_tail(_join(prose), want, tokens)
-                if tail:
-                    cur, used = [_Piece(tail, tokens.count(tail), "")], tokens.count(tail)
-        cur.append(piece)
-        used += piece.tokens
-    if cur:
-        chunks.append(_join(cur))
-    return chunks
-
-
-def _join(pieces: list[_Piece]) -> str:
-    text = pieces[0].text
-    for p in pieces[1:]:
-        text += p.sep + p.text
-    return text.strip()
-
-
-def _section_chunks(
-    section: _Section, title: str, tokens: _Tokens, budget: ChunkBudget
-) -> list[tuple[str | None, str]]:
-    """(section label, content) pairs for one section, packed within the budget."""
-    label = _cap_context(title, section.heading, tokens, budget)
-    room = _room(title, label, tokens, budget)
-    pieces: list[_Piece] = []
-    for block in _blocks(section.text):
-        if block.kind == "code":
-            pieces.extend(_code_pieces(block, room, tokens))
-        elif block.kind == "table":
-            pieces.extend(_table_pieces(block.text, room, tokens))
-        else:
-            pieces.extend(_prose_pieces(block.text, room, tokens))
-    return [(label, c) for c in _pack(pieces, room, budget.overlap_tokens, tokens)]
-
-
-def _article_drafts(
-    title: str, body: str, tokens: _Tokens, budget: ChunkBudget, prefix: str | None = None
-) -> list[tuple[str | None, str]]:
-    sections = _merge_small(_split_sections(body, title, prefix), tokens, budget.min_tokens)
-    return [d for s in sections for d in _section_chunks(s, title, tokens, budget)]
-
-
-# --- repositories -----------------------------------------------------------------------------
-
-
-def split_repository_files(body: str) -> list[tuple[str | None, str]]:
-    """(path, text) per file of a repository body; the part before the first file is (None, …).
-
-    A file starts at a heading (any level) whose whole text is a path: `### docs/rules.md`,
-    `## File: src/x.py`, ``### `sql/001.sql` ``.
-    """
-    files: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line, fenced in _lines_with_fences(body):
-        m = None if fenced else HEADING.match(line)
-        path = PATH_HEADING.match(m.group(2).strip()) if m else None
-        if path:
-            files.append((path.group(1), []))
-            continue
-        files[-1][1].append(line)
-    return [(p, "\n".join(lines).strip()) for p, lines in files if "\n".join(lines).strip()]
-
-
-def _repository_drafts(
-    title: str, body: str, tokens: _Tokens, budget: ChunkBudget
-) -> list[tuple[str | None, str]]:
-    drafts: list[tuple[str | None, str]] = []
-    for path, text in split_repository_files(body):
-        if path:
-            ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
-            lang = EXTENSION_LANGUAGES.get(ext)
-            if lang and not FENCE.match(text.lstrip("\n").split("\n", 1)[0]):
-                text = f"```{lang}\n{text}\n```"  # an unfenced code file: fence it
-        drafts.extend(_article_drafts(title, text, tokens, budget, prefix=path))
-    return drafts

@@ -25,24 +25,27 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
-from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from twin.features.chunk import CHUNKER_VERSION, Chunk, ChunkBudget, MartDocument, chunk_document
 from twin.features.embed import Embedder, TextEmbedder
+from twin.features.marts import (
+    MARTS_TABLE,
+    MartEntry,
+    mart_documents,
+    mart_entries,
+    require_marts,
+)
 from twin.settings import Settings
 from twin.store import vectors
 from twin.store.vectors import ChunkRow, DocumentState, IndexVersion
 
 log = logging.getLogger(__name__)
 
-MARTS_TABLE = "marts.documents"
 # Documents per chunk + embed + write round (one transaction each); bigger rounds give the
 # model longer runs of texts to sort by length, so embedding keeps its bare throughput.
 DOCUMENT_BATCH = 256
@@ -86,13 +89,6 @@ class FeatureSyncResult:
         return {**asdict(self), "changed": self.changed}
 
 
-@dataclass(frozen=True)
-class _MartEntry:
-    document_id: str
-    clean_hash: str
-    meta_hash: str
-
-
 def sync_features(
     settings: Settings,
     *,
@@ -129,14 +125,14 @@ def _sync(
     embed_batch: int,
     progress: bool | None,
 ) -> FeatureSyncResult:
-    _require_marts(conn)
+    require_marts(conn)
     target = vectors.ensure_index_version(
         conn, embedder.model_name, embedder.dimension, CHUNKER_VERSION
     )
     active = vectors.active_version(conn)
     result = FeatureSyncResult(target.version_id, target.model_name, target.dimension)
 
-    marts = _mart_entries(conn)
+    marts = mart_entries(conn)
     states = vectors.document_states(conn, target)
     result.documents_seen = len(marts)
     todo = [
@@ -207,13 +203,13 @@ def _sync_batch(
     embedder: TextEmbedder,
     budget: ChunkBudget,
     document_ids: Sequence[str],
-    marts: dict[str, _MartEntry],
+    marts: dict[str, MartEntry],
     embed_batch: int,
     result: FeatureSyncResult,
 ) -> None:
     """Chunk, embed what is new, and write one batch of documents in one transaction."""
     began = time.perf_counter()
-    docs = _mart_documents(conn, document_ids, result.failures)
+    docs = mart_documents(conn, document_ids, result.failures)
     chunks: dict[str, list[Chunk]] = {}
     for doc in docs:
         try:
@@ -327,64 +323,6 @@ def _refresh_kept(
         cur.executemany(statement, params, returning=False)
         changed = max(cur.rowcount, 0)
     return changed
-
-
-# --- the mart ---------------------------------------------------------------------------------
-
-
-def _require_marts(conn: psycopg.Connection) -> None:
-    if conn.execute("select to_regclass(%s)", (MARTS_TABLE,)).fetchone()[0] is None:
-        raise RuntimeError(
-            f"{MARTS_TABLE} does not exist: build the warehouse marts first "
-            "(the twin_warehouse DAG, or dbt build)"
-        )
-
-
-def meta_hash(
-    author: str,
-    platform: str,
-    kind: str,
-    title: str | None,
-    url: str | None,
-    published_at: datetime | None,
-) -> str:
-    """sha256 over the document metadata stored beside each chunk."""
-    stamp = published_at.timestamp() if published_at else None
-    blob = json.dumps([author, platform, kind, title, url, stamp], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _mart_entries(conn: psycopg.Connection) -> dict[str, _MartEntry]:
-    rows = conn.execute(
-        f"""select document_id, clean_hash, author, platform, document_kind, title, url,
-                   published_at
-            from {MARTS_TABLE}"""
-    ).fetchall()
-    return {
-        r[0]: _MartEntry(r[0], r[1], meta_hash(r[2], r[3], r[4], r[5], r[6], r[7])) for r in rows
-    }
-
-
-def _mart_documents(
-    conn: psycopg.Connection, document_ids: Sequence[str], failures: list[str]
-) -> list[MartDocument]:
-    """The valid mart rows among `document_ids`; each invalid one is named in `failures`."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            f"select * from {MARTS_TABLE} where document_id = any(%s) order by document_id",
-            (list(document_ids),),
-        )
-        rows = cur.fetchall()
-    docs = []
-    for row in rows:
-        try:
-            docs.append(MartDocument.model_validate(row))
-        except ValidationError as exc:  # one bad row must not stop the others
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            failures.append(f"invalid mart row {row.get('document_id')!r}: {problems}")
-    return docs
 
 
 # --- maintenance ------------------------------------------------------------------------------

@@ -12,22 +12,28 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
-import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from psycopg import sql
 
+from twin.quality.pii_gate import EXPECTATION as PII_EXPECTATION
+from twin.quality.pii_gate import scan_for_pii
+from twin.quality.results import (
+    DATA_DOCS_SITE,
+    connect,
+    ensure_quality_schema,
+    previous_row_count,
+    publish_data_docs,
+    record_result,
+)
 from twin.quality.suites import GateDefinition, load_gate, resolve_parameters
 from twin.settings import Settings
-from twin.store.object_store import object_store
+from twin.store.warehouse import dsn_url, parse_dsn
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -38,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("twin.quality")
 
-DATA_DOCS_PREFIX = "quality/data_docs"
-DATA_DOCS_SITE = "twin_quality"
 # Sample values longer than this are cut in stored results, reports and Data Docs: a sample of a
 # text column can be a whole document.
 SAMPLE_CHARS = 120
@@ -52,25 +56,6 @@ SAMPLE_KEYS = (
     "unexpected_index_list",
     "unexpected_rows",
 )
-
-QUALITY_DDL = """
-create schema if not exists quality;
-create table if not exists quality.validation_results (
-    id            bigint generated always as identity primary key,
-    gate          text not null,
-    run_id        text not null unique,
-    validated_at  timestamptz not null,
-    success       boolean not null,
-    evaluated     integer not null,
-    failed_count  integer not null,
-    row_count     bigint not null,
-    failures      jsonb not null,
-    result        jsonb not null,
-    data_docs_key text
-);
-create index if not exists validation_results_gate_time
-    on quality.validation_results (gate, validated_at desc);
-"""
 
 
 @dataclass(frozen=True)
@@ -179,11 +164,15 @@ def run_gate(gate: str, settings: Settings) -> GateResult:
         if row_count is None:
             row_count = count_rows(dsn, definition)
         docs_key = publish_data_docs(context, Path(docs_dir), settings, gate, run_id)
+    with connect(dsn) as conn:
+        pii = scan_for_pii(conn, definition.schema, definition.table, definition.pii_scan)
+    failed += [FailedExpectation(PII_EXPECTATION, f.column, f.rows, f.detail) for f in pii]
+    scanned = len((definition.pii_scan or {}).get("columns", []))
 
     result = GateResult(
         gate=gate,
-        success=bool(validation.success),
-        evaluated=int(validation.statistics.get("evaluated_expectations", 0)),
+        success=bool(validation.success) and not pii,
+        evaluated=int(validation.statistics.get("evaluated_expectations", 0)) + scanned,
         failed=failed,
         run_id=run_id,
         row_count=row_count,
@@ -310,14 +299,7 @@ def sqlalchemy_url(dsn: str) -> str:
     A Unix-socket DSN (`postgresql://user@/db?host=/dir`) gets the placeholder host `localhost`,
     because GX's Postgres datasource insists on a host; libpq still connects through `host=`.
     """
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
-        raise ValueError(f"WAREHOUSE_DSN must be a postgresql:// URL, got scheme {parts.scheme!r}")
-    netloc = parts.netloc
-    if not parts.hostname:
-        userinfo, at, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo}{at}localhost{hostport}"  # hostport is empty or ":port"
-    return urlunsplit(("postgresql+psycopg2", netloc, parts.path, parts.query, parts.fragment))
+    return dsn_url(parse_dsn(dsn), driver="psycopg2", socket_host="localhost")
 
 
 def redact_samples(result: ExpectationValidationResult) -> None:
@@ -452,96 +434,3 @@ def count_rows(dsn: str, definition: GateDefinition) -> int:
             sql.Identifier(definition.schema), sql.Identifier(definition.table)
         )
         return int(conn.execute(query).fetchone()[0])
-
-
-def publish_data_docs(
-    context: EphemeralDataContext,
-    docs_dir: Path,
-    settings: Settings,
-    gate: str,
-    run_id: str,
-) -> str | None:
-    """Render this run's Data Docs and upload them; the key of their index.html.
-
-    Returns None (and logs why) when rendering or uploading fails: the validation verdict and its
-    warehouse row stand without the HTML.
-    """
-    prefix = f"{DATA_DOCS_PREFIX}/{gate}/{run_id}"
-    try:
-        # The context is this run's alone, so a full build renders exactly this result, the
-        # suite page and an index.
-        context.build_data_docs(site_names=[DATA_DOCS_SITE])
-        store = object_store(settings)
-        for path in site_files(docs_dir):
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            key = f"{prefix}/{path.relative_to(docs_dir).as_posix()}"
-            store.put(key, path.read_bytes(), content_type)
-    except Exception:  # rendering or the object store: keep the verdict, say what was lost
-        log.warning("quality gate %s run %s: Data Docs not published", gate, run_id, exc_info=True)
-        return None
-    return f"{prefix}/index.html"
-
-
-def site_files(docs_dir: Path) -> list[Path]:
-    """The site's HTML pages and the static files they link to.
-
-    GX copies about 4 MB of fonts and animations into every site; the pages reference only a
-    few of them (the rest load from CDNs), so only those are kept per run.
-    """
-    pages = sorted(docs_dir.rglob("*.html"))
-    linked: set[Path] = set()
-    for page in pages:
-        for ref in re.findall(r"""(?:\.\./)*static/[^"'()\s>]+""", page.read_text("utf-8")):
-            target = docs_dir / re.sub(r"^(\.\./)+", "", ref)
-            if target.is_file():
-                linked.add(target)
-    return pages + sorted(linked)
-
-
-def connect(dsn: str) -> psycopg.Connection:
-    # A plain connection: the gates need no pgvector types, and scratch warehouses lack them.
-    return psycopg.connect(dsn, connect_timeout=10, application_name="twinops-quality")
-
-
-def ensure_quality_schema(conn: psycopg.Connection) -> None:
-    """Create `quality.validation_results` if missing (idempotent)."""
-    try:
-        conn.execute(QUALITY_DDL)
-    except psycopg.errors.UniqueViolation:
-        # Two first runs raced on `create ... if not exists`; the other one created it.
-        conn.rollback()
-        conn.execute(QUALITY_DDL)
-    conn.commit()
-
-
-def previous_row_count(conn: psycopg.Connection, gate: str) -> int | None:
-    """The row count of the gate's last successful run; None when it never passed."""
-    row = conn.execute(
-        """select row_count from quality.validation_results
-           where gate = %s and success order by validated_at desc, id desc limit 1""",
-        (gate,),
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def record_result(conn: psycopg.Connection, result: GateResult, raw: dict[str, Any]) -> None:
-    """Insert one run's row into `quality.validation_results`."""
-    conn.execute(
-        """insert into quality.validation_results
-           (gate, run_id, validated_at, success, evaluated, failed_count, row_count, failures,
-            result, data_docs_key)
-           values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)""",
-        (
-            result.gate,
-            result.run_id,
-            result.validated_at,
-            result.success,
-            result.evaluated,
-            len(result.failed),
-            result.row_count,
-            json.dumps([asdict(f) for f in result.failed]),
-            json.dumps(raw, default=str),
-            result.data_docs_key,
-        ),
-    )
-    conn.commit()

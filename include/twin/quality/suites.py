@@ -36,6 +36,8 @@ class GateDefinition:
     suite: dict[str, Any]
     result_format: dict[str, Any]
     parameters: dict[str, dict[str, Any]]
+    # `{"key": column, "columns": [text columns]}`: scan with the independent PII detector
+    pii_scan: dict[str, Any] | None = None
 
     @property
     def qualified_table(self) -> str:
@@ -71,6 +73,7 @@ def load_gate(gate: str, root: Path = EXPECTATIONS_DIR) -> GateDefinition:
         suite=suite,
         result_format=checkpoint.get("result_format", {"result_format": "SUMMARY"}),
         parameters=parameters,
+        pii_scan=checkpoint.get("pii_scan"),
     )
     missing = sorted(suite_parameter_names(suite) - set(parameters))
     if missing:

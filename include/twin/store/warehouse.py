@@ -1,15 +1,16 @@
-"""Postgres warehouse connections (psycopg 3, pgvector types registered)."""
+"""Postgres warehouse connections (psycopg 3, pgvector types registered) and the one DSN parser."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from twin.settings import Settings
 
@@ -40,7 +41,7 @@ def scratch_database(admin_dsn: str, prefix: str = "scratch") -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+    dsn = dsn_url({**parse_dsn(admin_dsn), "dbname": name})
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("create extension if not exists vector")
@@ -50,3 +51,49 @@ def scratch_database(admin_dsn: str, prefix: str = "scratch") -> Iterator[str]:
             admin.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
             )
+
+
+# --- DSNs -------------------------------------------------------------------------------------
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def parse_dsn(dsn: str) -> dict[str, str]:
+    """libpq's reading of a Postgres DSN (URL, also `postgresql+driver://`, or `key=value`):
+    `host`, `port`, `user`, `password`, `dbname` and any other parameter, as given.
+
+    A Unix-socket DSN (`postgresql://user@/db?host=/socket/dir`) gives the directory as `host`.
+    ValueError names what is wrong (never the password).
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if sep:
+        base = scheme.split("+", 1)[0]
+        if base not in POSTGRES_SCHEMES:
+            raise ValueError(f"warehouse DSN must be a postgresql:// URL, got scheme {scheme!r}")
+        dsn = f"{base}://{rest}"
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"warehouse DSN is not a valid Postgres DSN: {exc}") from None
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def dsn_url(params: dict[str, str], *, driver: str | None = None, socket_host: str = "") -> str:
+    """The `postgresql[+driver]://` URL of `parse_dsn` parameters. A socket directory goes into
+    the query (`?host=/dir`); `socket_host` is then put in the URL's host for tools that insist
+    on one (GX: `localhost`), while libpq still connects through the socket."""
+    rest = dict(params)
+    host, port = rest.pop("host", ""), rest.pop("port", "")
+    user, password = rest.pop("user", ""), rest.pop("password", "")
+    dbname = rest.pop("dbname", "")
+    query: dict[str, str] = {}
+    if host.startswith("/"):
+        query["host"], host = host, socket_host
+    query.update(rest)
+    auth = ""
+    if user:
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
+    netloc = f"{auth}{host}" + (f":{port}" if port else "")
+    scheme = "postgresql" + (f"+{driver}" if driver else "")
+    tail = f"?{urlencode(query, safe='/')}" if query else ""
+    return f"{scheme}://{netloc}/{quote(dbname, safe='')}{tail}"

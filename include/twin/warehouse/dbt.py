@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from twin.settings import Settings
 from twin.warehouse.manifest import DBT_PROJECT_DIR
@@ -115,16 +114,14 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     A Unix-socket DSN (`postgresql://user@/db?host=/socket/dir`) gives the socket directory as
     the host, which libpq accepts in place of a host name.
     """
-    dsn = settings.require("warehouse_dsn")
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
-        raise ValueError(f"warehouse DSN is not a postgresql:// URL: {parts.scheme}://…")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = query.get("host") or parts.hostname or "localhost"
-    port = query.get("port") or (str(parts.port) if parts.port else "5432")
-    user = query.get("user") or (unquote(parts.username) if parts.username else "postgres")
-    password = query.get("password") or (unquote(parts.password) if parts.password else "")
-    dbname = query.get("dbname") or unquote(parts.path.lstrip("/")) or "twin"
+    from twin.store.warehouse import parse_dsn
+
+    params = parse_dsn(settings.require("warehouse_dsn"))
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    user = params.get("user") or "postgres"
+    password = params.get("password", "")
+    dbname = params.get("dbname") or "twin"
     env = {
         "TWIN_DBT_HOST": host,
         "TWIN_DBT_PORT": port,
@@ -132,8 +129,8 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "TWIN_DBT_PASSWORD": password,
         "TWIN_DBT_DBNAME": dbname,
     }
-    if "sslmode" in query:
-        env["TWIN_DBT_SSLMODE"] = query["sslmode"]
+    if "sslmode" in params:
+        env["TWIN_DBT_SSLMODE"] = params["sslmode"]
     return env
 
 

@@ -1,0 +1,235 @@
+"""An independent PII detector: the marts gate's check, built on maintained libraries.
+
+It shares no pattern with the redactor (`twin.domain.pii`), so a format the redactor misses is
+not missed here for the same reason: phone numbers are found and validated by `phonenumbers`
+(Google's libphonenumber metadata), IBANs by their check digits (`python-stdnum`), secrets by
+`detect-secrets`' vendor plugins plus an entropy test on values assigned to secret-like names,
+e-mail addresses (also written as "name at domain dot com") by `email-validator` after
+de-obfuscation, and names by their place under a sign-off. Findings carry the kind and the
+position only; the matched text is not logged or stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+PHONE_REGIONS = ("US", "GB", "SE", "DE", "FR", "NO", "DK", "FI", "NL", "AU", "JP")
+SECRET_PLUGINS = (
+    "AWSKeyDetector",
+    "ArtifactoryDetector",
+    "AzureStorageKeyDetector",
+    "BasicAuthDetector",
+    "DiscordBotTokenDetector",
+    "GitHubTokenDetector",
+    "GitLabTokenDetector",
+    "JwtTokenDetector",
+    "MailchimpDetector",
+    "NpmDetector",
+    "OpenAIDetector",
+    "PrivateKeyDetector",
+    "PypiTokenDetector",
+    "SendGridDetector",
+    "SlackDetector",
+    "SquareOAuthDetector",
+    "StripeDetector",
+    "TelegramBotTokenDetector",
+    "TwilioKeyDetector",
+)
+PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET|IBAN|NAME)\]")
+# Google Cloud formats detect-secrets has no plugin for: API keys and OAuth access tokens.
+GOOGLE_KEY = re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b|\bya29\.[0-9A-Za-z_-]{20,}")
+ASSIGNED = re.compile(
+    r"(?i)[A-Za-z0-9_.-]*(?:key|secret|token|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
+    r"[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})"
+)
+MIN_SECRET_ENTROPY = 3.0
+KEY_BLOCK_END = re.compile(r"-----END[A-Z ]{0,40}PRIVATE KEY-----")
+IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+OBFUSCATED_AT = re.compile(r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+", re.IGNORECASE)
+OBFUSCATED_DOT = re.compile(r"\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+", re.IGNORECASE)
+EMAIL_CANDIDATE = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+_BRACKET_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
+_BRACKET_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
+# "name [at] domain [dot] com" (any dot); "name at domain dot com" (the dot spelled out too, or
+# "look at github.com" would be an address)
+BRACKETED_ADDRESS = re.compile(rf"[\w.%+-]+{_BRACKET_AT}[\w-]+(?:{_BRACKET_DOT}[\w-]+)+", re.I)
+SPELLED_ADDRESS = re.compile(r"[\w.%+-]+\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)+", re.I)
+SIGN_OFF = re.compile(
+    r"^\s*(?:--|—|best|best regards|kind regards|warm regards|regards|cheers|thanks|thank you|"
+    r"many thanks|sincerely|yours|all the best|med vänliga hälsningar|vänliga hälsningar|"
+    r"mit freundlichen grüßen|cordialement)\s*,?\s*$",
+    re.IGNORECASE,
+)
+NAME_LINE = re.compile(r"^\s*(\w[\w'’-]+(?:\s+\w\.)?(?:\s+\w[\w'’-]+){1,2})\s*$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of personal data or a secret: its kind and where it is (no value)."""
+
+    kind: str
+    start: int
+    end: int
+    detector: str
+
+
+def find_pii(text: str) -> list[Finding]:
+    """Every PII finding in `text`, in order of position (overlaps between detectors kept)."""
+    if not text:
+        return []
+    found = [
+        *phones(text),
+        *emails(text),
+        *ibans(text),
+        *secrets(text),
+        *signature_names(text),
+    ]
+    return sorted(found, key=lambda f: (f.start, f.end, f.kind))
+
+
+def kinds(findings: Iterable[Finding]) -> dict[str, int]:
+    """How many findings of each kind."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# --- phones -----------------------------------------------------------------------------------
+
+
+def phones(text: str) -> list[Finding]:
+    """Valid phone numbers (international anywhere; national ones of the listed regions)."""
+    import phonenumbers
+
+    spans: set[tuple[int, int]] = set()
+    for region in PHONE_REGIONS:
+        matcher = phonenumbers.PhoneNumberMatcher(text, region, phonenumbers.Leniency.VALID)
+        for match in matcher:
+            raw = match.raw_string
+            digits = sum(c.isdigit() for c in raw)
+            international = raw.lstrip("(").startswith(("+", "00"))
+            if DATE_LIKE.fullmatch(raw.strip()) or (not international and digits < 9):
+                continue
+            spans.add((match.start, match.end))
+    return [Finding("phone", s, e, "phonenumbers") for s, e in sorted(spans)]
+
+
+# --- e-mails ----------------------------------------------------------------------------------
+
+
+def emails(text: str) -> list[Finding]:
+    """Deliverable-looking e-mail addresses, also "name at domain dot com" and "[at]" forms."""
+    from email_validator import EmailNotValidError, validate_email
+
+    found = []
+    for start, end, candidate in email_candidates(text):
+        if candidate.lower().startswith("git@"):
+            continue  # an SSH remote, not a mailbox
+        try:
+            validate_email(candidate, check_deliverability=False, test_environment=True)
+        except EmailNotValidError:
+            continue
+        found.append(Finding("email", start, end, "email-validator"))
+    return found
+
+
+def email_candidates(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, address) of plain and de-obfuscated address candidates."""
+    out = [(m.start(), m.end(), m.group(0).rstrip(".")) for m in EMAIL_CANDIDATE.finditer(text)]
+    for pattern in (BRACKETED_ADDRESS, SPELLED_ADDRESS):
+        for m in pattern.finditer(text):
+            address = OBFUSCATED_DOT.sub(".", OBFUSCATED_AT.sub("@", m.group(0), count=1))
+            out.append((m.start(), m.end(), address))
+    return out
+
+
+# --- IBANs ------------------------------------------------------------------------------------
+
+
+def ibans(text: str) -> list[Finding]:
+    """IBANs whose country format and check digits are valid."""
+    from stdnum import iban
+
+    found = []
+    for m in IBAN_CANDIDATE.finditer(text):
+        candidate = m.group(0)
+        # the longest valid prefix: a trailing word may have been swallowed by the candidate
+        for cut in range(len(candidate), 14, -1):
+            if iban.is_valid(candidate[:cut]):
+                found.append(Finding("iban", m.start(), m.start() + cut, "python-stdnum"))
+                break
+    return found
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def secrets(text: str) -> list[Finding]:
+    """Vendor keys and tokens (detect-secrets), Google keys, private-key blocks, high-entropy
+    values assigned to secret-like names."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+
+    del get_mapping_from_secret_type_to_class  # imported for its plugin registry side effect
+    found = []
+    offset = 0
+    with _secret_settings():
+        for line in text.splitlines(keepends=True):
+            if not PLACEHOLDER.fullmatch(line.strip()):
+                for secret in scan_line(line):
+                    value = secret.secret_value or ""
+                    if PLACEHOLDER.search(value):
+                        continue
+                    at = line.find(value) if value else -1
+                    start = offset + (at if at >= 0 else 0)
+                    end = start + (len(value) if at >= 0 else len(line))
+                    if secret.type == "Private Key":
+                        block_end = KEY_BLOCK_END.search(text, end)
+                        end = block_end.end() if block_end else len(text)
+                    found.append(Finding("secret", start, end, f"detect-secrets:{secret.type}"))
+            offset += len(line)
+    entropy = Base64HighEntropyString().calculate_shannon_entropy
+    for m in GOOGLE_KEY.finditer(text):
+        found.append(Finding("secret", m.start(), m.end(), "google-key-format"))
+    for m in ASSIGNED.finditer(text):
+        value = m.group(1)
+        if PLACEHOLDER.search(value) or not re.search(r"[0-9]", value):
+            continue
+        if entropy(value) >= MIN_SECRET_ENTROPY:
+            found.append(Finding("secret", m.start(1), m.end(1), "assigned-high-entropy"))
+    return found
+
+
+@lru_cache(maxsize=1)
+def _plugins() -> dict:
+    return {"plugins_used": [{"name": name} for name in SECRET_PLUGINS]}
+
+
+def _secret_settings():
+    from detect_secrets.settings import transient_settings
+
+    return transient_settings(_plugins())
+
+
+# --- names in signatures ----------------------------------------------------------------------
+
+
+def signature_names(text: str) -> list[Finding]:
+    """A line holding only a capitalised personal name right under a sign-off line."""
+    found = []
+    lines = text.splitlines(keepends=True)
+    offset = 0
+    for i, line in enumerate(lines):
+        if i and SIGN_OFF.match(lines[i - 1]):
+            m = NAME_LINE.match(line.rstrip("\n"))
+            words = m.group(1).split() if m else []
+            if m and all(w[0].isupper() for w in words):
+                found.append(Finding("name", offset + m.start(1), offset + m.end(1), "sign-off"))
+        offset += len(line)
+    return found

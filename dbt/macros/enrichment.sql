@@ -1,6 +1,6 @@
-{#- The table `twin.warehouse.enrich` writes (it creates it too); created here as well so that a
-    `dbt build` on a fresh warehouse compiles and runs before the enrichment step has ever run.
-    Keep the columns in step with `twin/warehouse/enrich.py` (DDL). -#}
+{#- The table `twin.warehouse.enrich` writes, defined once: dbt runs this on-run-start (so a
+    `dbt build` on a fresh warehouse works before the enrichment step ever ran) and the enrichment
+    step reads and runs the same body (`enrichment_ddl()`): keep it plain SQL, no Jinja. -#}
 {% macro create_enrichment_table() -%}
 create schema if not exists intermediate;
 create table if not exists intermediate.document_enrichment (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,7 +75,9 @@ def parse_dsn(dsn: str) -> dict[str, str]:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ValueError(f"warehouse DSN is not a valid Postgres DSN: {exc}") from None
+        # libpq may quote the DSN back: never its credentials
+        reason = re.sub(r"//[^@\s\"]*@", "//…@", str(exc).strip().replace(dsn, "<the DSN>"))
+        raise ValueError(f"warehouse DSN is not a valid Postgres DSN: {reason}") from None
     return {k: str(v) for k, v in params.items() if v is not None}
 
 

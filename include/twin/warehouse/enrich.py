@@ -14,6 +14,7 @@ written. A second run with nothing changed writes nothing.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,7 @@ from twin.domain.text import (  # shared with the datasets stage; re-exported fo
     signature_from_bytes,
 )
 from twin.settings import Settings
+from twin.warehouse.manifest import DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,19 @@ TABLE = "intermediate.document_enrichment"
 # LSH retrieves candidates from here; the near-duplicate rules (twin.domain.text) decide.
 CANDIDATE_THRESHOLD = 0.5
 FETCH_BATCH = 500
+ENRICHMENT_MACROS = DBT_PROJECT_DIR / "macros" / "enrichment.sql"
 
-DDL = f"""
-create schema if not exists intermediate;
-create table if not exists {TABLE} (
-    document_id          text primary key,
-    clean_hash           text not null,
-    language             text not null,
-    language_confidence  double precision not null,
-    near_duplicate_of    text,
-    jaccard              double precision,
-    shingle_count        integer not null,
-    minhash              bytea not null,
-    computed_at          timestamptz not null default now()
-);
-"""
+
+def enrichment_ddl() -> str:
+    """The enrichment table's DDL, defined once: the body of dbt's `create_enrichment_table`
+    macro (`dbt/macros/enrichment.sql`, run by dbt's on-run-start), which holds plain SQL."""
+    text = ENRICHMENT_MACROS.read_text(encoding="utf-8")
+    found = re.search(
+        r"\{% macro create_enrichment_table\(\) -%\}(.*?)\{%- endmacro %\}", text, re.S
+    )
+    if not found or "{{" in found.group(1):
+        raise RuntimeError(f"{ENRICHMENT_MACROS}: no plain-SQL create_enrichment_table macro")
+    return found.group(1).strip()
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def assign_near_duplicates(
 # the table ----------------------------------------------------------------------------------
 def ensure_enrichment_table(conn: psycopg.Connection) -> None:
     """Create `intermediate.document_enrichment` if it is missing (idempotent)."""
-    conn.execute(DDL)
+    conn.execute(enrichment_ddl())
 
 
 def current_documents(conn: psycopg.Connection) -> list[CurrentDocument]:

@@ -127,3 +127,23 @@ def serve_status() -> None:
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+@serve_app.command("trtllm")
+def serve_trtllm(
+    version: int = typer.Option(..., min=1, help="Registered version to build for."),
+    out: str | None = typer.Option(None, help="Output folder (default: <home>/trtllm/v<N>)."),
+    max_batch_size: int = typer.Option(64, min=1, max=2048, help="Engine and Triton batch size."),
+) -> None:
+    """Generate the TensorRT-LLM repository of a version (the engine builds on a GPU host)."""
+    from pathlib import Path
+
+    from twin.serving.trtllm import build_trtllm_repository
+
+    try:
+        folder = build_trtllm_repository(
+            _settings(), version, Path(out) if out else None, max_batch_size=max_batch_size
+        )
+    except Exception as exc:
+        _fail(str(exc))
+    typer.echo(f"{folder}\nbuild the engine on a GPU host: see {folder / 'build_engine.sh'}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ class Deployment:
     version: int
     thresholds: Thresholds
     run_id: str | None = None
+    drain_s: float = 2.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def record(self) -> DeploymentRecord:
@@ -174,6 +176,8 @@ class Deployment:
         registry.promote(self.client, self.registered_model, self.version, row.reason or "")
         old = row.previous_champion
         if old is not None and int(old) != self.version:
+            # requests routed to the old champion just before the switch finish first
+            time.sleep(self.drain_s)
             try:
                 self.serving.unload(int(old))
             except Exception as err:  # the old champion stays loaded; reconcile retries
@@ -348,6 +352,7 @@ def reconcile(
             serving.load(int(champion))
         if serving.default_version() != int(champion):
             serving.set_default(int(champion))
+        serving.ensure_router()
     keep = {int(v) for v in in_flight} | ({int(champion)} if champion else set())
     for version in sorted(serving.loaded_versions() - keep):
         with contextlib.suppress(Exception):

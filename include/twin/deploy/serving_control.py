@@ -28,6 +28,8 @@ class ServingControl(Protocol):
 
     def loaded_versions(self) -> set[int]: ...
 
+    def ensure_router(self) -> None: ...
+
 
 class TritonServing:
     """The real serving side: `twin.serving.repository` plus Triton's repository index."""
@@ -60,6 +62,19 @@ class TritonServing:
 
         champion = read_routing(self.settings).get("champion")
         return None if champion is None else int(champion)
+
+    def ensure_router(self) -> None:
+        """Load twin_rag when Triton does not serve it (after a restart, for instance)."""
+        from twin.serving.client import http_client
+        from twin.serving.repository import load_rag
+
+        client = http_client(self.settings)
+        try:
+            ready = client.is_model_ready("twin_rag")
+        finally:
+            client.close()
+        if not ready:
+            load_rag(self.settings)
 
     def served_versions(self) -> set[int]:
         """Versions the repository's configuration lists."""

@@ -1,0 +1,377 @@
+"""Deployments on a real Triton (its own server, so it can be killed), the real MLflow and the
+sample author's index: first deployment, promotion, rollback of three broken challengers while a
+client loop on twin_rag sees no error and no challenger answer, a rerun that changes nothing, and
+Triton killed mid-shadow. After each, MLflow's aliases, Triton's loaded versions and
+serving.deployments must agree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import scratch_home
+from tests.integration.deploy_support import passed
+from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
+from twin.deploy.checks import Thresholds
+from twin.deploy.deployment import Deployment, agreement, reconcile, run_all
+from twin.deploy.serving_control import TritonServing
+from twin.deploy.shadow import load_pairs, replay
+from twin.domain.models import CHALLENGER, CHAMPION, VersionTag
+from twin.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+MIN_SAMPLES = 12
+QUESTIONS = [
+    "What is the Tuesday test?",
+    "What happened when the invoice loader ran twice at Midsummer?",
+    "Why is reranking cheap insurance?",
+    "How do you ship the boring version first?",
+]
+
+
+@dataclass
+class Env:
+    settings: Settings
+    stack: object
+    client: object
+    conn: object
+    versions: dict[str, int] = field(default_factory=dict)
+    figures: dict[str, dict] = field(default_factory=dict)
+
+
+def _log_model(settings: Settings, model, tokenizer, name: str):
+    import mlflow
+
+    with mlflow.start_run(run_name=name):
+        return mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            pip_requirements=["transformers", "torch", "safetensors"],
+        )
+
+
+def teach_sentences(model, tokenizer, steps: int = 60) -> None:
+    """A few steps of training so the tiny model answers with sentences (a random one answers
+    with nothing at all, which no check could tell from garbage)."""
+    import torch
+
+    from twin.store.base_models import TINY_CORPUS
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    sentences = [s.strip() + "." for s in TINY_CORPUS.split(".") if len(s.strip()) > 20][:5]
+    texts = [
+        tokenizer.apply_chat_template(
+            [
+                {"role": "system", "content": "You are the author."},
+                {"role": "user", "content": f"Passages:\n\nQuestion: {q}"},
+                {"role": "assistant", "content": sentences[i % len(sentences)]},
+            ],
+            tokenize=False,
+        )
+        for i, q in enumerate(QUESTIONS * 2)
+    ]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for step in range(steps):
+        batch = tokenizer(texts[step % len(texts)], return_tensors="pt")
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.eval()
+    torch.set_num_threads(threads)
+
+
+def register_all(settings: Settings, folder: Path) -> dict[str, int]:
+    """good (x3: first, promoted, killed), wrong tokenizer fingerprint, garbage, 10x slower."""
+    import mlflow
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from twin.domain.models import tokenizer_fingerprint
+    from twin.training.tracking import tracking_client
+
+    uri = settings.require("mlflow_tracking_uri")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(f"{settings.registered_model}-experiment")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    good = AutoModelForCausalLM.from_pretrained(folder)
+    teach_sentences(good, tokenizer)
+    garbage = AutoModelForCausalLM.from_pretrained(folder)
+    garbage.load_state_dict(good.state_dict())
+    with torch.no_grad():  # hidden states collapse: every step emits the same token
+        garbage.model.norm.weight.zero_()
+    layout = good.config.to_dict() | {
+        "hidden_size": 384,
+        "intermediate_size": 1152,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "head_dim": 48,
+    }
+    layout.pop("architectures", None)
+    torch.manual_seed(0)
+    slow = LlamaForCausalLM(LlamaConfig(**layout))
+    logged = {
+        "good": _log_model(settings, good, tokenizer, "good"),
+        "garbage": _log_model(settings, garbage, tokenizer, "garbage"),
+        "slow": _log_model(settings, slow, tokenizer, "slow"),
+    }
+    client = tracking_client(settings)
+    client.create_registered_model(settings.registered_model)
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    plan = [
+        ("first", "good", fingerprint),
+        ("second", "good", fingerprint),
+        ("fails_to_load", "good", "0" * 16),
+        ("garbage", "garbage", fingerprint),
+        ("slow", "slow", fingerprint),
+        ("killed", "good", fingerprint),
+    ]
+    versions = {}
+    for label, model, fp in plan:
+        info = logged[model]
+        mv = client.create_model_version(
+            settings.registered_model,
+            info.model_uri,
+            run_id=info.run_id,
+            model_id=info.model_id,
+            tags=passed(**{VersionTag.TOKENIZER_FINGERPRINT: fp}),
+        )
+        versions[label] = int(mv.version)
+    return versions
+
+
+@pytest.fixture(scope="module")
+def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
+    from twin.stack import Stack
+    from twin.store.base_models import resolve_base_model
+    from twin.store.warehouse import warehouse_connection
+    from twin.training.tracking import tracking_client
+
+    home = scratch_home("twin-deploy-")
+    stack = Stack(home, ("triton",))
+    stack.up()
+    try:
+        endpoints = stack.endpoints()
+        settings = chunk_store.settings.model_copy(
+            update={
+                "triton_http_url": endpoints["TRITON_HTTP_URL"],
+                "triton_grpc_url": endpoints["TRITON_GRPC_URL"],
+                "triton_metrics_url": endpoints["TRITON_METRICS_URL"],
+                "triton_model_repository": Path(endpoints["TRITON_MODEL_REPOSITORY"]),
+                "registered_model": f"twin-llm-deploy-{os.getpid()}-{int(time.time())}",
+                "serving_default_max_tokens": 16,
+                "serving_context_tokens": 300,
+                "serving_rag_instances": 1,
+            }
+        )
+        folder = resolve_base_model("tiny-llama", tmp_path_factory.mktemp("models")).path
+        versions = register_all(settings, folder)
+        with warehouse_connection(settings, autocommit=True) as conn:
+            yield Env(settings, stack, tracking_client(settings), conn, versions)
+    finally:
+        stack.down()
+
+
+def deployment(env: Env, label: str) -> Deployment:
+    return Deployment(
+        env.client,
+        env.conn,
+        TritonServing(env.settings),
+        env.settings.registered_model,
+        env.versions[label],
+        Thresholds(min_samples=MIN_SAMPLES, permutations=200),
+        drain_s=1.0,
+    )
+
+
+def collect(env: Env):
+    def pairs(d: Deployment):
+        champion = int(d.record().previous_champion)
+        replay(env.settings, d.conn, champion, d.version, d.thresholds.min_samples)
+        return load_pairs(d.conn, champion, d.version)
+
+    return pairs
+
+
+def embed():
+    from twin.features.embed import Embedder
+
+    return Embedder.get().encode
+
+
+def deploy(env: Env, label: str):
+    row = run_all(
+        deployment(env, label),
+        require_approval=False,
+        shadow_share=1.0,
+        collect_pairs=collect(env),
+        embed=embed(),
+    )
+    env.figures[label] = row.figures
+    print(f"{label}: v{row.version} {row.state} figures={row.figures} reason={row.reason}")
+    return row
+
+
+def switched_at(env: Env) -> float:
+    """When twin_rag's routing last changed (the default switches there), in wall-clock time."""
+    return (env.settings.triton_model_repository / "twin_rag" / "routing.json").stat().st_mtime
+
+
+class ClientLoop:
+    """Questions to twin_rag in a loop: every answer's serving version, every error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.answers: list[tuple[float, int]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from twin.serving.client import ask
+
+        i = 0
+        while not self._stop.is_set():
+            try:
+                result = ask(self.settings, QUESTIONS[i % len(QUESTIONS)])
+                self.answers.append((time.time(), int(result["meta"]["model_version"])))
+            except Exception as err:
+                self.errors.append(f"{type(err).__name__}: {err}")
+            i += 1
+
+    def __enter__(self) -> ClientLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def assert_agree(env: Env) -> None:
+    result = agreement(
+        env.client, env.conn, TritonServing(env.settings), env.settings.registered_model
+    )
+    assert result.ok, result
+
+
+def aliases(env: Env) -> tuple[str | None, str | None]:
+    from twin.deploy.registry import alias_version
+
+    name = env.settings.registered_model
+    return alias_version(env.client, name, CHAMPION), alias_version(env.client, name, CHALLENGER)
+
+
+def test_first_deployment_promotes_after_the_evaluation_gate(env: Env) -> None:
+    from twin.serving.repository import load_rag
+
+    row = deploy(env, "first")
+    load_rag(env.settings)
+
+    assert row.state == "promoted" and row.previous_champion is None
+    assert row.figures["first_deployment"] == 1
+    assert aliases(env) == (str(env.versions["first"]), None)
+    assert_agree(env)
+
+
+def test_identical_challenger_is_promoted_and_clients_never_see_it_before(env: Env) -> None:
+    second = env.versions["second"]
+    with ClientLoop(env.settings) as loop:
+        time.sleep(1)
+        row = deploy(env, "second")
+        time.sleep(2)
+
+    # answers finishing before the default switched; a request takes well under 0.5 s
+    early = [v for t, v in loop.answers if v == second and t < switched_at(env) - 0.5]
+    assert row.state == "promoted", row.reason
+    assert row.figures["samples"] >= MIN_SAMPLES and row.figures["mmd_p_value"] > 0.05
+    assert loop.errors == [] and len(loop.answers) > 3
+    assert early == []  # no challenger answer reached a client before the promotion
+    assert loop.answers[-1][1] == second
+    assert aliases(env) == (str(second), None)
+    assert_agree(env)
+
+
+def test_rerunning_a_decided_deployment_changes_nothing(env: Env) -> None:
+    from twin.store.deployments import get_deployment
+
+    name = env.settings.registered_model
+    before = get_deployment(env.conn, name, env.versions["second"])
+    again = deploy(env, "second")
+
+    assert again.updated_at == before.updated_at and again.history == before.history
+    assert aliases(env) == (str(env.versions["second"]), None)
+    assert_agree(env)
+
+
+@pytest.mark.parametrize(
+    ("label", "failing"),
+    [("fails_to_load", "failed to load"), ("garbage", "guardrails"), ("slow", "latency")],
+)
+def test_broken_challenger_is_rolled_back_without_touching_clients(
+    env: Env, label: str, failing: str
+) -> None:
+    version = env.versions[label]
+    champion = env.versions["second"]
+    with ClientLoop(env.settings) as loop:
+        time.sleep(1)
+        row = deploy(env, label)
+        time.sleep(1)
+
+    assert row.state == "rolled_back" and row.decision == "rollback"
+    assert failing in row.reason
+    assert loop.errors == [] and len(loop.answers) > 3
+    assert {v for _, v in loop.answers} == {champion}  # 0 answers from the challenger
+    tags = env.client.get_model_version(env.settings.registered_model, str(version)).tags
+    assert tags[VersionTag.DEPLOYMENT] == "rolled_back"
+    assert aliases(env) == (str(champion), None)
+    assert version not in TritonServing(env.settings).loaded_versions()
+    assert_agree(env)
+
+
+def test_triton_killed_mid_shadow_then_reconciled_and_resumed(env: Env) -> None:
+    from twin.store.deployments import get_deployment
+
+    d = deployment(env, "killed")
+    d.start()
+    d.preflight(require_approval=False)
+    d.load()
+    d.begin_shadow(1.0)
+    champion = int(d.record().previous_champion)
+    replay(env.settings, env.conn, champion, d.version, 4)  # part of the sample is stored
+    assert len(load_pairs(env.conn, champion, d.version)) == 4
+
+    pid = next(s.pid for s in env.stack.status() if s.name == "triton")
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a dead server
+        replay(env.settings, env.conn, champion, d.version, MIN_SAMPLES)
+    d.fail("Triton unreachable during shadow")
+    serving = TritonServing(env.settings)
+    down = reconcile(env.client, env.conn, serving, env.settings.registered_model)
+    record = get_deployment(env.conn, env.settings.registered_model, d.version)
+    assert record.state == "failed"
+    assert aliases(env) == (str(champion), None)  # MLflow repaired while Triton is down
+    assert any("Triton unreachable" in p for p in down.problems)
+
+    env.stack.up()  # the stack restarts the dead server; nothing is loaded yet
+    healed = reconcile(env.client, env.conn, serving, env.settings.registered_model)
+    assert healed.ok, healed.problems
+    assert healed.loaded == [champion] and healed.default == champion
+
+    resumed = deploy(env, "killed")
+    assert resumed.state in ("promoted", "rolled_back")
+    assert resumed.attempts == 2
+    assert_agree(env)

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     generator_batch_size: int = Field(default=8, ge=1, le=256)
     generator_timeout_s: float = Field(default=60.0, gt=0)
     generator_max_retries: int = Field(default=5, ge=0, le=20)
+    # torch threads of the local generator (0: torch's default)
+    generator_threads: int = Field(
+        default=0, ge=0, le=256, validation_alias="TWIN_GENERATOR_THREADS"
+    )
     datasets_experiment: str = "twin-datasets"
     datasets_test_share: float = Field(default=0.1, ge=0.0, le=0.5)
     # training (base models are cached here after conversion)

@@ -49,7 +49,10 @@ def build_generator(name: str, settings: Settings, *, embedder: Any = None) -> I
         cache = settings.model_cache_dir or settings.home / "models"
         folder = resolve_base_model(LOCAL_MODEL, cache)
         return LocalModelGenerator(
-            folder.path, LOCAL_MODEL, batch_size=settings.generator_batch_size
+            folder.path,
+            LOCAL_MODEL,
+            batch_size=settings.generator_batch_size,
+            threads=settings.generator_threads,
         )
     if name == "endpoint":
         from twin.datasets.generators.endpoint import EndpointGenerator

@@ -17,8 +17,8 @@ from twin.datasets.generators.base import AnswerPrompt, Generated, SectionPrompt
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "2"
-SECTION_CHARS = 800
+PROMPT_VERSION = "3"
+SECTION_CHARS = 600
 INSTRUCTION_TOKENS = 40
 MIN_INSTRUCTION_CHARS = 12
 MAX_INSTRUCTION_CHARS = 300
@@ -27,14 +27,12 @@ ECHO_RE = re.compile(r"\b(this|the) text\b|\bthe question\b|^here is", re.IGNORE
 
 
 def instruction_messages(section: SectionPrompt) -> list[dict[str, str]]:
-    """A short, plain request: a 135M model follows one clear question better than a role."""
-    heading = " › ".join(section.heading_path)
-    about = f"{section.title} — {heading}" if heading else section.title
+    """A plain completion-style request: the 135M model follows it far better than a role."""
     return [
         {
             "role": "user",
-            "content": f'Here is a text titled "{about}":\n\n{section.text[:SECTION_CHARS]}\n\n'
-            "What question does this text answer? Reply with only the question.",
+            "content": "Write a question that the following text answers.\n\n"
+            f"Text: {section.text[:SECTION_CHARS]}\n\nQuestion:",
         },
     ]
 
@@ -60,8 +58,9 @@ def clean_instruction(text: str) -> tuple[str | None, str | None]:
 class LocalModelGenerator:
     """Instructions and answers from a local causal LM (greedy, batched)."""
 
-    def __init__(self, model_dir: Path, spec: str, batch_size: int = 8) -> None:
+    def __init__(self, model_dir: Path, spec: str, batch_size: int = 8, threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
+        self.threads = threads
         self.spec = spec
         self.name = f"local-{spec}"
         self.batch_size = batch_size
@@ -86,6 +85,9 @@ class LocalModelGenerator:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             torch.manual_seed(0)
+            if self.threads:
+                # on a shared, oversubscribed CPU one thread is several times faster than two
+                torch.set_num_threads(self.threads)
             tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:

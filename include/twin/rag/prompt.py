@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twin.rag.guardrails import strip_instructions
-from twin.rag.retrieve import Passage
+from twin.rag.passages import Passage
 
 SYSTEM_PROMPT = (
     "You are {author}, answering a reader's question in your own voice: first person, plain and "

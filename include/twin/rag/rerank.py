@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from twin.rag.retrieve import Passage
+    from twin.rag.passages import Passage
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,6 @@ K = TypeVar("K", bound=Hashable)
 RRF_K = 60
 DUPLICATE_SIMILARITY = 0.95
 MMR_LAMBDA = 0.7
-RERANK_MODEL_ENV = "TWIN_RERANK_MODEL_PATH"
 
 
 def reciprocal_rank_fusion(
@@ -220,8 +218,8 @@ class CrossEncoderReranker:
 
 
 def default_reranker(model_path: str | Path | None = None) -> Reranker:
-    """A cross-encoder when `model_path` (or `$TWIN_RERANK_MODEL_PATH`) names one, else MMR."""
-    path = model_path or os.environ.get(RERANK_MODEL_ENV)
-    if path:
-        return CrossEncoderReranker(path)
+    """A cross-encoder when `model_path` names one (`settings.rerank_model_path`, from
+    `TWIN_RERANK_MODEL_PATH`), else MMR."""
+    if model_path:
+        return CrossEncoderReranker(model_path)
     return MMRReranker()

@@ -19,22 +19,21 @@ back to the exact scan if the index still returned too few (the trace records wh
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from twin.rag.passages import Passage, SearchTrace, TextEncoder, passage_from_row
 from twin.rag.query import (
     ParsedQuery,
     QueryExtractor,
@@ -50,6 +49,15 @@ from twin.rag.rerank import (
     drop_near_duplicates,
     reciprocal_rank_fusion,
 )
+from twin.rag.search_sql import (
+    MAX_TERM_FREQUENCY,
+    TERM_STATS_SQL,
+    filter_clause,
+    is_websearch_syntax,
+    match_tsquery,
+    select_terms,
+    tsquery_term,
+)
 
 if TYPE_CHECKING:
     from twin.settings import Settings
@@ -63,8 +71,6 @@ MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 # selective filter needs (p95 44 ms), and never returns fewer than k rows.
 EXACT_MAX_ROWS = 10_000
 HYBRID_MIN_TERMS = 2  # distinct question terms a full-text candidate needs in hybrid mode
-MAX_TERM_FREQUENCY = 0.2  # a query term in more chunks than this is treated like a stop word
-MAX_QUERY_TERMS = 10  # the rarest terms of a long question are enough to find its chunks
 _COLUMNS = (
     "chunk_id",
     "document_id",
@@ -79,145 +85,6 @@ _COLUMNS = (
 )
 _OPTIONAL_COLUMNS = ("section",)  # selected when the chunk table has them
 _DENSE_PATHS = ("hnsw", "exact")  # a trace reports the most exhaustive path any variant took
-# Most common lexemes of `tsv` and their frequencies, from the table (behind the view) itself.
-_TERM_STATS = """
-with base as (
-    select coalesce(
-        (select d.refobjid from pg_rewrite r
-         join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
-          and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
-         where r.ev_class = %(rel)s::regclass limit 1),
-        %(rel)s::regclass) as oid
-)
-select s.most_common_elems::text::text[], s.most_common_elem_freqs
-from base
-join pg_class c on c.oid = base.oid
-join pg_namespace n on n.oid = c.relnamespace
-join pg_stats s on s.schemaname = n.nspname and s.tablename = c.relname and s.attname = 'tsv'
-"""
-_WEBSEARCH_SYNTAX = re.compile(r"\"|(?:^|\s)-\w|\bor\b", re.IGNORECASE)
-
-
-class TextEncoder(Protocol):
-    """What retrieval needs from an embedder: texts in, one normalised float32 row per text out."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Passage:
-    """One retrieved chunk with its source and how it was found.
-
-    `score` is the final ordering score (RRF for hybrid, cosine similarity for dense, ts_rank_cd
-    for full-text, the reranker's score after reranking); `dense_rank` / `text_rank` are its
-    1-based positions in the candidate lists (None when that search did not return it) and
-    `similarity` its cosine similarity to the question.
-    """
-
-    chunk_id: str
-    document_id: str
-    url: str
-    title: str
-    platform: str
-    document_kind: str
-    published_at: datetime | None
-    content: str
-    section: str | None = None
-    score: float = 0.0
-    dense_rank: int | None = None
-    text_rank: int | None = None
-    similarity: float | None = None
-    content_hash: str | None = None
-    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (no embedding; dates as ISO strings)."""
-        out = {k: v for k, v in asdict(self).items() if k != "embedding"}
-        out["published_at"] = self.published_at.isoformat() if self.published_at else None
-        return out
-
-
-@dataclass
-class SearchTrace:
-    """What the last search did: the parsed query, candidate counts per stage, timings in ms."""
-
-    mode: str = "hybrid"
-    query: ParsedQuery | None = None
-    variants: list[str] = field(default_factory=list)
-    dense_path: str | None = None  # "hnsw" or "exact" (see Retriever.dense_search)
-    dense_candidates: int = 0
-    text_candidates: int = 0
-    fused: int = 0
-    after_dedupe: int = 0
-    returned: int = 0
-    reranker: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def filter_clause(filters: SearchFilters | None) -> tuple[sql.Composable, dict[str, Any]]:
-    """A WHERE condition for `filters` (TRUE when empty) and its parameters; values never inline."""
-    parts: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    if filters is not None:
-        if filters.author:
-            parts.append(sql.SQL("author = %(f_author)s"))
-            params["f_author"] = filters.author
-        if filters.platforms:
-            parts.append(sql.SQL("platform = any(%(f_platforms)s)"))
-            params["f_platforms"] = list(filters.platforms)
-        if filters.document_kinds:
-            parts.append(sql.SQL("document_kind = any(%(f_kinds)s)"))
-            params["f_kinds"] = list(filters.document_kinds)
-        if filters.published_after:
-            parts.append(sql.SQL("published_at >= %(f_after)s"))
-            params["f_after"] = filters.published_after
-        if filters.published_before:
-            parts.append(sql.SQL("published_at < %(f_before)s"))
-            params["f_before"] = filters.published_before
-    if not parts:
-        return sql.SQL("true"), params
-    return sql.SQL(" and ").join(parts), params
-
-
-def is_websearch_syntax(text: str) -> bool:
-    """Whether `text` uses web-search operators (quotes, `or`, `-word`), honoured as written."""
-    return bool(_WEBSEARCH_SYNTAX.search(text))
-
-
-def select_terms(
-    lexemes: Sequence[str],
-    frequencies: Mapping[str, float],
-    max_frequency: float = MAX_TERM_FREQUENCY,
-    max_terms: int = MAX_QUERY_TERMS,
-) -> tuple[list[str], str]:
-    """The query terms full-text search matches on, rarest first, and how: "|" (any) or "&" (all).
-
-    Terms found in more than `max_frequency` of the chunks say little about a question and would
-    make an any-term match return most of the table, so they are left out; when every term is
-    that common, all of them are required instead. At most `max_terms` terms are kept.
-    """
-    ordered = sorted(lexemes, key=lambda lex: (frequencies.get(lex, 0.0), lex))
-    informative = [lex for lex in ordered if frequencies.get(lex, 0.0) <= max_frequency]
-    if informative:
-        return informative[:max_terms], "|"
-    return ordered[:max_terms], "&"
-
-
-def tsquery_term(lexeme: str) -> str:
-    """`lexeme` as a quoted tsquery operand (matched as is, without further normalisation)."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def match_tsquery(terms: Sequence[str], op: str = "|", min_terms: int = 1) -> str:
-    """tsquery text matching chunks with any (`op` "|") or all ("&") of `terms`.
-
-    With `min_terms` 2 and an any-term match, it requires two of the terms instead: an OR of
-    pairwise ANDs, so the GIN index, not a later filter, discards chunks sharing a single word.
-    """
-    quoted = [tsquery_term(t) for t in terms]
-    if op == "|" and min_terms >= 2 and len(quoted) >= 2:
-        return " | ".join(f"({a} & {b})" for a, b in itertools.combinations(quoted, 2))
-    return f" {op} ".join(quoted)
 
 
 class Retriever:
@@ -332,7 +199,7 @@ class Retriever:
         if self._term_frequencies is None:
             relation = sql.Identifier(*self._table_name).as_string(self.conn)
             with self.conn.transaction():
-                row = self.conn.execute(_TERM_STATS, {"rel": relation}).fetchone()
+                row = self.conn.execute(TERM_STATS_SQL, {"rel": relation}).fetchone()
             elems, freqs = row or (None, None)
             self._term_frequencies = dict(zip(elems or [], freqs or [], strict=False))
         return self._term_frequencies
@@ -445,7 +312,7 @@ class Retriever:
                 rows = self.conn.execute(query, params, prepare=False, binary=True).fetchall()
                 path = "exact"
         passages = [
-            _passage(self.columns, row, score=1.0 - row[-1], similarity=1.0 - row[-1])
+            passage_from_row(self.columns, row, score=1.0 - row[-1], similarity=1.0 - row[-1])
             for row in rows
         ]
         return [replace(p, dense_rank=i) for i, p in enumerate(passages, start=1)], path
@@ -467,7 +334,7 @@ class Retriever:
         with self.conn.transaction():
             rows = self.conn.execute(*built, prepare=False, binary=True).fetchall()
         return [
-            _passage(self.columns, row, score=row[-1], text_rank=i)
+            passage_from_row(self.columns, row, score=row[-1], text_rank=i)
             for i, row in enumerate(rows, start=1)
         ]
 
@@ -594,23 +461,11 @@ class Retriever:
         return fused
 
 
-def _passage(columns: Sequence[str], row: Sequence[Any], **extra: Any) -> Passage:
-    values = dict(zip(columns, row, strict=False))
-    embedding = values.pop("embedding")
-    if embedding is not None:
-        to_numpy = getattr(embedding, "to_numpy", None)  # pgvector's Vector type
-        embedding = np.asarray(to_numpy() if to_numpy else embedding, dtype=np.float32)
-    for key in ("score", "similarity"):
-        if key in extra:
-            extra[key] = float(extra[key])
-    return Passage(**values, embedding=embedding, **extra)
-
-
 def default_embedder(settings: Settings | None = None) -> TextEncoder:
-    """The feature pipeline's shared embedder (`TWIN_EMBEDDING_MODEL` or the packaged MiniLM), so
-    questions and chunks are embedded by the same model."""
-    from twin.features.embed import Embedder
+    """The shared embedder (`settings.embedding_model` or the packaged MiniLM) the feature pipeline
+    embeds chunks with, so questions and chunks are embedded by the same model."""
     from twin.settings import load_settings
+    from twin.store.embeddings import Embedder
 
     settings = settings or load_settings()
     return Embedder.get(settings.embedding_model, settings.embedding_model_name)
@@ -618,10 +473,12 @@ def default_embedder(settings: Settings | None = None) -> TextEncoder:
 
 @contextmanager
 def open_retriever(settings: Settings, **options: Any) -> Iterator[Retriever]:
-    """A `Retriever` on its own warehouse connection (closed on exit), with the pipeline's model."""
+    """A `Retriever` on its own warehouse connection (closed on exit), with the pipeline's model
+    and the configured reranker."""
     from twin.store.warehouse import warehouse_connection
 
     conn = warehouse_connection(settings, autocommit=True)
+    options.setdefault("reranker", default_reranker(settings.rerank_model_path))
     try:
         yield Retriever(
             conn, options.pop("embedder", None) or default_embedder(settings), **options

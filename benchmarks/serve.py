@@ -1,0 +1,213 @@
+"""Serving on Triton (CPU) with SmolLM2-135M-Instruct: overhead, RAG latency, dynamic batching.
+
+Starts Postgres and Triton in a scratch stack home (stopped afterwards), builds the sample
+author's index with the feature pipeline in a scratch database, materialises the packaged
+SmolLM2-135M-Instruct as twin_llm version 1, and prints:
+
+1. twin_llm through Triton (HTTP, one request at a time) against in-process `Generator.generate`
+   on the same model, prompts and max_tokens, in this run: completion tokens/s and their ratio;
+2. twin_rag p50/p95 end-to-end latency at concurrency 1, 4 and 8, with the retrieval and
+   generation split (from each answer's meta);
+3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
+   reloaded): tokens/s and the gain.
+
+    python benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The script's own folder holds datasets.py, which would hide the `datasets` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+PROMPTS = [
+    "Write a short LinkedIn post about idempotent data pipelines.",
+    "Explain in three sentences why tests should be able to fail.",
+    "What is a good first step when a nightly job doubles the numbers?",
+    "Give two tips for tuning an HNSW index in pgvector.",
+]
+QUESTIONS = [
+    "What is the Tuesday test?",
+    "What happened when the invoice loader ran twice at Midsummer?",
+    "What values of m and ef_construction should I pick for an HNSW index?",
+    "How do I make a job that can be executed a second time without doubling the numbers?",
+]
+
+
+def chat(tokenizer, text: str) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_concurrent(fn, items: list, concurrency: int) -> tuple[list, float]:
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(fn, items))
+    return results, time.perf_counter() - start
+
+
+def build_index(settings):
+    """The sample author's chunks in a scratch database (the feature pipeline's own code)."""
+    import psycopg
+
+    from tests.integration.test_retrieval import MARTS_DDL, sample_document_rows
+    from twin.features.pipeline import sync_features
+
+    with psycopg.connect(settings.require("warehouse_dsn"), autocommit=True) as conn:
+        conn.execute(MARTS_DDL)
+        rows = sample_document_rows()
+        columns = list(rows[0])
+        with conn.cursor().copy(f"copy marts.documents ({', '.join(columns)}) from stdin") as cp:
+            for row in rows:
+                cp.write_row([row[c] for c in columns])
+    result = sync_features(settings)
+    if not result.chunks_written or result.failures:
+        raise SystemExit(f"the sample author's index was not built: {result.as_dict()}")
+    print(f"index: {result.chunks_written} chunks of the sample author")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=16, help="per concurrency level")
+    parser.add_argument("--rag-instances", type=int, default=4)
+    args = parser.parse_args()
+
+    from twin.serving.client import ask, generate_text
+    from twin.serving.configs import LLM_MODEL
+    from twin.serving.generation import Generator
+    from twin.serving.repository import (
+        load_rag,
+        load_versions,
+        materialise_version,
+        repository_path,
+        set_default_version,
+        write_llm_configs,
+    )
+    from twin.settings import load_settings
+    from twin.stack import Stack
+    from twin.store.base_models import resolve_base_model
+    from twin.store.warehouse import scratch_database
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the stack is stopped
+    home = Path(tempfile.mkdtemp(prefix="twin-bench-", dir="/tmp"))
+    home.chmod(0o755)
+    stack = Stack(home, ("postgres", "triton"))
+    try:
+        stack.up()
+        for key, value in stack.endpoints().items():
+            os.environ[key] = value
+        base = load_settings(home)
+        cache = Path(os.environ.get("TWIN_MODEL_CACHE") or PROJECT_ROOT / ".twin" / "models")
+        folder = resolve_base_model("smollm2-135m", cache).path
+        with scratch_database(base.require("warehouse_dsn"), "bench_serve") as dsn:
+            settings = base.model_copy(
+                update={
+                    "warehouse_dsn": dsn,
+                    "serving_rag_instances": args.rag_instances,
+                    "serving_default_max_tokens": args.max_tokens,
+                }
+            )
+            build_index(settings)
+            materialise_version(settings, 1, source_dir=folder)
+            load_versions(settings, [1], stream=False)
+            set_default_version(settings, 1)
+            load_rag(settings)
+            local = Generator(folder)
+            prompts = [chat(local.tokenizer, p) for p in PROMPTS]
+            mt = args.max_tokens
+
+            # 1. Triton overhead at concurrency 1 (warm both first).
+            generate_text(settings, prompts[0], max_tokens=4)
+            local.generate([prompts[0]], [4])
+            start = time.perf_counter()
+            via_triton = [generate_text(settings, p, max_tokens=mt) for p in prompts]
+            triton_s = time.perf_counter() - start
+            start = time.perf_counter()
+            in_process = [local.generate([p], [mt])[0] for p in prompts]
+            local_s = time.perf_counter() - start
+            triton_tokens = sum(r["completion_tokens"] for r in via_triton)
+            local_tokens = sum(g.completion_tokens for g in in_process)
+            same = sum(r["text"] == g.text for r, g in zip(via_triton, in_process, strict=True))
+            tps_triton, tps_local = triton_tokens / triton_s, local_tokens / local_s
+            print("\n1. twin_llm through Triton vs in-process generate (c=1, same prompts)")
+            print(
+                f"   in-process: {local_tokens} tokens in {local_s:.1f} s = {tps_local:.1f} tok/s"
+            )
+            print(f"   Triton:     {triton_tokens} tokens in {triton_s:.1f} s", end="")
+            print(f" = {tps_triton:.1f} tok/s")
+            print(
+                f"   ratio Triton / in-process: {tps_triton / tps_local:.2f} "
+                f"(identical texts: {same}/{len(prompts)})"
+            )
+            del local
+
+            # 2. twin_rag latency split at concurrency 1, 4, 8.
+            print(f"\n2. twin_rag end to end (max_tokens {mt}, {args.rag_instances} instances)")
+            print("   c   n    p50 ms   p95 ms   retrieval p50   generation p50   req/s")
+            for concurrency in (1, 4, 8):
+                n = max(concurrency, args.requests if concurrency > 1 else args.requests // 2)
+                items = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+
+                def one(q: str) -> tuple[float, dict]:
+                    t = time.perf_counter()
+                    result = ask(settings, q)
+                    return (time.perf_counter() - t) * 1000, result["meta"]
+
+                results, wall = run_concurrent(one, items, concurrency)
+                total = [r[0] for r in results]
+                retrieval = [r[1]["timings_ms"]["retrieval"] for r in results]
+                generation = [r[1]["timings_ms"].get("generation", 0.0) for r in results]
+                print(
+                    f"   {concurrency:<3} {n:<4} {pct(total, 0.5):>7.0f} {pct(total, 0.95):>8.0f} "
+                    f"{statistics.median(retrieval):>15.0f} {statistics.median(generation):>16.0f}"
+                    f" {n / wall:>7.2f}"
+                )
+
+            # 3. Dynamic batching gain at concurrency 8.
+            items = [prompts[i % len(prompts)] for i in range(args.requests)]
+
+            def complete(p: str) -> int:
+                return generate_text(settings, p, max_tokens=mt)["completion_tokens"]
+
+            rates = {}
+            for batching in (True, False):
+                variant = settings.model_copy(update={"serving_dynamic_batching": batching})
+                write_llm_configs(variant, [1])
+                load_versions(variant, [], stream=False)
+                complete(prompts[0])
+                tokens, wall = run_concurrent(complete, items, 8)
+                rates[batching] = sum(tokens) / wall
+            write_llm_configs(settings, [1])
+            print("\n3. twin_llm at concurrency 8, dynamic batching on vs off")
+            print(
+                f"   on:  {rates[True]:.1f} tok/s   off: {rates[False]:.1f} tok/s   "
+                f"gain: {rates[True] / rates[False]:.2f}x"
+            )
+            print(f"\nrepository: {repository_path(settings) / LLM_MODEL}")
+    finally:
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

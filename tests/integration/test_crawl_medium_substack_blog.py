@@ -219,14 +219,31 @@ def test_blog_sitemap_gives_every_article(blog, sample_site) -> None:
     assert tuesday.metadata["tags"] == ["airflow", "operations", "pipelines"]
 
 
-def test_blog_articles_extracted_in_worker_processes(client, archive, sample_site, blog) -> None:
+@pytest.mark.parametrize(
+    ("crawler", "path", "platform", "reference"),
+    [
+        (BlogCrawler, SITEMAP, "blog", "blog"),
+        (MediumCrawler, MEDIUM_FEED, "medium", "medium"),
+        (SubstackCrawler, SUBSTACK_HOME, "substack", "substack"),
+    ],
+)
+def test_pages_read_in_worker_processes_give_the_same_documents(
+    client, archive, sample_site, request, crawler, path, platform, reference
+) -> None:
     with Extractor(2) as extractor:
         ctx = CrawlContext(client, archive, "Ada Lindqvist", extractor=extractor)
-        pooled = BlogCrawler(ctx).crawl(sample_site.server.url(SITEMAP))
+        pooled = crawler(ctx).crawl(sample_site.server.url(path))
 
-    assert_matches_manifest(pooled, sample_site, "blog", SITEMAP)
-    by_url = {d.url: d for d in blog.documents}
-    assert all(d.text == by_url[d.url].text for d in pooled.documents)
+    if platform == "blog":
+        assert_matches_manifest(pooled, sample_site, "blog", SITEMAP)
+    expected = sample_site.manifest.platforms[platform].expected_documents
+    assert len(pooled.documents) == expected
+    by_url = {d.url: d for d in request.getfixturevalue(reference).documents}
+    assert all(
+        (d.title, d.text, d.published_at)
+        == (by_url[d.url].title, by_url[d.url].text, by_url[d.url].published_at)
+        for d in pooled.documents
+    )
 
 
 def test_blog_text_has_no_comments_banners_or_share_buttons(blog) -> None:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import BlockedURL, FetchError, FetchResult, PoliteClient
@@ -21,6 +22,7 @@ from twin.domain.documents import Platform, RawDocument
 from twin.store.object_store import ObjectStore
 
 Validators = tuple[str | None, str | None]  # (ETag, Last-Modified)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,11 @@ class Crawler(ABC):
         if result.etag or result.last_modified:
             outcome.validators[url] = (result.etag, result.last_modified)
         return result
+
+    def extract(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)`: CPU-bound page reading, in the crawl's process pool when it has one."""
+        extractor = self.ctx.extractor
+        return extractor.run(fn, *args) if extractor is not None else fn(*args)
 
     def refused(self, url: str, outcome: CrawlOutcome) -> bool:
         """Whether the SSRF guard refuses `url`, a link found in a listing; recorded as a failure.

@@ -280,12 +280,7 @@ class BlogCrawler(Crawler):
         if problem := truncation_reason(text):
             reject(out, url, problem)
             return None
-        extractor = self.ctx.extractor
-        parts = (
-            extractor.run(read_article, text, result.final_url)
-            if extractor is not None
-            else read_article(text, result.final_url)
-        )
+        parts = self.extract(read_article, text, result.final_url)
         if isinstance(parts, Rejection):
             reject(out, url, parts.reason, skip=parts.skip)
             return None

@@ -252,34 +252,25 @@ class MediumCrawler(Crawler):
         problem = None if is_html(result) else f"not an HTML page ({result.content_type})"
         text = "" if problem else result.text()
         problem = problem or truncation_reason(text)
-        tree = None if problem else parse_html(text)
-        body = medium_body(tree) if tree is not None else ""
-        if not body:
+        page = None if problem else self.extract(read_story_page, text, result.final_url)
+        if page is None:
             problem = problem or "no article text found in the story page"
             if story.feed_html:
                 out.validators.pop(story.url, None)  # try the page again next time
                 return self._from_feed(story, source_url, page_error=problem)
             reject(out, story.url, problem)
             return None
-        assert tree is not None
-        url = canonical_link(tree, result.final_url) or canonical_url(
-            result.final_url, keep_query=False
-        )
-        subtitle = node_text(first(tree.xpath("//*[contains(@class, 'pw-subtitle-paragraph')]")))
-        tags = story.tags or [
-            node_text(a) for a in tree.xpath("//a[contains(@href, '/tag/')]") if node_text(a)
-        ]
         return RawDocument(
-            url=url,
+            url=page.url,
             platform=Platform.MEDIUM,
             kind=DocumentKind.ARTICLE,
             author=self.ctx.author,
-            title=story_title(tree) or story.title,
-            text=body,
-            published_at=published_date(tree) or story.published_at or page_date(tree),
+            title=page.title or story.title,
+            text=page.body,
+            published_at=page.published_at or story.published_at or page.byline_date,
             source_url=source_url,
-            raw_key=archive_page(self, url, result.content, ".html"),
-            metadata=_metadata(story, subtitle, tags, "page"),
+            raw_key=archive_page(self, page.url, result.content, ".html"),
+            metadata=_metadata(story, page.subtitle, story.tags or page.tags, "page"),
         )
 
     def _from_feed(self, story: Story, source_url: str, *, page_error: str) -> RawDocument | None:
@@ -300,6 +291,37 @@ class MediumCrawler(Crawler):
             raw_key=archive_page(self, story.url, story.feed_html.encode(), ".html"),
             metadata=metadata,
         )
+
+
+@dataclass(frozen=True)
+class StoryPage:
+    """What a story page says: its text as markdown and the fields around it."""
+
+    url: str
+    title: str
+    body: str
+    subtitle: str
+    tags: list[str]
+    published_at: datetime | None
+    byline_date: datetime | None
+
+
+def read_story_page(text: str, final_url: str) -> StoryPage | None:
+    """The story in the page `text` fetched from `final_url`; None when it holds no article
+    text (pure: runs in worker processes)."""
+    tree = parse_html(text)
+    body = medium_body(tree) if tree is not None else ""
+    if tree is None or not body:
+        return None
+    return StoryPage(
+        url=canonical_link(tree, final_url) or canonical_url(final_url, keep_query=False),
+        title=story_title(tree),
+        body=body,
+        subtitle=node_text(first(tree.xpath("//*[contains(@class, 'pw-subtitle-paragraph')]"))),
+        tags=[node_text(a) for a in tree.xpath("//a[contains(@href, '/tag/')]") if node_text(a)],
+        published_at=published_date(tree),
+        byline_date=page_date(tree),
+    )
 
 
 def _metadata(story: Story, subtitle: str, tags: list[str], text_source: str) -> dict:

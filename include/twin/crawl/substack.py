@@ -265,32 +265,55 @@ class SubstackCrawler(Crawler):
         if problem := truncation_reason(text):
             reject(out, post.url, problem)
             return None
-        tree = parse_html(text)
-        body = post_body(tree) if tree is not None else ""
-        if tree is None or not body:
+        page = self.extract(read_post_page, text, result.final_url)
+        if page is None:
             reject(out, post.url, "no post text found in the page")
             return None
-        url = canonical_link(tree, result.final_url) or canonical_url(
-            result.final_url, keep_query=False
-        )
-        subtitle = post.subtitle or node_text(first(tree.xpath(f"//*[{class_is('subtitle')}]")))
+        subtitle = post.subtitle or page.subtitle
         metadata: dict = {"slug": post.slug}
         if subtitle:
             metadata["subtitle"] = subtitle
         if post.post_id is not None:
             metadata["post_id"] = post.post_id
         return RawDocument(
-            url=url,
+            url=page.url,
             platform=Platform.SUBSTACK,
             kind=DocumentKind.ARTICLE,
             author=self.ctx.author,
-            title=post.title or post_title(tree),
-            text=body,
-            published_at=post.published_at or post_date(tree),
+            title=post.title or page.title,
+            text=page.body,
+            published_at=post.published_at or page.published_at,
             source_url=source_url,
-            raw_key=archive_page(self, url, result.content, ".html"),
+            raw_key=archive_page(self, page.url, result.content, ".html"),
             metadata=metadata,
         )
+
+
+@dataclass(frozen=True)
+class PostPage:
+    """What a post page says: its text as markdown and the fields around it."""
+
+    url: str
+    title: str
+    body: str
+    subtitle: str
+    published_at: datetime | None
+
+
+def read_post_page(text: str, final_url: str) -> PostPage | None:
+    """The post in the page `text` fetched from `final_url`; None when it holds no post text
+    (pure: runs in worker processes)."""
+    tree = parse_html(text)
+    body = post_body(tree) if tree is not None else ""
+    if tree is None or not body:
+        return None
+    return PostPage(
+        url=canonical_link(tree, final_url) or canonical_url(final_url, keep_query=False),
+        title=post_title(tree),
+        body=body,
+        subtitle=node_text(first(tree.xpath(f"//*[{class_is('subtitle')}]"))),
+        published_at=post_date(tree),
+    )
 
 
 def post_body(tree: lxml_html.HtmlElement) -> str:

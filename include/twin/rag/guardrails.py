@@ -3,13 +3,15 @@
 Retrieved passages are data, never instructions: sentences that address the model ("ignore the
 previous instructions", "you are now…", "system:", chat-template tokens) are removed before a
 passage reaches the prompt. Answers are scanned for e-mail addresses, phone numbers, payment card
-numbers and IBANs, each replaced by a bracketed label, before they reach the client or the log.
+numbers and IBANs (the warehouse's rules, `twin.domain.pii`), plus card numbers, each replaced by a
+bracketed label, before they reach the client or the log.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 NOT_WRITTEN = "I have not written about that."
 REMOVED = "[removed instruction]"
@@ -32,12 +34,9 @@ _ROLE_LINE = re.compile(r"^\s*(?:system|assistant|user|developer)\s*:", re.IGNOR
 _TEMPLATE_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>")
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
 
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+# Answers are redacted with the warehouse's own rules (twin.domain.pii, one definition); card
+# numbers, which the warehouse rules do not cover, are added here with a Luhn check.
 _CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?\b")
-_PHONE = re.compile(
-    r"(?<![\w/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){2,4}\b"
-)
 
 
 @dataclass(frozen=True)
@@ -74,23 +73,31 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+@lru_cache(maxsize=1)
+def _pii_rules() -> list[tuple[re.Pattern[str], str]]:
+    from twin.domain.pii import RULES
+
+    return [
+        # PostgreSQL's `.` matches newlines, as DOTALL makes Python's do
+        (re.compile(r.pattern, re.DOTALL | (re.IGNORECASE if r.ignore_case else 0)), r.replacement)
+        for r in RULES
+    ]
+
+
 def redact_pii(text: str) -> tuple[str, int]:
-    """`text` with e-mails, card numbers (Luhn-valid), IBANs and phone numbers replaced by
-    `[email]`, `[card]`, `[iban]`, `[phone]`; returns the text and how many were replaced."""
+    """`text` with the warehouse's PII and secrets rules applied (`[EMAIL]`, `[PHONE]`, `[IBAN]`,
+    `[SECRET]`, ...) and Luhn-valid card numbers replaced by `[CARD]`; returns the text and how
+    many replacements were made."""
     count = 0
+    for pattern, replacement in _pii_rules():
+        text, n = pattern.subn(replacement, text)
+        count += n
 
-    def sub(label: str, check=None):
-        def replace(match: re.Match[str]) -> str:
-            nonlocal count
-            if check and not check(match.group(0)):
-                return match.group(0)
-            count += 1
-            return f"[{label}]"
+    def card(match: re.Match[str]) -> str:
+        nonlocal count
+        if not _luhn(re.sub(r"\D", "", match.group(0))):
+            return match.group(0)
+        count += 1
+        return "[CARD]"
 
-        return replace
-
-    text = _EMAIL.sub(sub("email"), text)
-    text = _IBAN.sub(sub("iban"), text)
-    text = _CARD.sub(sub("card", lambda s: _luhn(re.sub(r"\D", "", s))), text)
-    text = _PHONE.sub(sub("phone", lambda s: len(re.sub(r"\D", "", s)) >= 7), text)
-    return text, count
+    return _CARD.sub(card, text), count

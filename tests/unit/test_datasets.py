@@ -119,6 +119,7 @@ def test_pii_detector_finds_emails_phones_and_keys_but_not_placeholders() -> Non
     assert find_pii("call +46 70 123 45 67") == ["phone"]
     assert find_pii("token sk-abcdefghijklmnopqrstuvwx") == ["secret"]
     assert find_pii("api_key = 'abcd1234efgh5678'") == ["secret"]
+    assert find_pii("Thanks,\nMaria Svensson") == ["name"]
     assert find_pii("my email is [EMAIL] and phone [PHONE]") == []
 
 

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from datasketch import MinHashLSH
 
+from twin.domain.pii import RULES
 from twin.domain.text import (
     NUM_PERM,
     PLACEHOLDER_RE,
@@ -32,24 +33,11 @@ EVAL_QUESTIONS = (
     Path(__file__).resolve().parents[1] / "rag" / "eval" / "sample_author_questions.yaml"
 )
 
-# What the project's dbt redaction removes (dbt/macros/pii.sql), as a detector for text that did
-# not come through the warehouse (generated instructions and rejected answers).
-PII_PATTERNS = {
-    "email": re.compile(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-    "phone": re.compile(
-        r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){2,4}(?!\d)"
-        r"|(?<![\w])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[ .-]\d{4}(?!\d)"
-        r"|(?<![\w+.-])0\d{1,3}[ -]\d{2,3}(?:[ -]?\d{2,3}){2}(?!\d)"
-    ),
-    "secret": re.compile(
-        r"(?<![\w-])sk-[A-Za-z0-9_-]{16,}|(?<!\w)gh[pousr]_[A-Za-z0-9]{30,}"
-        r"|(?<!\w)github_pat_\w{30,}|(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])"
-        r"|(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}|(?<![A-Za-z0-9])AIza[\w-]{35}"
-        r"|-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----"
-        r"|(?i:\b(?:api[_-]?key|secret|password|passwd|access[_-]?token|bearer)\b"
-        r"[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_/+=.-]{12,})"
-    ),
-}
+# The project's one definition of personal data and secrets (the patterns the warehouse redacts),
+# as a detector: generated instructions and rejected answers never went through the redactor.
+PII_RULES = tuple(
+    (r.kind, re.compile(r.pattern, re.IGNORECASE if r.ignore_case else 0)) for r in RULES
+)
 BOILERPLATE_RE = re.compile(
     r"\b(?:subscribe (?:to|for)|sign up for (?:my|our|the) newsletter|all rights reserved|"
     r"cookie (?:policy|settings)|share this (?:post|article)|follow me on|click here|"
@@ -74,7 +62,7 @@ class DropCounter:
 
 def find_pii(text: str) -> list[str]:
     """The kinds of personal data or secrets found in the text (empty when clean)."""
-    return [kind for kind, pattern in PII_PATTERNS.items() if pattern.search(text)]
+    return sorted({kind for kind, pattern in PII_RULES if pattern.search(text)})
 
 
 def length_reason(text: str, min_chars: int, max_chars: int, what: str = "answer") -> str | None:

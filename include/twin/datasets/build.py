@@ -148,7 +148,7 @@ def build_dataset(
         "generator": generator.name,
         "generator_config": generator.config,
         "build": BUILD_VERSION,
-        **options.model_dump(mode="json", exclude={"author"}),
+        **options.model_dump(mode="json", exclude={"author", "generator"}),
     }
     memberships = sorted((s.sample_id, s.split.value) for s in [*instructions, *preferences])
     result.version = content_digest({"config": config, "samples": memberships})

@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0, help="per-host requests/s")
     parser.add_argument("--processes", type=int, default=0, help="extraction processes; 0: cores")
     args = parser.parse_args()
-    processes = args.processes or os.cpu_count() or 1
+    processes = args.processes or os.cpu_count() or 1  # the pool, even where the default has none
 
     home = Path(tempfile.mkdtemp(prefix="twin-bench-crawl-"))
     try:

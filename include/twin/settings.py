@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # LinkedIn exports are read from this folder only (default: <home>/uploads)
     crawl_upload_dir: Path | None = Field(default=None, validation_alias="TWIN_CRAWL_UPLOAD_DIR")
     crawl_dns_server: str | None = None  # "address[:port]" asked instead of the system resolver
-    crawl_extract_processes: int = Field(default=0, ge=0, le=64)  # 0: one per CPU core
+    crawl_extract_processes: int = Field(default=0, ge=0, le=64)  # 0: per core if >= 4 cores
     crawl_git_timeout_s: float = Field(default=300.0, gt=0)
     crawl_git_max_bytes: int = Field(default=200_000_000, gt=0)
     # datasets (instruction and preference sets)

@@ -30,11 +30,26 @@ def _warm_up() -> None:
     load_crawlers()
 
 
+MIN_CORES_FOR_POOL = 4
+
+
+def default_processes() -> int:
+    """One worker per core on machines with at least `MIN_CORES_FOR_POOL` cores, else none.
+
+    Measured with benchmarks/crawl.py on 2 shared cores, workers competing with the crawler's
+    threads for the same cores made the crawl slower than threads alone (4.4x vs 7.7x the
+    sequential baseline), so small machines extract in the crawling process.
+    """
+    cores = os.cpu_count() or 1
+    return cores if cores >= MIN_CORES_FOR_POOL else 1
+
+
 class Extractor:
-    """Runs functions in `processes` worker processes (0: one per CPU core; 1: in the caller)."""
+    """Runs functions in `processes` worker processes (0: `default_processes()`; 1: in the
+    caller, no pool)."""
 
     def __init__(self, processes: int = 0) -> None:
-        self.processes = processes or os.cpu_count() or 1
+        self.processes = processes or default_processes()
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 

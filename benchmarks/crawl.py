@@ -7,7 +7,7 @@ of added latency per response. Each mode reads the same 300 pages, listed in a s
 - whole crawler: `BlogCrawler` (fetch, robots.txt, extraction to markdown, archive) limited to one
   request at a time and extracting in its own process (the sequential baseline), vs the same
   crawler at the configured per-host limits on threads only, vs threads plus the extraction
-  process pool (`--processes`, 0 = one per core), as `twin crawl` runs it.
+  process pool (`--processes`, 0 = one per core; `twin crawl` uses it on 4+ cores).
 
 Ratios are measured in the same run. Extraction is CPU work: with threads only it is bound to one
 core by the GIL; the process pool spreads it over every core, so the whole-crawler ratio is bounded

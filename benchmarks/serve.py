@@ -5,7 +5,8 @@ author's index with the feature pipeline in a scratch database, materialises the
 SmolLM2-135M-Instruct as twin_llm version 1, and prints:
 
 1. twin_llm through Triton (HTTP, one request at a time) against in-process `Generator.generate`
-   on the same model, prompts and max_tokens, in this run: completion tokens/s and their ratio;
+   on the same model, prompts and max_tokens, interleaved, in this run: completion tokens/s and
+   their ratio;
 2. twin_rag p50/p95 end-to-end latency at concurrency 1, 4 and 8, with the retrieval and
    generation split (from each answer's meta);
 3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
@@ -138,12 +139,15 @@ def main() -> int:
             # 1. Triton overhead at concurrency 1 (warm both first).
             generate_text(settings, prompts[0], max_tokens=4)
             local.generate([prompts[0]], [4])
-            start = time.perf_counter()
-            via_triton = [generate_text(settings, p, max_tokens=mt) for p in prompts]
-            triton_s = time.perf_counter() - start
-            start = time.perf_counter()
-            in_process = [local.generate([p], [mt])[0] for p in prompts]
-            local_s = time.perf_counter() - start
+            # Interleaved, so a change in the machine's load hits both sides alike.
+            via_triton, in_process, triton_s, local_s = [], [], 0.0, 0.0
+            for p in prompts:
+                start = time.perf_counter()
+                via_triton.append(generate_text(settings, p, max_tokens=mt))
+                triton_s += time.perf_counter() - start
+                start = time.perf_counter()
+                in_process.append(local.generate([p], [mt])[0])
+                local_s += time.perf_counter() - start
             triton_tokens = sum(r["completion_tokens"] for r in via_triton)
             local_tokens = sum(g.completion_tokens for g in in_process)
             same = sum(r["text"] == g.text for r, g in zip(via_triton, in_process, strict=True))

@@ -29,6 +29,7 @@ from twin.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SHADOW_BACKLOG = 16
 # (version, prompt, max_tokens) -> (text, prompt_tokens, completion_tokens)
 GenerateFn = Callable[[int, str, int], tuple[str, int, int]]
 
@@ -65,6 +66,8 @@ class RagService:
         self.repository = Path(settings.require("triton_model_repository"))
         self.writer = InferenceLogWriter(settings)
         self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._shadow_slots = threading.BoundedSemaphore(SHADOW_BACKLOG)
+        self.shadow_skipped = 0
         self._retriever = None
         self._tokenizers: dict[int, Any] = {}
         self._routing: tuple[float, dict[str, Any]] = (-1.0, {})
@@ -97,6 +100,7 @@ class RagService:
 
     def retriever(self):
         """The retriever on a live connection; a broken one is replaced (Postgres came back)."""
+        from twin.rag.rerank import default_reranker
         from twin.rag.retrieve import Retriever
         from twin.store.warehouse import warehouse_connection
 
@@ -112,7 +116,9 @@ class RagService:
                 "retrieval unavailable: the warehouse (Postgres) cannot be reached "
                 f"({type(exc).__name__})"
             ) from None
-        self._retriever = Retriever(conn, self.embedder)
+        self._retriever = Retriever(
+            conn, self.embedder, reranker=default_reranker(self.settings.rerank_model_path)
+        )
         return self._retriever
 
     # --- one request ----------------------------------------------------------------------------
@@ -248,7 +254,7 @@ class RagService:
         timings["generation"] = round((time.perf_counter() - clock) * 1000, 2)
         answer, redacted = redact_pii(raw.strip())
         row.update(grounded=True, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        self._maybe_shadow(
+        row["shadow_version"] = self._maybe_shadow(
             row["request_id"],
             routing,
             version,
@@ -274,13 +280,20 @@ class RagService:
     # --- shadow traffic -------------------------------------------------------------------------
 
     def _maybe_shadow(self, request_id, routing, version, prompt, limit, answer, tokens, ms):
+        """Mirror this request to the shadow version (returned) or not (None). At most
+        `SHADOW_BACKLOG` mirrored requests wait at a time: beyond that, requests are not mirrored
+        rather than queue without bound behind a slow shadow."""
         shadow = routing.get("shadow")
         share = float(routing.get("shadow_share") or 0.0)
         if shadow is None or int(shadow) == version or random.random() >= share:
-            return
+            return None
+        if not self._shadow_slots.acquire(blocking=False):
+            self.shadow_skipped += 1
+            return None
         self.shadow_pool.submit(
             self._shadow, request_id, version, int(shadow), prompt, limit, answer, tokens, ms
         )
+        return int(shadow)
 
     def _shadow(self, request_id, champion, shadow, prompt, limit, answer, tokens, ms) -> None:
         """Generate with the shadow version over Triton's HTTP API and log the pair."""
@@ -307,6 +320,7 @@ class RagService:
         except Exception as exc:  # a failing shadow is recorded, never surfaced to the client
             row["shadow_error"] = f"{type(exc).__name__}: {exc}"[:500]
         row["shadow_latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        self._shadow_slots.release()
         self.writer.submit("shadow_comparisons", row)
 
     def close(self) -> None:

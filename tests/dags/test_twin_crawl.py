@@ -14,10 +14,14 @@ def crawl_env(stack_settings, sample_site, monkeypatch):
     """Point the DAG's tasks (which read settings from the environment) at the sample site."""
     import json
 
+    from sample_author.links import sample_links
+    from twin.crawl.run import record_author_links
+
     settings = sample_site.settings(stack_settings)
+    # What `twin stack up --sample` does: the DAG's default run (no links) reads these.
+    record_author_links(settings.sample_author, sample_links(sample_site.base_url), settings)
     monkeypatch.setenv("MONGO_DATABASE", settings.mongo_database)
     monkeypatch.setenv("OBJECT_STORE_URL", settings.object_store_url)
-    monkeypatch.setenv("SAMPLE_SITE_URL", settings.sample_site_url)
     monkeypatch.setenv("CRAWL_ALLOW_PRIVATE_HOSTS", json.dumps(settings.crawl_allow_private_hosts))
     monkeypatch.setenv("CRAWL_PLATFORM_PREFIXES", json.dumps(settings.crawl_platform_prefixes))
     monkeypatch.setenv("CRAWL_PER_HOST_RATE", "40")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from sample_author.links import sample_links
 from twin.crawl.run import crawl_source, plan_sources
 from twin.settings import endpoint_to_connection
 from twin.store.mongo import mongo_client, twin_database
@@ -25,7 +26,8 @@ def warehouse(stack_settings, sample_site):
     with scratch_database(stack_settings.require("warehouse_dsn"), "t") as dsn:
         name = dsn.rsplit("/", 1)[1]
         settings = sample_site.settings(stack_settings, warehouse_dsn=dsn, mongo_database=name)
-        for source in plan_sources(settings.sample_author, None, settings):
+        links = sample_links(sample_site.base_url)
+        for source in plan_sources(settings.sample_author, links, settings):
             crawl_source(source, settings)
         env = {
             "WAREHOUSE_DSN": dsn,

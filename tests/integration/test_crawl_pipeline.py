@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from twin.crawl.run import crawl_source, plan_sources, summarise
+from sample_author.links import sample_links
+from twin.crawl.run import crawl_source, plan_sources, record_author_links, summarise
 from twin.store.mongo import mongo_client, twin_database
 from twin.store.raw_documents import RawDocumentStore
 
@@ -20,7 +21,9 @@ def crawl_all(settings) -> tuple[dict, list[dict]]:
 
 @pytest.fixture(scope="module")
 def settings(stack_settings, sample_site):
+    """The sample site's links recorded as the sample author's: the crawls below give none."""
     settings = sample_site.settings(stack_settings)
+    record_author_links(settings.sample_author, sample_links(sample_site.base_url), settings)
     yield settings
     with mongo_client(settings) as client:
         client.drop_database(settings.mongo_database)

@@ -80,3 +80,20 @@ def test_validators_are_written_only_when_they_change(store: RawDocumentStore) -
     assert store.remember_validators(validators) == 3
     assert store.remember_validators(validators) == 0
     assert store.known_validators(validators) == validators
+
+
+def test_an_author_is_recorded_once_and_links_replaced_only_when_they_change(store) -> None:
+    links = {"blog": ["https://example.org/sitemap.xml"], "medium": []}
+    assert store.author_links("Ada Lindqvist") == {}
+
+    assert store.ensure_author("Ada Lindqvist", links) is True
+    first = store.authors.find_one({"name": "Ada Lindqvist"})
+    assert store.ensure_author("Ada Lindqvist", links) is False
+    moved = {"blog": ["https://example.net/sitemap.xml"]}
+    assert store.ensure_author("Ada Lindqvist", moved) is True
+
+    assert store.author_links("Ada Lindqvist") == moved
+    assert store.authors.count_documents({}) == 1
+    assert store.authors.find_one({"name": "Ada Lindqvist"})["created_at"] == first["created_at"]
+    assert first["links"] == {"blog": ["https://example.org/sitemap.xml"]}  # empty lists dropped
+    assert store.author_links("Somebody Else") == {}

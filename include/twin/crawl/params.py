@@ -12,22 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
-PLATFORMS = ("linkedin", "medium", "substack", "github", "blog")
+from twin.domain.documents import Platform
+
+# The form's fields, in form order: the domain's platforms, named by their values.
+PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
 MAX_LINKS = 200
 HTTP_URL = r"^https?://[^\s/?#@]+[^\s]*$"
 # A LinkedIn data export uploaded to the upload folder is named upload://<file name>.
 LINKEDIN_URL = r"^(https?://[^\s/?#@]+[^\s]*|upload://[^\s/]+)$"
 
-PLATFORM_HELP = {
-    "linkedin": (
+PLATFORM_HELP: dict[Platform, tuple[str, str]] = {
+    Platform.LINKEDIN: (
         "LinkedIn",
         "the data export uploaded to the upload folder (upload://<file name>); a profile URL is "
         "recorded as skipped, since public pages need a signed-in browser",
     ),
-    "medium": ("Medium", "a profile (https://medium.com/@user), its feed, or single stories"),
-    "substack": ("Substack", "a publication (https://name.substack.com) or single posts"),
-    "github": ("GitHub", "repositories (https://github.com/user/repo), cloned shallow"),
-    "blog": ("Blog", "a personal site (its sitemap is read) or single pages"),
+    Platform.MEDIUM: (
+        "Medium",
+        "a profile (https://medium.com/@user), its feed, or single stories",
+    ),
+    Platform.SUBSTACK: ("Substack", "a publication (https://name.substack.com) or single posts"),
+    Platform.GITHUB: ("GitHub", "repositories (https://github.com/user/repo), cloned shallow"),
+    Platform.BLOG: ("Blog", "a personal site (its sitemap is read) or single pages"),
 }
 
 
@@ -44,7 +50,7 @@ def param_schemas() -> dict[str, dict[str, Any]]:
         }
     }
     for platform in PLATFORMS:
-        name, what = PLATFORM_HELP[platform]
+        name, what = PLATFORM_HELP[Platform(platform)]
         schemas[platform] = {
             "default": [],
             "type": "array",

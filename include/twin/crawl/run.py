@@ -106,7 +106,7 @@ def plan_sources(
     settings: Settings | None = None,
 ) -> list[dict]:
     """The sources to crawl: `links` per platform (or a flat list, dispatched by URL), else the
-    links stored for the author, else the sample author's site when it is configured.
+    links recorded for the author in `twin.authors` (`record_author_links`).
 
     A bad link is one item's failure: it is returned with the reason in `rejected` (its report
     says why and nothing is fetched for it) and the other links are crawled. A ValueError naming
@@ -117,7 +117,10 @@ def plan_sources(
         raise ValueError("author must be a non-empty name")
     links = links or configured_links(author, settings)
     if not links:
-        raise ValueError(f"no links given for {author!r} and none configured")
+        raise ValueError(
+            f"no links given for {author!r} and none recorded in {settings.mongo_database}.authors"
+            " (`twin stack up --sample` records the sample author's)"
+        )
     pairs: list[tuple[str | None, str]] = []
     if isinstance(links, dict):
         pairs = [(platform, url) for platform, urls in links.items() for url in urls]
@@ -126,17 +129,13 @@ def plan_sources(
     sources, problems = [], []
     for platform, url in pairs:
         url = url.strip()
-        reason = validate_link(url, platform, settings)
-        if reason is None:
-            try:
-                crawler = crawler_for(url, platform, settings.crawl_platform_prefixes)
-            except ValueError as err:
-                reason = str(err)
+        reason = _link_problem(url, platform, settings)
         if reason is not None:
             problems.append(f"{url!r}: {reason}")
             rejected = Source(author=author, platform=platform or "unknown", url=url or "(empty)")
             sources.append(rejected.model_copy(update={"rejected": reason}))
             continue
+        crawler = crawler_for(url, platform, settings.crawl_platform_prefixes)
         sources.append(Source(author=author, platform=crawler.platform.value, url=url))
     if len(problems) == len(sources):
         raise ValueError("invalid crawl links:\n  " + "\n  ".join(problems))
@@ -145,16 +144,47 @@ def plan_sources(
 
 
 def configured_links(author: str, settings: Settings) -> dict[str, list[str]]:
-    """Links recorded for the author, or the sample site's when the author is the sample one."""
+    """The links recorded for the author in `twin.authors` (see `record_author_links`)."""
     with mongo_client(settings) as client:
-        stored = twin_database(client, settings)["authors"].find_one({"name": author})
-    if stored and stored.get("links"):
-        return stored["links"]
-    if author == settings.sample_author and settings.sample_site_url:
-        from sample_author.links import sample_links
+        return RawDocumentStore(twin_database(client, settings)).author_links(author)
 
-        return sample_links(settings.sample_site_url)
-    return {}
+
+def record_author_links(
+    author: str, links: dict[str, list[str]], settings: Settings | None = None
+) -> bool:
+    """Store `links` (per platform) as the author's: what a crawl without links reads.
+
+    Every link is checked first; a bad one raises ValueError naming it and nothing is stored.
+    Returns whether the stored links changed.
+    """
+    settings = settings or load_settings()
+    if not author or not author.strip():
+        raise ValueError("author must be a non-empty name")
+    problems = [
+        f"{platform}: {url!r}: {reason}"
+        for platform, urls in links.items()
+        for url in urls
+        if (reason := _link_problem(url, platform, settings))
+    ]
+    if problems or not any(links.values()):
+        raise ValueError(
+            f"cannot record links for {author!r}:\n  " + "\n  ".join(problems or ["no links"])
+        )
+    with mongo_client(settings) as client:
+        store = RawDocumentStore(twin_database(client, settings))
+        store.ensure_indexes()
+        return store.ensure_author(author.strip(), links)
+
+
+def _link_problem(url: str, platform: str | None, settings: Settings) -> str | None:
+    """Why `url` cannot be crawled (as `platform` when given), or None."""
+    reason = validate_link(url, platform, settings)
+    if reason is None:
+        try:
+            crawler_for(url, platform, settings.crawl_platform_prefixes)
+        except ValueError as err:
+            reason = str(err)
+    return reason
 
 
 def crawl_source(source: dict, settings: Settings | None = None) -> dict:

@@ -134,14 +134,31 @@ class RawDocumentStore:
         return self.documents.count_documents(dict(filters))
 
     # authors -------------------------------------------------------------------------------
-    def ensure_author(self, name: str, links: dict[str, list[str]], *, now=None) -> None:
-        """Record an author and the links last crawled for them."""
+    def ensure_author(
+        self, name: str, links: dict[str, list[str]], *, now: datetime | None = None
+    ) -> bool:
+        """Record an author and the links a crawl without links of its own reads (per platform).
+
+        Idempotent: recording the same links again writes nothing. Returns whether the stored
+        links changed.
+        """
+        if not name or not name.strip():
+            raise ValueError("author must be a non-empty name")
         now = now or datetime.now(UTC)
-        self.authors.update_one(
+        result = self.authors.update_one(
             {"name": name},
-            {"$set": {"links": links}, "$setOnInsert": {"name": name, "created_at": now}},
+            {
+                "$set": {"links": {p: list(urls) for p, urls in links.items() if urls}},
+                "$setOnInsert": {"name": name, "created_at": now},
+            },
             upsert=True,
         )
+        return bool(result.upserted_id is not None or result.modified_count)
+
+    def author_links(self, name: str) -> dict[str, list[str]]:
+        """The links recorded for `name` by `ensure_author` (empty when none are)."""
+        stored = self.authors.find_one({"name": name}, {"links": 1})
+        return dict(stored.get("links") or {}) if stored else {}
 
     # conditional GET -----------------------------------------------------------------------
     def known_validators(self, urls: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:

@@ -46,7 +46,7 @@ def _stack(home: Path | None, services: str | None, airflow: bool = False, sampl
     try:
         return Stack(home or default_home(), names)
     except StackError as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(2) from err
 
 
@@ -58,7 +58,12 @@ def _print_status(statuses) -> None:
     for s in statuses:
         memory = f"{s.memory_mb:.0f} MiB" if s.pid else "-"
         table.add_row(
-            s.name, f"[{colour[s.state]}]{s.state}[/]", s.url, str(s.pid or "-"), memory, s.detail
+            escape(s.name),
+            f"[{colour[s.state]}]{s.state}[/]",
+            escape(s.url),
+            str(s.pid or "-"),
+            memory,
+            escape(s.detail),
         )
     table.caption = f"total memory (PSS): {sum(s.memory_mb for s in statuses):.0f} MiB"
     out.print(table)
@@ -80,7 +85,7 @@ def stack_up(
         with console.status("bringing the stack up") as spinner:
             result = stack.up(progress=lambda msg: spinner.update(msg))
     except StackError as err:
-        console.print(f"[red]stack up failed:[/] {err}")
+        console.print(f"[red]stack up failed:[/] {escape(str(err))}")
         raise typer.Exit(1) from err
     console.print(
         f"started: {', '.join(result.started) or 'nothing'}; "
@@ -88,8 +93,33 @@ def stack_up(
         f"({time.monotonic() - began:.1f} s); endpoints in {stack.env_path}"
     )
     for note in result.notes:  # e.g. which Airflow DAGs were unpaused, or what to unpause
-        console.print(note)
+        console.print(note, markup=False, highlight=False)
+    if sample:
+        _record_sample_links(stack.home, stack.endpoints().get("SAMPLE_SITE_URL"))
     _print_status(result.statuses)
+
+
+def _record_sample_links(home: Path | None, site_url: str | None) -> None:
+    """Record the served sample site's links as the sample author's (what `twin_crawl` reads
+    when run without links). A failure is reported, never fatal: the stack is up."""
+    from sample_author.links import sample_links
+    from twin.crawl.run import record_author_links
+    from twin.settings import load_settings
+
+    if not site_url:
+        console.print("[yellow]the sample site is not running: no links recorded[/]")
+        return
+    settings = load_settings(home)
+    try:
+        record_author_links(settings.sample_author, sample_links(site_url), settings)
+    except Exception as err:  # e.g. Mongo not among --services: the user can still pass links
+        console.print(f"[yellow]sample author's links not recorded:[/] {escape(str(err))}")
+        return
+    console.print(
+        f"sample author {settings.sample_author!r}: links of {site_url} recorded",
+        markup=False,
+        highlight=False,
+    )
 
 
 @stack_app.command("down")
@@ -122,7 +152,7 @@ def healthcheck() -> None:
     from twin.ops.healthcheck import check_all, render_report
 
     results = check_all()
-    out.print(render_report(results))
+    out.print(render_report(results), markup=False, highlight=False)  # details are error text
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
@@ -138,14 +168,23 @@ def sample_serve(
     latency_ms: float = typer.Option(0, help="Latency added to every response."),
     burst_limit: int = typer.Option(50, help="Requests per second per client before 429 (0: off)."),
     extra_pages: int = typer.Option(0, help="Synthetic blog articles to add (benchmarks)."),
+    record_links: bool = typer.Option(
+        False,
+        "--record-links",
+        help="Record this site's links as the sample author's in the configured Mongo "
+        "(then `twin crawl` without links crawls it; it also needs CRAWL_ALLOW_PRIVATE_HOSTS).",
+    ),
 ) -> None:
     """Serve the sample author's site on loopback, with realistic HTTP behaviour, until Ctrl+C."""
     from sample_author.server import serve
     from twin.stack.process import free_port
 
+    port = port or free_port()
+    if record_links:
+        _record_sample_links(None, f"http://127.0.0.1:{port}")
     serve(
         site_dir,
-        port or free_port(),
+        port,
         latency_ms,
         burst_limit=burst_limit or None,
         extra_pages=extra_pages,
@@ -177,15 +216,16 @@ def crawl(
     try:
         sources = plan_sources(author, links, settings)
     except ValueError as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from err
     reports = []
     with Progress(console=console, transient=True) as progress:
+        # Progress descriptions are Rich markup: links and names are escaped.
         bar = progress.add_task(
-            f"crawling {len(sources)} source(s) of {author}", total=len(sources)
+            escape(f"crawling {len(sources)} source(s) of {author}"), total=len(sources)
         )
         for source in sources:
-            progress.update(bar, description=f"{source['platform']}: {source['url']}")
+            progress.update(bar, description=escape(f"{source['platform']}: {source['url']}"))
             reports.append(crawl_source(source, settings))
             progress.advance(bar)
     summary = summarise(reports, settings)
@@ -241,13 +281,13 @@ def warehouse_summary() -> None:
     for column in ("platform", "documents", "words"):
         table.add_column(column, justify="left" if column == "platform" else "right")
     for platform, documents, words in counts:
-        table.add_row(platform, str(documents), str(words or 0))
+        table.add_row(escape(platform), str(documents), str(words or 0))
     table.caption = f"{dupes} duplicate copies recorded in marts.near_duplicates"
     out.print(table)
     for gate, success, evaluated, failed, rows, when in gates:
         verdict = "[green]passed[/]" if success else f"[red]FAILED ({failed} failing)[/]"
         out.print(
-            f"quality gate {gate}: {verdict}, {evaluated} expectations, {rows} rows, "
+            f"quality gate {escape(gate)}: {verdict}, {evaluated} expectations, {rows} rows, "
             f"{when:%Y-%m-%d %H:%M:%S}"
         )
 
@@ -309,7 +349,7 @@ def eval_retrieval(
     if result.get("unresolved"):
         console.print(
             f"[yellow]{len(result['unresolved'])} labelled document(s) not found in "
-            f"marts.documents:[/] {', '.join(map(str, result['unresolved'][:10]))}"
+            f"marts.documents:[/] {escape(', '.join(map(str, result['unresolved'][:10])))}"
         )
 
 

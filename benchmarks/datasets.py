@@ -89,7 +89,9 @@ def bench_local(prompts: int, batch_size: int) -> dict[str, float]:
     folder = resolve_base_model(
         "smollm2-135m", settings.model_cache_dir or settings.home / "models"
     )
-    generator = LocalModelGenerator(folder.path, "smollm2-135m", batch_size=batch_size)
+    generator = LocalModelGenerator(
+        folder.path, "smollm2-135m", batch_size=batch_size, threads=settings.generator_threads
+    )
     sections = sample_sections(prompts)
     model, tokenizer = generator.load()
     rendered = [generator.render(instruction_messages(s)) for s in sections]

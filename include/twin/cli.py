@@ -16,6 +16,7 @@ from twin.datasets.cli import datasets_app
 from twin.deploy.cli import app as deployments_app
 from twin.serving.cli import app as serving_app
 from twin.settings import default_home
+from twin.training.cli import models_app
 
 app = typer.Typer(
     help="TwinOps: turn an author's public writing into an LLM Twin.",
@@ -334,6 +335,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(serving_app)  # twin ask, twin serve
+app.add_typer(models_app, name="models")  # twin models list|show|approve|reject|train
 
 
 @eval_app.command("retrieval")

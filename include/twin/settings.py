@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     datasets_test_share: float = Field(default=0.1, ge=0.0, le=0.5)
     # training (base models are cached here after conversion)
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
+    # an OpenAI-compatible chat endpoint that judges evaluation answers (optional)
+    judge_url: str | None = Field(default=None, validation_alias="TWIN_JUDGE_URL")
+    judge_model: str | None = Field(default=None, validation_alias="TWIN_JUDGE_MODEL")
     # serving (Triton models twin_llm, twin_llm_stream, twin_rag; see twin.serving)
     serving_max_batch_size: int = Field(default=8, ge=1, le=64)
     serving_dynamic_batching: bool = True  # False: each request generated alone

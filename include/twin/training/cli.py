@@ -1,0 +1,144 @@
+"""`twin models list|show|approve|reject` (review registered versions) and `twin models train`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+models_app = typer.Typer(help="Review model versions in the MLflow registry.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _settings():
+    from twin.settings import load_settings
+
+    return load_settings()
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(2) from exc
+
+
+@models_app.command("list")
+def list_cmd() -> None:
+    """Every version: review state, aliases, dataset, base model, headline metrics."""
+    from twin.training.review import list_versions
+
+    settings = _settings()
+    table = Table(title=f"{settings.registered_model} versions")
+    for col in (
+        "version",
+        "review",
+        "aliases",
+        "created",
+        "dataset",
+        "base model",
+        "DPO ppl",
+        "style",
+    ):
+        table.add_column(col)
+    for v in list_versions(settings):
+        t = v.tags
+        table.add_row(
+            v.version,
+            v.review,
+            ",".join(v.aliases) or "-",
+            v.created,
+            t.get("dataset_version", "-")[:12],
+            t.get("base_model", "-"),
+            t.get("eval_dpo_perplexity", t.get("eval_sft_perplexity", "-")),
+            t.get("eval_dpo_style_similarity", t.get("eval_sft_style_similarity", "-")),
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def show_cmd(
+    version: str, card: bool = typer.Option(False, "--card", help="Print the model card.")
+) -> None:
+    """One version's tags and aliases (and its model card with --card)."""
+    from twin.training.review import ReviewError, show_version
+
+    try:
+        v = show_version(_settings(), version)
+    except ReviewError as exc:
+        _fail(exc)
+    out.print_json(
+        json.dumps(
+            {
+                "version": v.version,
+                "review": v.review,
+                "aliases": v.aliases,
+                "created": v.created,
+                "run_id": v.run_id,
+                "tags": v.tags,
+            }
+        )
+    )
+    if card:
+        out.print(v.description)
+
+
+@models_app.command("approve")
+def approve_cmd(
+    version: str,
+    by: str = typer.Option(..., "--by", help="Who approves."),
+    note: str = typer.Option("", "--note", help="Why (optional)."),
+) -> None:
+    """Approve a version for deployment."""
+    from twin.training.review import ReviewError, approve
+
+    try:
+        v = approve(_settings(), version, by, note)
+    except ReviewError as exc:
+        _fail(exc)
+    out.print(
+        f"version {v.version}: {v.review} by {v.tags.get('reviewed_by')} "
+        f"at {v.tags.get('reviewed_at')}"
+    )
+
+
+@models_app.command("reject")
+def reject_cmd(
+    version: str,
+    reason: str = typer.Option(..., "--reason", help="Why the version must not deploy."),
+    by: str = typer.Option("reviewer", "--by", help="Who rejects."),
+) -> None:
+    """Reject a version: it loses its aliases and never deploys."""
+    from twin.training.review import ReviewError, reject
+
+    try:
+        v = reject(_settings(), version, reason, by)
+    except ReviewError as exc:
+        _fail(exc)
+    out.print(
+        f"version {v.version}: {v.review} by {v.tags.get('reviewed_by')} "
+        f"({v.tags.get('review_note')}); "
+        f"aliases left: {','.join(v.aliases) or 'none'}"
+    )
+
+
+@models_app.command("train")
+def train_cmd(
+    params: str = typer.Option(
+        "{}", "--params", help="JSON of training parameters, e.g. '{\"max_steps\": 20}'"
+    ),
+    dataset_version: str = typer.Option(
+        "latest", "--dataset-version", help="A version, 'latest' or 'sample'."
+    ),
+) -> None:
+    """Train, evaluate and register a candidate (what the twin_training DAG runs)."""
+    from twin.training.params import ParamsError
+    from twin.training.tasks import train_and_register
+
+    try:
+        outcome = train_and_register(json.loads(params) | {"dataset_version": dataset_version})
+    except (ParamsError, json.JSONDecodeError) as exc:
+        _fail(exc)
+    out.print_json(json.dumps({k: v for k, v in outcome.items() if k != "evaluation"}))

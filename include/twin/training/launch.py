@@ -1,0 +1,157 @@
+"""Start a training phase as separate processes (torchrun, one per rank) and wait for it.
+
+The caller (an Airflow task, the CLI) never holds the model: it writes the worker's configuration
+to a JSON file and launches `python -m torch.distributed.run -m twin.training.worker`. The same
+command line runs in a Kubernetes pod. DeepSpeed's compiled ops are cached under the model cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.settings import Settings
+from twin.training.config import WorkerConfig, deepspeed_config
+from twin.training.params import available_cores
+
+
+class LaunchError(RuntimeError):
+    """A training phase exited with an error; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: str
+    output_dir: Path
+    log_path: Path
+    resumed_from: int | None
+    trained: bool
+
+
+def model_cache(settings: Settings) -> Path:
+    return Path(settings.model_cache_dir or settings.home / "models")
+
+
+def extensions_dir(settings: Settings) -> Path:
+    """Where DeepSpeed's ops compile (once: the shm comm op takes about a minute)."""
+    return model_cache(settings) / "torch_extensions"
+
+
+def prepare_phase(config: WorkerConfig) -> Path:
+    """Write the worker's configuration (and the DeepSpeed JSON it names) into its output folder."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    if config.deepspeed_config is not None:
+        stage = config.params.zero_stage
+        config.deepspeed_config.write_text(json.dumps(deepspeed_config(stage), indent=2))
+    path = config.output_dir / "worker.json"
+    path.write_text(config.model_dump_json(indent=2))
+    return path
+
+
+def launch_command(config_path: Path, ranks: int, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={ranks}",
+        "--nnodes=1",
+        f"--master_port={port}",
+        "--master_addr=127.0.0.1",
+        "-m",
+        "twin.training.worker",
+        str(config_path),
+    ]
+
+
+def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
+    env = dict(os.environ)
+    ext = extensions_dir(settings)
+    ext.mkdir(parents=True, exist_ok=True)
+    threads = max(1, available_cores() // ranks)
+    env |= {
+        "TORCH_EXTENSIONS_DIR": str(ext),
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        "DS_ACCELERATOR": env.get("DS_ACCELERATOR") or _accelerator(),
+    }
+    # keep the datasets cache beside the run, not in the user's home
+    env.setdefault("HF_DATASETS_CACHE", str(Path(settings.home) / "hf-datasets"))
+    return env
+
+
+def start_phase(settings: Settings, config: WorkerConfig) -> subprocess.Popen:
+    """Start the ranks in their own process group (so they can be stopped together)."""
+    from twin.stack.process import free_port
+
+    path = prepare_phase(config)
+    log = (config.output_dir / "train.log").open("ab")
+    return subprocess.Popen(
+        launch_command(path, config.params.ranks, free_port()),
+        env=launch_env(settings, config.params.ranks),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def run_phase(
+    settings: Settings, config: WorkerConfig, timeout_s: float | None = None
+) -> PhaseResult:
+    """Run one phase to the end, resuming from its last checkpoint; a finished phase is kept."""
+    log_path = config.output_dir / "train.log"
+    if config.done_marker.exists() and config.merged_dir.exists():
+        return PhaseResult(config.phase, config.output_dir, log_path, None, trained=False)
+    resumed = _last_step(config.checkpoints)
+    if not config.trained_marker.exists():
+        _wait(start_phase(settings, config), timeout_s)
+    if config.trained_marker.exists() and not config.done_marker.exists():
+        path = config.output_dir / "worker.json"
+        merge = [sys.executable, "-m", "twin.training.worker", "--merge", str(path)]
+        with log_path.open("ab") as log:
+            _wait(
+                subprocess.Popen(
+                    merge,
+                    env=launch_env(settings, 1),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                timeout_s,
+            )
+    if not config.done_marker.exists():
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        raise LaunchError(f"{config.phase} training failed; log {log_path}:\n{tail}")
+    return PhaseResult(config.phase, config.output_dir, log_path, resumed, trained=True)
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float | None) -> int:
+    try:
+        return proc.wait(timeout=timeout_s)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        raise
+
+
+def _last_step(folder: Path) -> int | None:
+    steps = [
+        int(p.name.split("-")[1])
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[1].isdigit()
+    ]
+    return max(steps) if steps else None
+
+
+def _accelerator() -> str:
+    import shutil
+
+    return "cuda" if shutil.which("nvidia-smi") else "cpu"

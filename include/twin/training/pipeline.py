@@ -1,0 +1,219 @@
+"""A training run end to end: validate, skip if already trained, SFT, DPO, evaluate, register.
+
+Every heavy step runs in processes of its own (the ranks, the merge, the evaluation); this
+process only writes configurations, waits, and talks to MLflow. Outputs live under
+`<home>/training/<dataset version>-<config hash>/`, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from twin.domain.samples import DatasetSnapshot, Split
+from twin.settings import Settings
+from twin.store.base_models import BaseModelFolder, resolve_base_model
+from twin.training.config import WorkerConfig, base_model_module_names
+from twin.training.data import dpo_rows, sft_rows, write_jsonl
+from twin.training.launch import LaunchError, launch_env, model_cache, run_phase
+from twin.training.params import ParamsError, TrainingParams, check_params
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a run did: `trained` (a new version) or `skipped` (this dataset and configuration
+    already have one)."""
+
+    status: str
+    dataset_version: str
+    config_hash: str
+    version: str | None
+    run_id: str | None = None
+    evaluation: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_dir(settings: Settings, dataset_version: str, config_hash: str) -> Path:
+    return Path(settings.home) / "training" / f"{dataset_version[:16]}-{config_hash}"
+
+
+def validate_run(
+    params: TrainingParams, snapshot: DatasetSnapshot, settings: Settings
+) -> BaseModelFolder:
+    """Everything that can be checked before a process starts; errors name the parameter."""
+    try:
+        base = resolve_base_model(params.base_model, model_cache(settings))
+    except ValueError as exc:
+        raise ParamsError("base_model", str(exc)) from None
+    check_params(params, module_names=base_model_module_names(str(base.path)))
+    if not snapshot.instruction_split(Split.TRAIN):
+        raise ParamsError(
+            "dataset_version", f"{snapshot.version.version} has no training instructions"
+        )
+    if params.dpo and not snapshot.preference_split(Split.TRAIN):
+        raise ParamsError("dpo", f"dataset {snapshot.version.version} has no preference pairs")
+    if not snapshot.instruction_split(Split.TEST):
+        raise ParamsError("dataset_version", f"{snapshot.version.version} has no held-out split")
+    return base
+
+
+def train_candidate(
+    settings: Settings, params: TrainingParams, snapshot: DatasetSnapshot
+) -> TrainingOutcome:
+    """Train, evaluate and register one candidate, or skip when it exists (unless `force`)."""
+    from twin.training.registry import find_trained_version
+
+    base = validate_run(params, snapshot, settings)
+    dataset_version, config_hash = snapshot.version.version, params.config_hash()
+    if not params.force:
+        existing = find_trained_version(settings, dataset_version, config_hash)
+        if existing:
+            return TrainingOutcome("skipped", dataset_version, config_hash, existing)
+    folder = run_dir(settings, dataset_version, config_hash)
+    if params.force:
+        shutil.rmtree(folder, ignore_errors=True)
+    phases = train_phases(settings, params, snapshot, base, folder)
+    evaluation = evaluate_phases(settings, params, snapshot, base, phases, folder)
+    return register(settings, params, snapshot, base, phases, evaluation, folder)
+
+
+def phase_config(
+    params: TrainingParams, phase: str, model_path: str, data: Path, folder: Path
+) -> WorkerConfig:
+    out = folder / phase
+    ds = out / "deepspeed.json" if params.zero_stage else None
+    return WorkerConfig(
+        phase=phase,
+        model_path=model_path,
+        data_path=data,
+        output_dir=out,
+        deepspeed_config=ds,
+        params=params,
+    )
+
+
+def train_phases(
+    settings: Settings,
+    params: TrainingParams,
+    snapshot: DatasetSnapshot,
+    base: BaseModelFolder,
+    folder: Path,
+) -> dict[str, WorkerConfig]:
+    """SFT on the base model, then (when `dpo`) DPO on the merged SFT model."""
+    sft_data = write_jsonl(sft_rows(snapshot), folder / "data" / "sft.jsonl")
+    sft = phase_config(params, "sft", str(base.path), sft_data, folder)
+    run_phase(settings, sft)
+    phases = {"sft": sft}
+    if params.dpo:
+        dpo_data = write_jsonl(dpo_rows(snapshot), folder / "data" / "dpo.jsonl")
+        dpo = phase_config(params, "dpo", str(sft.merged_dir), dpo_data, folder)
+        run_phase(settings, dpo)
+        phases["dpo"] = dpo
+    return phases
+
+
+def evaluate_phases(
+    settings: Settings,
+    params: TrainingParams,
+    snapshot: DatasetSnapshot,
+    base: BaseModelFolder,
+    phases: dict[str, WorkerConfig],
+    folder: Path,
+) -> dict:
+    """Base vs each phase's merged model on the held-out split, in a process of its own."""
+    from twin.training.evaluate import EvalConfig
+    from twin.training.registry import read_json
+
+    heldout = snapshot.instruction_split(Split.TEST)
+    config = EvalConfig(
+        models={"base": str(base.path)} | {name: str(c.merged_dir) for name, c in phases.items()},
+        heldout=[(s.instruction, s.answer) for s in heldout[: params.eval_pairs]],
+        reference_answers=[s.answer for s in heldout],
+        output_path=folder / "evaluation" / "results.json",
+        generate_samples=params.eval_samples,
+        max_new_tokens=params.max_new_tokens,
+        max_length=params.max_length,
+        judge_url=settings.judge_url,
+        judge_model=settings.judge_model,
+    )
+    if config.output_path.exists():
+        return read_json(config.output_path)
+    path = folder / "evaluation" / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.model_dump_json(indent=2))
+    log = folder / "evaluation" / "evaluate.log"
+    with log.open("ab") as out:
+        rc = subprocess.run(
+            [sys.executable, "-m", "twin.training.evaluate", str(path)],
+            env=launch_env(settings, 1),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
+    if rc != 0:
+        raise LaunchError(f"evaluation failed (exit {rc}); log {log}:\n{log.read_text()[-3000:]}")
+    return read_json(config.output_path)
+
+
+def register(
+    settings: Settings,
+    params: TrainingParams,
+    snapshot: DatasetSnapshot,
+    base: BaseModelFolder,
+    phases: dict[str, WorkerConfig],
+    evaluation: dict,
+    folder: Path,
+) -> TrainingOutcome:
+    from transformers import AutoTokenizer
+
+    from twin.domain.models import tokenizer_fingerprint
+    from twin.training.registry import RunArtifacts, load_metrics, read_json, register_candidate
+    from twin.training.report import model_card
+
+    final = phases["dpo" if "dpo" in phases else "sft"]
+    fingerprint = tokenizer_fingerprint(AutoTokenizer.from_pretrained(str(final.merged_dir)))
+    steps = {name: read_json(c.done_marker)["global_step"] for name, c in phases.items()}
+    artifacts = RunArtifacts(
+        run_dir=folder,
+        merged_dir=final.merged_dir,
+        adapters={name: c.adapter_dir for name, c in phases.items()},
+        deepspeed_config=phases["sft"].deepspeed_config,
+        metrics=load_metrics([c.metrics_path for c in phases.values()]),
+        evaluation=evaluation,
+        steps=steps,
+    )
+    card = model_card(
+        model_name=settings.registered_model,
+        author=snapshot.version.author,
+        dataset_version=snapshot.version.version,
+        counts=snapshot.version.counts,
+        params=params,
+        base_model_digest=base.source_digest,
+        tokenizer_fingerprint=fingerprint,
+        config_hash=params.config_hash(),
+        evaluation=evaluation,
+        steps=steps,
+    )
+    (folder / "model_card.md").write_text(card)
+    registered = register_candidate(
+        settings,
+        params=params,
+        snapshot=snapshot,
+        artifacts=artifacts,
+        base_model_digest=base.source_digest,
+        tokenizer_fingerprint=fingerprint,
+        model_card=card,
+    )
+    return TrainingOutcome(
+        "trained",
+        snapshot.version.version,
+        params.config_hash(),
+        registered.version,
+        registered.run_id,
+        evaluation,
+    )

@@ -1,0 +1,215 @@
+"""One training phase in one rank: `python -m twin.training.worker CONFIG.json`, started by the
+launcher (torchrun or deepspeed) once per rank. SFT trains a LoRA adapter on the chat template with
+the loss on the assistant's turns; DPO trains a fresh adapter on the merged SFT model, whose
+adapter-disabled self is the reference. Checkpoints every `save_steps`; a rerun resumes from the
+last one. Rank 0 writes per-step metrics to JSONL, the adapter, then the merged model;
+`--merge CONFIG.json` redoes only the merge (a run killed between the two)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from twin.training.config import WorkerConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--merge":
+        merge(WorkerConfig.model_validate_json(Path(argv[1]).read_text()))
+        return 0
+    config = WorkerConfig.model_validate_json(Path(argv[0]).read_text())
+    _single_process_env()
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if config.deepspeed_config is not None:
+        import deepspeed
+
+        # before from_pretrained: ZeRO-3 partitions while loading, and the batch-size check needs it
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    trainer = _build_trainer(config, cuda)
+    last = _last_checkpoint(config.checkpoints)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    trainer.save_model(str(config.adapter_dir))
+    if trainer.is_world_process_zero():
+        config.trained_marker.write_text(json.dumps({"global_step": trainer.state.global_step}))
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()  # the merge loads a whole, unpartitioned copy
+        merge(config)
+    return 0
+
+
+def _single_process_env() -> None:
+    """A plain `python` process still runs as a one-rank world (DeepSpeed wants the variables)."""
+    if "RANK" not in os.environ:
+        from twin.stack.process import free_port
+
+        os.environ.update(
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(free_port()),
+        )
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return Path(found) if folder.is_dir() and (found := get_last_checkpoint(str(folder))) else None
+
+
+def _build_trainer(config: WorkerConfig, cuda: bool):
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = config.params
+    common = dict(
+        output_dir=str(config.checkpoints),
+        per_device_train_batch_size=p.batch_size,
+        gradient_accumulation_steps=p.grad_accum,
+        max_length=p.max_length,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to=[],
+        seed=p.seed,
+        data_seed=p.seed,
+        use_cpu=not cuda,
+        bf16=p.bf16,
+        deepspeed=str(config.deepspeed_config) if config.deepspeed_config else None,
+        dataloader_num_workers=0,
+        ddp_backend=None if cuda else "gloo",
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+    if config.phase == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(
+            **common,
+            learning_rate=p.learning_rate,
+            num_train_epochs=p.epochs,
+            max_steps=p.max_steps,
+            assistant_only_loss=True,
+            packing=False,
+        )
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(
+            **common,
+            learning_rate=p.dpo_learning_rate,
+            num_train_epochs=p.dpo_epochs,
+            max_steps=p.dpo_max_steps,
+            beta=p.beta,
+        )
+    tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+    quantization = None
+    if p.qlora:
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        config.model_path, dtype=torch.float32, quantization_config=quantization
+    )
+    lora = LoraConfig(
+        r=p.lora_r,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=list(p.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    dataset = load_dataset("json", data_files=str(config.data_path), split="train")
+    cls = SFTTrainer if config.phase == "sft" else DPOTrainer
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[MetricsWriter(config)],
+    )
+    return trainer
+
+
+def merge(config: WorkerConfig) -> None:
+    """Fold the adapter into a fresh copy of the model it trained on; save it with the tokenizer.
+    Runs in a process of its own after the ranks exit (ZeRO-3 would partition this copy too)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(config.adapter_dir)).merge_and_unload()
+    tmp = config.merged_dir.with_name("merged.tmp")
+    merged.save_pretrained(tmp, safe_serialization=True)
+    AutoTokenizer.from_pretrained(config.model_path).save_pretrained(tmp)
+    if config.merged_dir.exists():
+        import shutil
+
+        shutil.rmtree(config.merged_dir)
+    tmp.rename(config.merged_dir)
+    config.done_marker.write_text(config.trained_marker.read_text())
+
+
+def _trainer_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class MetricsWriter(_trainer_callback_base()):
+    """Rank 0 appends every logged step to `metrics.jsonl` (loss, learning rate, grad norm,
+    tokens/s); the parent process reads it and logs it to MLflow."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.path = config.metrics_path
+        self.phase = config.phase
+        self.ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        self.last_time: float | None = None
+        self.last_tokens: float | None = None
+        self.last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last_time, self.last_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        now = time.perf_counter()
+        row = {"phase": self.phase, "step": state.global_step, "epoch": state.epoch}
+        row |= {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+        tokens = logs.get("num_tokens")
+        if tokens is not None and self.last_tokens is not None and now > (self.last_time or now):
+            row["tokens_per_s"] = (float(tokens) - self.last_tokens) / (now - self.last_time)
+        elif self.last_time is not None and state.global_step > self.last_step:
+            row["seconds_per_step"] = (now - self.last_time) / (state.global_step - self.last_step)
+        row["ranks"] = self.ranks
+        row["time"] = time.time()
+        self.last_time, self.last_step = now, state.global_step
+        self.last_tokens = float(tokens) if tokens is not None else None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

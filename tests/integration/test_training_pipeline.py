@@ -1,0 +1,120 @@
+"""Training end to end on the tiny model, CPU, gloo: SFT then DPO in 2 ranks, evaluation,
+registration in the session's MLflow, and a rerun that trains nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from twin.domain.models import CHALLENGER, ReviewState, VersionTag
+from twin.training.data import sample_author_snapshot
+from twin.training.params import TrainingParams
+from twin.training.tracking import tracking_client
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def training_settings(stack_settings, tmp_path_factory):
+    """The session's MLflow, a registered model and experiment of this module's own, and a
+    scratch home for run folders (the base-model cache is shared across tests)."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    home = tmp_path_factory.mktemp("training-home")
+    return stack_settings.model_copy(
+        update={
+            "home": home,
+            "model_cache_dir": shared_model_cache(),
+            "registered_model": f"twin-llm-test-{tag}",
+            "mlflow_experiment": f"twin-training-test-{tag}",
+        }
+    )
+
+
+def shared_model_cache() -> Path:
+    """Base models and DeepSpeed's compiled ops, kept across sessions (both content-keyed)."""
+    return Path(os.environ.get("TWIN_MODEL_CACHE") or PROJECT_ROOT / ".twin" / "models")
+
+
+def tiny_params(**overrides) -> TrainingParams:
+    values = dict(
+        base_model="tiny-llama", max_steps=4, dpo_max_steps=3, ranks=2, zero_stage=2,
+        save_steps=2, max_length=256, eval_samples=4, max_new_tokens=12, bf16=False,
+    )  # fmt: skip
+    return TrainingParams(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    return sample_author_snapshot()
+
+
+@pytest.fixture(scope="module")
+def trained(training_settings, snapshot):
+    from twin.training.pipeline import train_candidate
+
+    return train_candidate(training_settings, tiny_params(), snapshot)
+
+
+def test_sft_then_dpo_in_two_ranks_registers_a_pending_challenger(
+    trained, training_settings, snapshot
+):
+    client = tracking_client(training_settings)
+    name = training_settings.registered_model
+
+    assert trained.status == "trained"
+    version = client.get_model_version(name, trained.version)
+    tags = version.tags
+    assert tags[VersionTag.REVIEW] == ReviewState.PENDING
+    assert tags[VersionTag.DATASET_VERSION] == snapshot.version.version
+    assert tags[VersionTag.CONFIG_HASH] == tiny_params().config_hash()
+    assert tags[VersionTag.BASE_MODEL] == "tiny-llama"
+    assert len(tags[VersionTag.TOKENIZER_FINGERPRINT]) == 16
+    assert "eval_dpo_perplexity" in tags
+    assert client.get_model_version_by_alias(name, CHALLENGER).version == trained.version
+    assert "Lineage" in version.description
+
+    run = client.get_run(trained.run_id)
+    assert run.data.params["zero_stage"] == "2" and run.data.params["ranks"] == "2"
+    assert [m.step for m in client.get_metric_history(trained.run_id, "sft/loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(trained.run_id, "dpo/loss")] == [1, 2, 3]
+    inputs = run.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest == snapshot.version.version[:36]
+    artifacts = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"adapter", "deepspeed", "evaluation", "model_card.md"} <= artifacts
+    evaluation = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
+    assert {
+        "evaluation/results.json",
+        "evaluation/loss.png",
+        "evaluation/evaluation.png",
+    } <= evaluation
+    labels = [row["model"] for row in trained.evaluation["rows"]]
+    assert labels == ["base", "sft", "dpo"]
+
+
+def test_registered_version_loads_as_components(trained, training_settings):
+    import mlflow
+
+    mlflow.set_tracking_uri(training_settings.require("mlflow_tracking_uri"))
+    parts = mlflow.transformers.load_model(
+        f"models:/{training_settings.registered_model}/{trained.version}", return_type="components"
+    )
+    ids = parts["tokenizer"]("Ship the boring version first.", return_tensors="pt")["input_ids"]
+    out = parts["model"].generate(ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == ids.shape[1] + 3
+
+
+def test_rerun_with_same_dataset_and_config_trains_nothing(trained, training_settings, snapshot):
+    from twin.training.pipeline import run_dir, train_candidate
+
+    folder = run_dir(training_settings, snapshot.version.version, tiny_params().config_hash())
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    again = train_candidate(training_settings, tiny_params(), snapshot)
+
+    assert again.status == "skipped"
+    assert again.version == trained.version
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before

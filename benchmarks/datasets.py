@@ -17,23 +17,30 @@ The models are loaded and warmed up before anything is timed. No database is nee
 
 from __future__ import annotations
 
-import argparse
-import random
-import time
+import sys
+from pathlib import Path
 
-from sample_author import load_documents
-from twin.datasets.generators import SectionPrompt
-from twin.datasets.generators.base import AnswerPrompt
-from twin.datasets.generators.local import (
+# Run as a script, this file's folder comes first on sys.path and this file would shadow the
+# `datasets` package that sentence-transformers imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+
+from sample_author import load_documents  # noqa: E402
+from twin.datasets.generators import SectionPrompt  # noqa: E402
+from twin.datasets.generators.base import AnswerPrompt  # noqa: E402
+from twin.datasets.generators.local import (  # noqa: E402
     INSTRUCTION_TOKENS,
     LocalModelGenerator,
     instruction_messages,
 )
-from twin.datasets.generators.offline import OfflineGenerator
-from twin.datasets.sources import SourceDocument, split_sections
-from twin.features.embed import Embedder
-from twin.settings import load_settings
-from twin.store.base_models import resolve_base_model
+from twin.datasets.generators.offline import OfflineGenerator  # noqa: E402
+from twin.datasets.sources import SourceDocument, split_sections  # noqa: E402
+from twin.features.embed import Embedder  # noqa: E402
+from twin.settings import load_settings  # noqa: E402
+from twin.store.base_models import resolve_base_model  # noqa: E402
 
 VOCABULARY = (
     "partition",

@@ -340,13 +340,24 @@ app.add_typer(models_app, name="models")  # twin models list|show|approve|reject
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    questions: Path | None = typer.Option(None, help="Labelled question set (YAML)."),
+    questions: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Labelled question set (YAML)."
+    ),
 ) -> None:
     """recall@5, recall@10, MRR and nDCG@10 of dense, full-text, hybrid and hybrid + rerank."""
-    from twin.rag.evaluate import SAMPLE_QUESTIONS, run_retrieval_eval
+    import yaml
+
+    from twin.rag.evaluate import SAMPLE_QUESTIONS, load_questions, run_retrieval_eval
     from twin.settings import load_settings
 
-    result = run_retrieval_eval(load_settings(), path=questions or SAMPLE_QUESTIONS)
+    path = questions or SAMPLE_QUESTIONS
+    try:
+        load_questions(path)  # a malformed set is named before any service is asked
+    except (ValueError, yaml.YAMLError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        console.print(f"[red]error:[/] invalid question set {escape(str(path))}: {escape(first)}")
+        raise typer.Exit(2) from err
+    result = run_retrieval_eval(load_settings(), path=path)
     out.print(result["table"], markup=False, highlight=False)
     if result.get("unresolved"):
         console.print(
@@ -366,6 +377,12 @@ def main() -> None:
         raise
     except Exception as err:
         message, code = describe_failure(err)
+        if message is None and type(err).__name__ == "UndefinedTable":  # psycopg: not built yet
+            first = str(err).strip().splitlines()[0]
+            message = (
+                f"{first}: the warehouse is not built yet (run twin_warehouse, then twin_features:"
+                " `make dag DAG=twin_warehouse`)"
+            )
         if message is None:
             raise
         console.print(f"[red]error:[/] {escape(message)}", highlight=False)

@@ -12,7 +12,6 @@ from airflow.sdk import Asset, Param, dag, task
 from twin.assets import RAW_DOCUMENTS
 from twin.crawl.params import param_schemas, plan_crawl
 from twin.crawl.tasks import crawl_source, publish_if_changed, summarise
-from twin.settings import settings
 
 
 @dag(
@@ -26,8 +25,7 @@ from twin.settings import settings
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=1)},
     # One list field per platform (one URL per line in the form); the task checks them again.
     params={
-        name: Param(schema.pop("default", settings.sample_author), **schema)
-        for name, schema in param_schemas().items()
+        name: Param(schema.pop("default"), **schema) for name, schema in param_schemas().items()
     },
     doc_md=__doc__,
 )

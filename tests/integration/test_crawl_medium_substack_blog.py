@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -137,9 +138,9 @@ def test_medium_text_is_the_story_without_chrome_or_other_writers(medium) -> Non
             assert chrome not in doc.text, (doc.url, chrome)
 
 
-def test_medium_profile_link_gives_the_same_stories(crawl, medium) -> None:
+def test_medium_profile_link_gives_the_same_stories(crawl, medium, sample_site) -> None:
     outcome = crawl(MediumCrawler, "/medium/@ada-lindqvist")
-    assert {d.url for d in outcome.documents} == {d.url for d in medium.documents}
+    assert {d.url for d in outcome.documents} == set(expected(sample_site, "medium"))
     assert {d.content_hash for d in outcome.documents} == {d.content_hash for d in medium.documents}
 
 
@@ -192,13 +193,13 @@ def test_substack_archive_gives_every_letter_and_skips_the_thread(substack, samp
 @pytest.mark.parametrize(
     "path", ["/substack/api/v1/archive?sort=new&offset=0&limit=4", "/substack/feed"]
 )
-def test_substack_archive_and_feed_links_page_through_the_api(crawl, substack, path) -> None:
+def test_substack_archive_and_feed_links_page_through_the_api(crawl, sample_site, path) -> None:
     outcome = crawl(SubstackCrawler, path)
-    assert {d.url for d in outcome.documents} == {d.url for d in substack.documents}
+    assert {d.url for d in outcome.documents} == set(expected(sample_site, "substack"))
     assert outcome.listing_complete
 
 
-def test_substack_falls_back_to_the_feed_without_the_api(crawl, sample_site, substack) -> None:
+def test_substack_falls_back_to_the_feed_without_the_api(crawl, sample_site) -> None:
     api = sample_site.server.file_for("/substack/api/v1/archive")
     original = api.read_bytes()
     api.write_bytes(b"<html>Not found</html>")  # answered as JSON content type, but not JSON
@@ -206,7 +207,7 @@ def test_substack_falls_back_to_the_feed_without_the_api(crawl, sample_site, sub
         outcome = crawl(SubstackCrawler, SUBSTACK_HOME)
     finally:
         api.write_bytes(original)
-    assert {d.url for d in outcome.documents} == {d.url for d in substack.documents}
+    assert {d.url for d in outcome.documents} == set(expected(sample_site, "substack"))
     assert outcome.failures == [] and not outcome.listing_complete  # a feed is never all
 
 
@@ -230,6 +231,7 @@ def test_blog_sitemap_gives_every_article(blog, sample_site) -> None:
 def test_pages_read_in_worker_processes_give_the_same_documents(
     client, archive, sample_site, request, crawler, path, platform, reference
 ) -> None:
+    by_url = {d.url: d for d in request.getfixturevalue(reference).documents}
     with Extractor(2) as extractor:
         ctx = CrawlContext(client, archive, "Ada Lindqvist", extractor=extractor)
         pooled = crawler(ctx).crawl(sample_site.server.url(path))
@@ -238,7 +240,7 @@ def test_pages_read_in_worker_processes_give_the_same_documents(
         assert_matches_manifest(pooled, sample_site, "blog", SITEMAP)
     expected = sample_site.manifest.platforms[platform].expected_documents
     assert len(pooled.documents) == expected
-    by_url = {d.url: d for d in request.getfixturevalue(reference).documents}
+    assert set(by_url) == {d.url for d in pooled.documents}
     assert all(
         (d.title, d.text, d.published_at)
         == (by_url[d.url].title, by_url[d.url].text, by_url[d.url].published_at)
@@ -293,17 +295,17 @@ def test_blog_retries_busy_pages_and_decodes_a_mislabelled_charset(blog, sample_
     assert "\ufffd" not in charset.text
 
 
-def test_blog_index_and_pagination_give_the_same_articles(crawl, blog) -> None:
+def test_blog_index_and_pagination_give_the_same_articles(crawl, sample_site) -> None:
     outcome = crawl(BlogCrawler, "/blog/")
-    assert {d.url for d in outcome.documents} == {d.url for d in blog.documents}
+    assert {d.url for d in outcome.documents} == set(expected(sample_site, "blog"))
     assert outcome.failures == [] and outcome.listing_complete
 
 
-def test_site_root_and_robots_txt_lead_to_the_sitemap(crawl, blog) -> None:
+def test_site_root_and_robots_txt_lead_to_the_sitemap(crawl, blog, sample_site) -> None:
     for path in ("/", "/robots.txt"):
         outcome = crawl(BlogCrawler, path)
-        assert {d.url for d in outcome.documents} == {d.url for d in blog.documents}
-        assert {f.url for f in outcome.failures} == {f.url for f in blog.failures}
+        assert {d.url for d in outcome.documents} == set(expected(sample_site, "blog"))
+        assert {f.url for f in outcome.failures} == {f.url for f in blog.failures} != set()
 
 
 def test_one_article_link_gives_that_article(crawl, blog, sample_site) -> None:
@@ -325,17 +327,22 @@ def test_one_article_link_gives_that_article(crawl, blog, sample_site) -> None:
 def test_second_crawl_with_validators_parses_nothing(crawl, request, crawler, path, first) -> None:
     before: CrawlOutcome = request.getfixturevalue(first)
     again = crawl(crawler, path, since=before)
-    assert again.documents == []
+    assert before.documents and again.documents == []
     assert {d.url for d in before.documents} <= set(again.not_modified)
     assert {f.url for f in again.failures} == {f.url for f in before.failures}
     assert again.listing_complete
 
 
 def test_an_edited_page_is_the_only_one_parsed_again(crawl, blog, sample_site) -> None:
+    page = sample_site.server.file_for("/blog/keep-a-decision-log/")
+    original = page.read_bytes()
     sample_site.server.mutate(
         "/blog/keep-a-decision-log/", "It is the most", "It is still the most"
     )
-    again = crawl(BlogCrawler, SITEMAP, since=blog)
+    try:
+        again = crawl(BlogCrawler, SITEMAP, since=blog)
+    finally:
+        page.write_bytes(original)  # later tests compare with the unedited site
     (doc,) = again.documents
     assert doc.url == sample_site.server.url("/blog/keep-a-decision-log/")
     assert "It is still the most" in doc.text
@@ -383,7 +390,9 @@ def test_sitemap_index_and_gzipped_sitemaps_are_read() -> None:
 
 
 def test_dates_parse_to_utc() -> None:
-    assert parse_date("Tue, 13 Aug 2024 00:00:00 GMT") == parse_date("2024-08-13T00:00:00Z")
+    midnight = datetime(2024, 8, 13, tzinfo=UTC)
+    assert parse_date("Tue, 13 Aug 2024 00:00:00 GMT") == midnight
+    assert parse_date("2024-08-13T00:00:00Z") == midnight
     assert parse_date("16 January 2024").isoformat() == "2024-01-16T00:00:00+00:00"
     assert parse_date("2024-06-01T02:00:00+02:00").hour == 0
     assert parse_date("not a date") is None and parse_date("") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import os
@@ -147,9 +148,13 @@ def test_extra_pages_add_deterministic_articles(tmp_path: Path):
     blog = manifest.platforms["blog"]
     assert sum(d.synthetic for d in blog.documents) == 25
     assert blog.expected_documents == len(load_documents("blog")) + 25
-    assert synthetic_article(7) == synthetic_article(7)
-    note = manifest.document(f"blog/{synthetic_article(7).slug}")
-    assert (tmp_path / note.url.strip("/") / "index.html").exists()
+    seventh = synthetic_article(7)
+    assert seventh.slug != synthetic_article(8).slug and seventh.body != synthetic_article(8).body
+    note = manifest.document(f"blog/{seventh.slug}")
+    page = (tmp_path / note.url.strip("/") / "index.html").read_text(encoding="utf-8")
+    assert note.title == seventh.title and html.escape(seventh.title) in page
+    first_sentence = seventh.body.split(".")[0]
+    assert html.escape(first_sentence, quote=False) in page
     assert (tmp_path / "blog/page/8/index.html").exists()
     assert manifest.total_documents == site_documents_without_extras() + 25
 

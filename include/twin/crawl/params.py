@@ -37,10 +37,19 @@ PLATFORM_HELP: dict[Platform, tuple[str, str]] = {
 }
 
 
+def default_author() -> str:
+    """The author a run without one crawls: the demo's, as `Settings` declares it (read from
+    the class, so parsing the DAG loads no settings)."""
+    from twin.settings import Settings
+
+    return str(Settings.model_fields["sample_author"].default)
+
+
 def param_schemas() -> dict[str, dict[str, Any]]:
     """Each Param's default and JSON schema (with title and description), in form order."""
     schemas: dict[str, dict[str, Any]] = {
         "author": {
+            "default": default_author(),
             "type": "string",
             "minLength": 1,
             "maxLength": 200,

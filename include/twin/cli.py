@@ -195,7 +195,9 @@ def sample_serve(
 
 @app.command("crawl")
 def crawl(
-    urls: list[str] = typer.Argument(None, help="Links to crawl; none: the author's configured"),
+    urls: list[str] = typer.Argument(
+        None, help="Links to crawl; none: the author's recorded links"
+    ),
     author: str | None = typer.Option(None, help="Author name (default: the sample author)."),
     platform: str | None = typer.Option(None, help="Force the platform of every URL."),
 ) -> None:

@@ -7,6 +7,7 @@ serving.deployments must agree."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from twin.deploy.checks import Thresholds
 from twin.deploy.deployment import Deployment, agreement, reconcile, run_all
 from twin.deploy.serving_control import TritonServing
 from twin.deploy.shadow import load_pairs, replay
+from twin.deploy.tasks import author_vectors
 from twin.domain.models import CHALLENGER, CHAMPION, VersionTag
 from twin.settings import Settings
 
@@ -113,12 +115,12 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
     with torch.no_grad():  # hidden states collapse: every step emits the same token
         garbage.model.norm.weight.zero_()
     layout = good.config.to_dict() | {
-        "hidden_size": 384,
-        "intermediate_size": 1152,
-        "num_hidden_layers": 8,
+        "hidden_size": 256,
+        "intermediate_size": 768,
+        "num_hidden_layers": 6,
         "num_attention_heads": 8,
         "num_key_value_heads": 8,
-        "head_dim": 48,
+        "head_dim": 32,
     }
     layout.pop("architectures", None)
     torch.manual_seed(0)
@@ -183,6 +185,7 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
             yield Env(settings, stack, tracking_client(settings), conn, versions)
     finally:
         stack.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def deployment(env: Env, label: str) -> Deployment:
@@ -219,6 +222,7 @@ def deploy(env: Env, label: str):
         shadow_share=1.0,
         collect_pairs=collect(env),
         embed=embed(),
+        author_vectors=author_vectors(env.settings, env.conn),
     )
     env.figures[label] = row.figures
     print(f"{label}: v{row.version} {row.state} figures={row.figures} reason={row.reason}")

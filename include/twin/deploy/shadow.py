@@ -76,7 +76,12 @@ def load_pairs(conn: Any, champion: int, challenger: int) -> list[ShadowPair]:
     ]
 
 
-Generate = Callable[[str, int], dict[str, Any]]
+def count_pairs(conn: Any, champion: int, challenger: int) -> int:
+    return conn.execute(
+        "select count(*) from serving.shadow_comparisons "
+        "where champion_version = %s and shadow_version = %s",
+        (champion, challenger),
+    ).fetchone()[0]
 
 
 def replay(
@@ -97,8 +102,7 @@ def replay(
     from twin.store.serving import ensure_serving_schema, write_shadow_comparisons
 
     ensure_serving_schema(conn)
-    have = len(load_pairs(conn, champion, challenger))
-    if have >= min_samples:
+    if count_pairs(conn, champion, challenger) >= min_samples:
         return 0
     prompt_for = prompt_for or prompt_builder(settings, champion)
     limit = max_tokens or settings.serving_default_max_tokens
@@ -110,10 +114,14 @@ def replay(
             "select 1 from serving.shadow_comparisons where request_id = %s", (rid,)
         ).fetchone():
             continue
-        if have + added >= min_samples:
+        # mirrored live pairs keep arriving while this replays: they count too
+        if count_pairs(conn, champion, challenger) >= min_samples:
             break
         if deadline_s is not None and time.monotonic() - started > deadline_s:
-            raise TimeoutError(f"shadow replay stopped after {deadline_s:.0f} s at {have + added}")
+            raise TimeoutError(
+                f"shadow replay stopped after {deadline_s:.0f} s with "
+                f"{count_pairs(conn, champion, challenger)} of {min_samples} pairs"
+            )
         prompt = prompt_for(query)
         clock = time.perf_counter()
         first = generate_text(settings, prompt, max_tokens=limit, version=champion)

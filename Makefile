@@ -15,7 +15,7 @@ DBT_MANIFEST := dbt/target/manifest.json
 DBT_SOURCES := $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null) dbt/dbt_project.yml
 PYTEST_ARGS ?=
 
-.PHONY: help setup requirements dbt-parse lint format test demo dag up airflow status down clean
+.PHONY: help setup requirements dbt-parse lint format test test-ui demo dag up airflow status down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: lint $(DBT_MANIFEST) ## lint, then every test (starts its own stack on fre
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; \
 	exit $$rc
+
+test-ui: $(STAMP) ## browser tests of the Airflow UI (needs chromium: apt-get install -y chromium)
+	@TWIN_UI_TESTS=1 $(BIN)/python -m pytest tests/e2e/test_airflow_ui.py -rs $(PYTEST_ARGS)
 
 up: $(STAMP) ## start the embedded stack (.twin/), write .twin/stack.env
 	$(BIN)/twin stack up

@@ -17,9 +17,10 @@ from twin.domain.documents import Platform
 # The form's fields, in form order: the domain's platforms, named by their values.
 PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
 MAX_LINKS = 200
-HTTP_URL = r"^https?://[^\s/?#@]+[^\s]*$"
-# A LinkedIn data export uploaded to the upload folder is named upload://<file name>.
-LINKEDIN_URL = r"^(https?://[^\s/?#@]+[^\s]*|upload://[^\s/]+)$"
+# An empty line is allowed (the form turns every line of the text box into an item); the task
+# drops it. A LinkedIn data export uploaded to the upload folder is named upload://<file name>.
+HTTP_URL = r"^(https?://[^\s/?#@]+[^\s]*)?$"
+LINKEDIN_URL = r"^(https?://[^\s/?#@]+[^\s]*|upload://[^\s/]+)?$"
 
 PLATFORM_HELP: dict[Platform, tuple[str, str]] = {
     Platform.LINKEDIN: (
@@ -62,7 +63,8 @@ def param_schemas() -> dict[str, dict[str, Any]]:
         name, what = PLATFORM_HELP[Platform(platform)]
         schemas[platform] = {
             "default": [],
-            "type": "array",
+            # null: the form sends null for a box left empty; it is optional like an empty list.
+            "type": ["array", "null"],
             "maxItems": MAX_LINKS,
             "items": {
                 "type": "string",

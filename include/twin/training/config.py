@@ -87,3 +87,14 @@ def base_model_module_names(model_path: str) -> set[str]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written (the Trainer writes it last, so a
+    run killed while saving leaves a folder without it, which is skipped)."""
+    found = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").exists():
+            found.append((int(step), path))
+    return max(found)[1] if found else None

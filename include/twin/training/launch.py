@@ -7,6 +7,7 @@ command line runs in a Kubernetes pod. DeepSpeed's compiled ops are cached under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.settings import Settings
-from twin.training.config import WorkerConfig, deepspeed_config
+from twin.training.config import WorkerConfig, deepspeed_config, last_complete_checkpoint
 from twin.training.params import available_cores
 
 
@@ -137,18 +138,30 @@ def _wait(proc: subprocess.Popen, timeout_s: float | None) -> int:
     try:
         return proc.wait(timeout=timeout_s)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop_tree(proc.pid, signal.SIGTERM)
         proc.wait(30)
         raise
 
 
+def stop_tree(pid: int, sig: int = signal.SIGTERM, wait_s: float = 30.0) -> None:
+    """Signal a launcher and every rank under it (torchrun starts each rank in a session of its
+    own, so signalling the launcher's process group alone would leave the ranks running)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        members = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in members:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(sig)
+    psutil.wait_procs(members, timeout=wait_s)
+
+
 def _last_step(folder: Path) -> int | None:
-    steps = [
-        int(p.name.split("-")[1])
-        for p in folder.glob("checkpoint-*")
-        if p.name.split("-")[1].isdigit()
-    ]
-    return max(steps) if steps else None
+    last = last_complete_checkpoint(folder)
+    return int(last.name.removeprefix("checkpoint-")) if last else None
 
 
 def _accelerator() -> str:

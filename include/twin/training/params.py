@@ -83,14 +83,16 @@ def check_params(
     *,
     module_names: set[str] | None = None,
     cores: int | None = None,
-    cuda: bool | None = None,
+    gpus: int | None = None,
 ) -> None:
     """Refuse a configuration that cannot train, before any process starts.
 
     `module_names`: the base model's module leaf names (checked against `target_modules`);
-    `cores`: CPU cores available (each rank needs one on CPU); `cuda`: whether GPUs are present.
+    `cores`: CPU cores available (each rank needs one on CPU); `gpus`: CUDA devices (detected
+    when None).
     """
-    cuda = _cuda_available() if cuda is None else cuda
+    gpus = _cuda_devices() if gpus is None else gpus
+    cuda = gpus > 0
     positive = {
         "lora_r": params.lora_r,
         "lora_alpha": params.lora_alpha,
@@ -135,8 +137,8 @@ def check_params(
         raise ParamsError(
             "ranks", f"{params.ranks} ranks on CPU need {params.ranks} cores; {cores} available"
         )
-    if cuda and params.ranks > _cuda_devices():
-        raise ParamsError("ranks", f"{params.ranks} ranks but {_cuda_devices()} GPUs")
+    if cuda and params.ranks > gpus:
+        raise ParamsError("ranks", f"{params.ranks} ranks but {gpus} GPUs")
 
 
 def available_cores() -> int:
@@ -147,13 +149,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _cuda_devices() -> int:
     import torch
 
-    return torch.cuda.device_count()
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

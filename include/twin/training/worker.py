@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from twin.training.config import WorkerConfig
+from twin.training.config import WorkerConfig, last_complete_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +61,17 @@ def _single_process_env() -> None:
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The last complete checkpoint; half-written ones after it (a kill while saving) are removed
+    so the Trainer's own bookkeeping never picks them up."""
+    import shutil
 
-    return Path(found) if folder.is_dir() and (found := get_last_checkpoint(str(folder))) else None
+    last = last_complete_checkpoint(folder)
+    limit = int(last.name.removeprefix("checkpoint-")) if last else -1
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and int(step) > limit:
+            shutil.rmtree(path, ignore_errors=True)
+    return last
 
 
 def _build_trainer(config: WorkerConfig, cuda: bool):

@@ -1,0 +1,110 @@
+"""Training parameters are refused before launch with a message naming the parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from twin.training.config import deepspeed_config
+from twin.training.evaluate import stylometry, stylometry_similarity
+from twin.training.params import ParamsError, TrainingParams, check_params, parse_params
+from twin.training.registry import load_metrics
+from twin.training.tasks import split_params
+
+LLAMA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def refused(params: TrainingParams, **kwargs) -> ParamsError:
+    with pytest.raises(ParamsError) as caught:
+        check_params(params, **({"module_names": LLAMA_MODULES, "cores": 2, "gpus": 0} | kwargs))
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param"),
+    [
+        ({"lora_r": 0}, "lora_r"),
+        ({"ranks": 0}, "ranks"),
+        ({"ranks": 3}, "ranks"),
+        ({"qlora": True}, "qlora"),
+        ({"target_modules": ("q_proj", "c_attn")}, "target_modules"),
+        ({"target_modules": ()}, "target_modules"),
+        ({"lora_dropout": 1.0}, "lora_dropout"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": -1, "epochs": 0}, "epochs"),
+        ({"learning_rate": 0}, "learning_rate"),
+    ],
+)
+def test_bad_params_are_named(overrides, param) -> None:
+    error = refused(TrainingParams(**overrides))
+    assert error.param == param
+    assert f"'{param}'" in str(error)
+
+
+def test_unknown_target_module_lists_the_models_projections() -> None:
+    error = refused(TrainingParams(target_modules=("c_attn",)))
+    assert "c_attn" in str(error) and "q_proj" in str(error)
+
+
+def test_qlora_passes_with_cuda_and_ranks_are_checked_against_gpus_not_cores() -> None:
+    check_params(TrainingParams(qlora=True), module_names=LLAMA_MODULES, cores=1, gpus=2)
+    with pytest.raises(ParamsError, match="'ranks'"):
+        check_params(TrainingParams(ranks=4), module_names=LLAMA_MODULES, cores=8, gpus=2)
+
+
+def test_good_params_pass() -> None:
+    check_params(TrainingParams(ranks=2), module_names=LLAMA_MODULES, cores=2, gpus=0)
+
+
+def test_loose_input_is_validated_by_name_and_booleans_stay_booleans() -> None:
+    with pytest.raises(ParamsError, match="'zero_stage'"):
+        parse_params({"zero_stage": 1})
+    with pytest.raises(ParamsError, match="'lora_rank'"):
+        parse_params({"lora_rank": 8})
+    with pytest.raises(ParamsError, match="'dpo'"):
+        parse_params({"dpo": "maybe"})
+    assert parse_params({"dpo": "false"}).dpo is False
+    assert parse_params({"target_modules": "q_proj, v_proj"}).target_modules == ("q_proj", "v_proj")
+    version, params = split_params({"dataset_version": "abc12345", "lora_r": 4})
+    assert (version, params.lora_r) == ("abc12345", 4)
+
+
+def test_config_hash_changes_with_what_is_trained_not_with_force() -> None:
+    base = TrainingParams()
+    assert base.config_hash() == TrainingParams().config_hash()
+    assert base.config_hash() == TrainingParams(force=True, save_steps=3).config_hash()
+    assert base.config_hash() != TrainingParams(lora_r=8).config_hash()
+    assert base.config_hash() != TrainingParams(zero_stage=3).config_hash()
+
+
+def test_deepspeed_configs_leave_precision_and_batch_to_the_trainer() -> None:
+    two, three = deepspeed_config(2), deepspeed_config(3)
+    assert two["zero_optimization"]["stage"] == 2 and three["zero_optimization"]["stage"] == 3
+    assert three["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    for config in (two, three):
+        assert config["bf16"] == {"enabled": "auto"}
+        assert config["train_micro_batch_size_per_gpu"] == "auto"
+
+
+def test_stylometry_tells_a_terse_writer_from_a_wordy_one() -> None:
+    author = ["Ship it. Test it. Rerun it on a Tuesday!", "Short lines; clear points."]
+    same = ["Rerun it. Check it. Ship on Monday!", "Tight lines; sharp points."]
+    wordy = [
+        "There are many various considerations that one should carefully take into account when "
+        "thinking about the overall reliability and robustness of complex data processing systems"
+    ]
+    reference = stylometry(author)
+    assert stylometry_similarity(stylometry(same), reference) > stylometry_similarity(
+        stylometry(wordy), reference
+    )
+    assert stylometry_similarity(reference, reference) == 1.0
+
+
+def test_a_resumed_runs_repeated_steps_keep_the_latest_row(tmp_path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rows = [(1, 3.0), (2, 2.9), (3, 2.8), (2, 2.7), (3, 2.6), (4, 2.5)]
+    path.write_text(
+        "".join(f'{{"phase": "sft", "step": {s}, "loss": {v}, "time": 0}}\n' for s, v in rows)
+        + '{"phase": "sft", "step": 5, "lo'  # a line cut by a kill
+    )
+    loaded = load_metrics([path])
+    assert [(r["step"], r["loss"]) for r in loaded] == [(1, 3.0), (2, 2.7), (3, 2.6), (4, 2.5)]

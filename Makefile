@@ -92,6 +92,11 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@$(BIN)/twin search "how do you keep pipeline reruns safe?" --k 3
 	@$(BIN)/twin stack status
 	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
+	@# serving: the champion (or, with an empty registry, the packaged SmolLM2) on Triton
+	@$(BIN)/twin serve up --base-model smollm2-135m
+	@echo '== twin ask "What is the Tuesday test?" (HTTP, then gRPC)'
+	@$(BIN)/twin ask "What is the Tuesday test?" --protocol http
+	@$(BIN)/twin ask "What is the Tuesday test?" --protocol grpc
 
 dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .twin/logs/
 	@test -n "$(DAG)" || { echo "usage: make dag DAG=<dag_id>"; exit 2; }

@@ -52,7 +52,7 @@ from trafilatura.metadata import extract_metadata
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.http import FetchError, FetchResult
 from twin.crawl.markdown import tidy_markdown
 from twin.crawl.pages import (
@@ -60,13 +60,11 @@ from twin.crawl.pages import (
     HTML_TYPES,
     canonical_link,
     first,
-    is_html,
     meta_content,
     node_text,
     parse_html,
     published_date,
     strip_title_suffix,
-    truncation_reason,
 )
 from twin.crawl.urls import canonical_url, same_site
 from twin.domain.documents import DocumentKind, Platform, RawDocument
@@ -273,14 +271,10 @@ class BlogCrawler(Crawler):
         The cheap checks run here; parsing and extraction (`read_article`, CPU-bound) run in the
         crawl's process pool when there is one.
         """
-        if not is_html(result):
-            reject(out, url, f"not an HTML page ({result.content_type})")
-            return None
-        text = result.text()
-        if problem := truncation_reason(text):
+        parts, problem = read_page(self, result, read_article)
+        if problem is not None:
             reject(out, url, problem)
             return None
-        parts = self.extract(read_article, text, result.final_url)
         if isinstance(parts, Rejection):
             reject(out, url, parts.reason, skip=parts.skip)
             return None

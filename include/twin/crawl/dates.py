@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from dateutil import parser as date_parser
 
@@ -38,3 +40,15 @@ def parse_date(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def feed_entry_date(entry: Mapping[str, Any]) -> datetime | None:
+    """A feed entry's (feedparser's) publication date: its `published` or `updated` text, else
+    the time tuple feedparser parsed from it; None when it has none."""
+    parsed = parse_date(entry.get("published") or entry.get("updated"))
+    if parsed is not None:
+        return parsed
+    for key in ("published_parsed", "updated_parsed"):
+        if stamp := entry.get(key):
+            return datetime(*stamp[:6], tzinfo=UTC)
+    return None

@@ -1,7 +1,8 @@
 """Crawling the items of one source: many at once, one item's failure never stopping the rest.
 
-`crawl_items` fetches and parses the items on `ctx.max_workers` threads; `reject` records a page
-that gives no document; `archive_page` keeps raw payloads without interleaving writes of one key.
+`crawl_items` fetches and parses the items on `ctx.max_workers` threads; `read_page` runs a page
+reader after the cheap checks every article page needs; `reject` records a page that gives no
+document; `archive_page` keeps raw payloads without interleaving writes of one key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
+from twin.crawl.http import FetchResult
+from twin.crawl.pages import is_html, truncation_reason
 from twin.domain.documents import RawDocument
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,19 @@ def reject(out: CrawlOutcome, url: str, reason: str, *, skip: bool = False) -> N
     """
     (out.skipped if skip else out.failures).append(ItemFailure(url, reason))
     out.validators.pop(url, None)
+
+
+def read_page(
+    crawler: Crawler, result: FetchResult, reader: Callable[[str, str], T]
+) -> tuple[T | None, str | None]:
+    """`(reader(text, final_url), None)` for a fetched HTML page, run in the crawl's process pool
+    when it has one; `(None, reason)` when the page is no HTML or was cut short in transit."""
+    if not is_html(result):
+        return None, f"not an HTML page ({result.content_type})"
+    text = result.text()
+    if problem := truncation_reason(text):
+        return None, problem
+    return crawler.extract(reader, text, result.final_url), None
 
 
 # archive ---------------------------------------------------------------------------------------

@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import feedparser
 from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
-from twin.crawl.dates import parse_date
+from twin.crawl.dates import feed_entry_date, parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.markdown import fragment_to_markdown, html_to_markdown
 from twin.crawl.pages import (
     FEED_TYPES,
@@ -51,13 +51,11 @@ from twin.crawl.pages import (
     canonical_link,
     class_is,
     first,
-    is_html,
     meta_content,
     node_text,
     parse_html,
     published_date,
     strip_title_suffix,
-    truncation_reason,
     without,
 )
 from twin.crawl.urls import canonical_url, same_site
@@ -204,15 +202,12 @@ class MediumCrawler(Crawler):
             if self.refused(url, outcome):
                 continue
             content = entry.get("content") or []
-            published = parse_date(entry.get("published") or entry.get("updated"))
-            if published is None and entry.get("published_parsed"):
-                published = datetime(*entry.published_parsed[:6], tzinfo=UTC)
             stories.append(
                 Story(
                     url=url,
                     story_id=story_id(url) or story_id(entry.get("id", "")),
                     title=(entry.get("title") or "").strip(),
-                    published_at=published,
+                    published_at=feed_entry_date(entry),
                     feed_html=content[0].get("value", "") if content else "",
                     tags=[t.get("term", "") for t in entry.get("tags", []) if t.get("term")],
                 )
@@ -249,10 +244,7 @@ class MediumCrawler(Crawler):
             if story.url in out.not_modified or not story.feed_html:
                 return None
             return self._from_feed(story, source_url, page_error=out.failures.pop().reason)
-        problem = None if is_html(result) else f"not an HTML page ({result.content_type})"
-        text = "" if problem else result.text()
-        problem = problem or truncation_reason(text)
-        page = None if problem else self.extract(read_story_page, text, result.final_url)
+        page, problem = read_page(self, result, read_story_page)
         if page is None:
             problem = problem or "no article text found in the story page"
             if story.feed_html:

@@ -27,16 +27,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import feedparser
 from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
-from twin.crawl.dates import parse_date
+from twin.crawl.dates import feed_entry_date, parse_date
 from twin.crawl.dispatch import register
-from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, reject
+from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.http import FetchError
 from twin.crawl.markdown import html_to_markdown
 from twin.crawl.pages import (
@@ -46,13 +46,11 @@ from twin.crawl.pages import (
     canonical_link,
     class_is,
     first,
-    is_html,
     meta_content,
     node_text,
     parse_html,
     published_date,
     strip_title_suffix,
-    truncation_reason,
     without,
 )
 from twin.crawl.urls import canonical_url
@@ -238,16 +236,13 @@ class SubstackCrawler(Crawler):
             url = canonical_url(entry["link"], feed_url, keep_query=False)
             if self.refused(url, outcome):
                 continue
-            published = parse_date(entry.get("published"))
-            if published is None and entry.get("published_parsed"):
-                published = datetime(*entry.published_parsed[:6], tzinfo=UTC)
             posts.append(
                 Post(
                     url=url,
                     slug=post_slug(url),
                     title=(entry.get("title") or "").strip(),
                     subtitle=(entry.get("summary") or "").strip()[:300],
-                    published_at=published,
+                    published_at=feed_entry_date(entry),
                 )
             )
         return posts
@@ -258,16 +253,9 @@ class SubstackCrawler(Crawler):
         result = self.fetch(post.url, out, conditional=True, accept=HTML_TYPES)
         if result is None:
             return None
-        if not is_html(result):
-            reject(out, post.url, f"not an HTML page ({result.content_type})")
-            return None
-        text = result.text()
-        if problem := truncation_reason(text):
-            reject(out, post.url, problem)
-            return None
-        page = self.extract(read_post_page, text, result.final_url)
+        page, problem = read_page(self, result, read_post_page)
         if page is None:
-            reject(out, post.url, "no post text found in the page")
+            reject(out, post.url, problem or "no post text found in the page")
             return None
         subtitle = post.subtitle or page.subtitle
         metadata: dict = {"slug": post.slug}

@@ -89,7 +89,17 @@ def materialise_version(
     target = root / LLM_MODEL / str(version)
     record_path = target / "version.json"
     wanted = str(source_dir) if source_dir else f"models:/{settings.registered_model}/{version}"
-    recorded = json.loads(record_path.read_text()).get("source") if record_path.exists() else None
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    recorded = record.get("source")
+    if (
+        source_dir is None
+        and recorded
+        and record.get("registered_model") != settings.registered_model
+    ):
+        raise RepositoryError(
+            f"twin_llm version {version} in {root} comes from {record.get('registered_model')}, "
+            f"not {settings.registered_model}: one repository serves one registered model"
+        )
     if recorded is not None and (source_dir is None or recorded == wanted):
         _install_templates(root, version)
         return target

@@ -71,8 +71,13 @@ class AirflowUnderTest:
     def wait_for(self, dag_id: str, known: set[str], timeout_s: float) -> dict:
         """The first run of `dag_id` not in `known`, once it has finished."""
         deadline = time.monotonic() + timeout_s
+        new: list[dict] = []
         while time.monotonic() < deadline:
-            new = [r for r in self.runs(dag_id) if r["dag_run_id"] not in known]
+            try:
+                new = [r for r in self.runs(dag_id) if r["dag_run_id"] not in known]
+            except httpx.TransportError:  # a busy API server answers late: ask again
+                time.sleep(3)
+                continue
             if new and new[0]["state"] in ("success", "failed"):
                 return new[0]
             time.sleep(3)
@@ -106,9 +111,9 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
         try:
             result = stack.up()
             url = stack.services["airflow"].url
-            token = httpx.get(f"{url}/auth/token", timeout=30).json()["access_token"]
+            token = httpx.get(f"{url}/auth/token", timeout=120).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(base_url=f"{url}/api/v2", headers=headers, timeout=30) as api:
+            with httpx.Client(base_url=f"{url}/api/v2", headers=headers, timeout=120) as api:
                 yield AirflowUnderTest(stack, api, result.notes)
         finally:
             stack.down()

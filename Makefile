@@ -90,6 +90,11 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@$(MAKE) --no-print-directory dag DAG=twin_features
 	@echo '== twin search "how do you keep pipeline reruns safe?"'
 	@$(BIN)/twin search "how do you keep pipeline reruns safe?" --k 3
+	@# training datasets, then SmolLM2 fine-tuning (SFT then DPO, steps from twin_training's Params),
+	@# registered in MLflow as a pending challenger
+	@$(MAKE) --no-print-directory dag DAG=twin_datasets
+	@$(MAKE) --no-print-directory dag DAG=twin_training
+	@$(BIN)/twin models list
 	@$(BIN)/twin stack status
 	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 	@# serving: the champion (or, with an empty registry, the packaged SmolLM2) on Triton

@@ -83,7 +83,7 @@ def test_sft_then_dpo_in_two_ranks_registers_a_pending_challenger(
     assert [m.step for m in client.get_metric_history(trained.run_id, "sft/loss")] == [1, 2, 3, 4]
     assert [m.step for m in client.get_metric_history(trained.run_id, "dpo/loss")] == [1, 2, 3]
     inputs = run.inputs.dataset_inputs
-    assert inputs and inputs[0].dataset.digest == snapshot.version.version[:36]
+    assert inputs and inputs[0].dataset.digest == snapshot.version.version[:32]
     artifacts = {a.path for a in client.list_artifacts(trained.run_id)}
     assert {"adapter", "deepspeed", "evaluation", "model_card.md"} <= artifacts
     evaluation = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
@@ -118,3 +118,40 @@ def test_rerun_with_same_dataset_and_config_trains_nothing(trained, training_set
     assert again.status == "skipped"
     assert again.version == trained.version
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_approve_and_reject_show_in_the_registry(trained, training_settings, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setenv("REGISTERED_MODEL", training_settings.registered_model)
+    client = tracking_client(training_settings)
+    name, version = training_settings.registered_model, trained.version
+    runner = CliRunner()
+
+    approved = runner.invoke(app, ["models", "approve", version, "--by", "Grace", "--note", "ok"])
+    tags = client.get_model_version(name, version).tags
+    assert approved.exit_code == 0, approved.output
+    assert (tags["review"], tags["reviewed_by"], tags["review_note"]) == ("approved", "Grace", "ok")
+    assert tags["reviewed_at"].startswith("20")
+
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "approved" in listed.output
+
+    no_reason = runner.invoke(app, ["models", "reject", version, "--reason", " "])
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    missing = runner.invoke(app, ["models", "approve", "999", "--by", "Grace"])
+    assert missing.exit_code == 2 and "no version 999" in missing.output
+
+    rejected = runner.invoke(
+        app, ["models", "reject", version, "--reason", "answers drift off topic", "--by", "Ada"]
+    )
+    after = client.get_model_version(name, version)
+    assert rejected.exit_code == 0, rejected.output
+    assert after.tags["review"] == "rejected"
+    assert after.tags["review_note"] == "answers drift off topic"
+    assert CHALLENGER not in (after.aliases or [])
+
+    shown = runner.invoke(app, ["models", "show", version, "--card"])
+    assert shown.exit_code == 0 and "rejected" in shown.output and "Lineage" in shown.output

@@ -22,7 +22,7 @@ from twin.settings import Settings
 from twin.training.params import TrainingParams
 from twin.training.tracking import tracking_client
 
-MAX_DIGEST = 36  # MLflow's dataset digest column
+MAX_DIGEST = 32  # as the datasets stage logs versions (MLflow allows 36)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,10 @@ def dataset_input(snapshot: DatasetSnapshot):
     import mlflow.data
     import pandas as pd
 
+    if snapshot.version.export_uri:  # a stored version: the very dataset the datasets run logged
+        from twin.datasets.lineage import snapshot_mlflow_dataset
+
+        return snapshot_mlflow_dataset(snapshot)
     rows = [
         {
             "kind": "instruction",

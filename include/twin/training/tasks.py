@@ -64,6 +64,8 @@ def plan_training(raw: dict[str, Any], settings: Settings | None = None) -> dict
         "train": params.force or existing is None,
         "existing_version": existing,
         "dataset_version": snapshot.version.version,
+        # what to load again in the training task: the sample snapshot is not in the warehouse
+        "dataset_request": SAMPLE if dataset_version == SAMPLE else snapshot.version.version,
         "config_hash": config_hash,
         "params": params.model_dump(mode="json"),
     }
@@ -88,7 +90,7 @@ def train_from_plan(plan: dict[str, Any], settings: Settings | None = None) -> d
             "dataset_version": plan["dataset_version"],
             "config_hash": plan["config_hash"],
         }
-    raw = plan["params"] | {"dataset_version": plan["dataset_version"]}
+    raw = plan["params"] | {"dataset_version": plan.get("dataset_request", plan["dataset_version"])}
     result = train_and_register(raw, settings)
     result.pop("evaluation", None)
     return result

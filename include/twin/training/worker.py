@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     last = _last_checkpoint(config.checkpoints)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(config.adapter_dir))
+    if cuda and trainer.is_world_process_zero():
+        peak = {"peak_bytes": torch.cuda.max_memory_allocated()}
+        (config.output_dir / "peak_memory.json").write_text(json.dumps(peak))
     if trainer.is_world_process_zero():
         config.trained_marker.write_text(json.dumps({"global_step": trainer.state.global_step}))
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config

@@ -141,3 +141,14 @@ def test_params_are_validated_with_the_param_named() -> None:
         dataset_options({"author": "Ada", "generator": "gpt"})
     with pytest.raises(ValueError, match="max_instructions"):
         dataset_options({"author": "Ada", "generator": "smollm2", "max_instructions": 0})
+
+
+def test_local_model_replies_that_echo_the_prompt_are_refused() -> None:
+    from twin.datasets.generators.local import clean_instruction
+
+    assert clean_instruction("Question: How do I make reruns safe?") == (
+        "How do I make reruns safe?",
+        None,
+    )
+    for reply in ("What is the answer to this question?", "What changed?", "The text says:", ""):
+        assert clean_instruction(reply)[0] is None

@@ -17,13 +17,16 @@ from twin.datasets.generators.base import AnswerPrompt, Generated, SectionPrompt
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "3"
+PROMPT_VERSION = "4"
 SECTION_CHARS = 600
 INSTRUCTION_TOKENS = 40
 MIN_INSTRUCTION_CHARS = 12
 MAX_INSTRUCTION_CHARS = 300
 # A reply that talks about the prompt instead of asking something.
-ECHO_RE = re.compile(r"\b(this|the) text\b|\bthe question\b|^here is", re.IGNORECASE)
+ECHO_RE = re.compile(
+    r"\b(this|the) text\b|\b(this|the) question\b|\bthe answer to\b|^here is", re.IGNORECASE
+)
+MIN_INSTRUCTION_WORDS = 4
 
 
 def instruction_messages(section: SectionPrompt) -> list[dict[str, str]]:
@@ -48,7 +51,8 @@ def clean_instruction(text: str) -> tuple[str | None, str | None]:
     line = line.strip(" \"'*")
     if not line:
         return None, "generator_empty_output"
-    if len(line) < MIN_INSTRUCTION_CHARS or ECHO_RE.search(line) or line.endswith(":"):
+    too_short = len(line) < MIN_INSTRUCTION_CHARS or len(line.split()) < MIN_INSTRUCTION_WORDS
+    if too_short or ECHO_RE.search(line) or line.endswith(":"):
         return None, "generator_invalid_instruction"
     if len(line) > MAX_INSTRUCTION_CHARS:
         return None, "generator_too_long"

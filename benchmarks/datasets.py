@@ -38,9 +38,9 @@ from twin.datasets.generators.local import (  # noqa: E402
 )
 from twin.datasets.generators.offline import OfflineGenerator  # noqa: E402
 from twin.datasets.sources import SourceDocument, split_sections  # noqa: E402
-from twin.features.embed import Embedder  # noqa: E402
 from twin.settings import load_settings  # noqa: E402
 from twin.store.base_models import resolve_base_model  # noqa: E402
+from twin.store.embeddings import Embedder  # noqa: E402
 
 VOCABULARY = (
     "partition",

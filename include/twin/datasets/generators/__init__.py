@@ -38,7 +38,7 @@ def build_generator(name: str, settings: Settings, *, embedder: Any = None) -> I
         from twin.datasets.generators.offline import OfflineGenerator
 
         if embedder is None:
-            from twin.features.embed import Embedder
+            from twin.store.embeddings import Embedder
 
             embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
         return OfflineGenerator(embedder)

@@ -160,7 +160,8 @@ def author_vectors(settings: Settings, conn: Any, limit: int = 500):
     except Exception as err:  # no index yet: the style check is skipped, and says so
         log.info("style check skipped: %s", err)
         return None
-    return np.asarray([np.asarray(r[0], dtype=np.float32) for r in rows]) if rows else None
+    vectors = [r[0].to_numpy() if hasattr(r[0], "to_numpy") else r[0] for r in rows]
+    return np.asarray(vectors, dtype=np.float32) if vectors else None
 
 
 def check_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:

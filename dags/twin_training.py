@@ -48,7 +48,7 @@ from twin.training.tasks import plan_task, publish_task, train_from_plan
         "bf16": Param(True, type="boolean"),
         "save_steps": Param(10, type="integer", minimum=1),
         "eval_samples": Param(8, type="integer", minimum=1, description="answers generated"),
-        "eval_pairs": Param(64, type="integer", minimum=1, description="pairs scored (ppl)"),
+        "eval_pairs": Param(24, type="integer", minimum=1, description="pairs scored (ppl)"),
         "force": Param(False, type="boolean", description="train even if already trained"),
     },
 )

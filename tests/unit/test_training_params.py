@@ -68,10 +68,11 @@ def test_loose_input_is_validated_by_name_and_booleans_stay_booleans() -> None:
     assert (version, params.lora_r) == ("abc12345", 4)
 
 
-def test_config_hash_changes_with_what_is_trained_not_with_force() -> None:
+def test_config_hash_changes_with_what_is_trained_not_with_run_or_report_knobs() -> None:
     base = TrainingParams()
     assert base.config_hash() == TrainingParams().config_hash()
     assert base.config_hash() == TrainingParams(force=True, save_steps=3).config_hash()
+    assert base.config_hash() == TrainingParams(eval_pairs=5, max_new_tokens=9).config_hash()
     assert base.config_hash() != TrainingParams(lora_r=8).config_hash()
     assert base.config_hash() != TrainingParams(zero_stage=3).config_hash()
 

@@ -36,6 +36,7 @@ class EvalConfig(BaseModel):
     generate_samples: int = 8
     max_new_tokens: int = 48
     max_length: int = 256
+    bf16: bool = False
     judge_url: str | None = None
     judge_model: str | None = None
 
@@ -143,8 +144,11 @@ def evaluate(config: EvalConfig) -> dict:
     for label, path in config.models.items():
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        ppl = answer_perplexity(model, tokenizer, config.heldout, config.max_length)
-        answers = generate_answers(model, tokenizer, prompts, config.max_new_tokens)
+        # bf16 autocast where the trainer used it (about 2x faster on CPUs with AVX-512 BF16);
+        # every model is scored the same way, so the comparison stays fair
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            ppl = answer_perplexity(model, tokenizer, config.heldout, config.max_length)
+            answers = generate_answers(model, tokenizer, prompts, config.max_new_tokens)
         del model
         nonempty = [a for a in answers if a] or [""]
         row = {

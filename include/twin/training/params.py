@@ -12,7 +12,8 @@ from twin.domain.samples import content_digest
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
-UNHASHED = frozenset({"force", "save_steps"})
+# Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.
+UNHASHED = frozenset({"force", "save_steps", "eval_samples", "eval_pairs", "max_new_tokens"})
 
 
 class ParamsError(ValueError):
@@ -51,8 +52,8 @@ class TrainingParams(BaseModel):
     seed: int = 42
     save_steps: int = 10
     eval_samples: int = 8
-    eval_pairs: int = Field(default=64, description="held-out pairs scored for perplexity")
-    max_new_tokens: int = 48
+    eval_pairs: int = Field(default=24, description="held-out pairs scored for perplexity")
+    max_new_tokens: int = 40
     force: bool = False
 
     @field_validator("target_modules", mode="before")

@@ -134,10 +134,11 @@ def evaluate_phases(
         models={"base": str(base.path)} | {name: str(c.merged_dir) for name, c in phases.items()},
         heldout=[(s.instruction, s.answer) for s in heldout[: params.eval_pairs]],
         reference_answers=[s.answer for s in heldout],
-        output_path=folder / "evaluation" / "results.json",
+        output_path=folder / "evaluation" / f"results-{_eval_key(params)}.json",
         generate_samples=params.eval_samples,
         max_new_tokens=params.max_new_tokens,
         max_length=params.max_length,
+        bf16=params.bf16,
         judge_url=settings.judge_url,
         judge_model=settings.judge_model,
     )
@@ -217,3 +218,10 @@ def register(
         registered.run_id,
         evaluation,
     )
+
+
+def _eval_key(params: TrainingParams) -> str:
+    from twin.domain.samples import content_digest
+
+    knobs = {k: getattr(params, k) for k in ("eval_samples", "eval_pairs", "max_new_tokens")}
+    return content_digest(knobs)[:8]

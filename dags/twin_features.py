@@ -2,8 +2,9 @@
 
 Scheduled on the marts asset. Only new or changed documents are chunked and only new chunks are
 embedded; chunks of deleted or changed documents are removed. The index is then maintained
-(ANALYZE, search indexes, retired versions dropped) and the vectors asset is emitted only when
-the index changed.
+(ANALYZE, search indexes, retired versions dropped), retrieval is scored on the labelled
+questions (a recall@5 below the gate fails the run; skipped for an author without labels), and
+the vectors asset is emitted only when the index changed.
 """
 
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from airflow.sdk import Asset, dag, task
 
 from twin.assets import VECTOR_CHUNKS, WAREHOUSE_MARTS
 from twin.features.tasks import maintain_index_task, publish_if_changed, sync_features_task
+from twin.rag.tasks import retrieval_eval_task
 
 
 @dag(
@@ -27,8 +29,10 @@ from twin.features.tasks import maintain_index_task, publish_if_changed, sync_fe
 def twin_features():
     synced = task(sync_features_task, task_id="chunk_embed_load")()
     maintained = task(maintain_index_task, task_id="maintain_index")()
+    # a drop in retrieval quality on the labelled set stops the asset
+    gated = task(retrieval_eval_task, task_id="retrieval_gate", retries=0)()
     published = task(publish_if_changed, outlets=[Asset(**VECTOR_CHUNKS)])(synced)
-    synced >> maintained >> published
+    synced >> maintained >> gated >> published
 
 
 twin_features()

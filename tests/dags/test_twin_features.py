@@ -35,6 +35,7 @@ def test_twin_features_indexes_then_does_nothing_on_a_rerun(run_dag, marts_env) 
     second = run_dag("twin_features")
 
     assert first.state == "success", first
+    assert first.task_states["retrieval_gate"] == "success"
     assert first.task_states["publish_if_changed"] == "success"
     assert len(rows_after_first) > 100
     assert second.state == "success", second

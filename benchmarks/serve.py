@@ -12,7 +12,8 @@ SmolLM2-135M-Instruct as twin_llm version 1, and prints:
 3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
    reloaded): tokens/s and the gain.
 
-    python benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
+    python -u benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
+                                  [--context-tokens 384]
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--requests", type=int, default=16, help="per concurrency level")
     parser.add_argument("--rag-instances", type=int, default=4)
+    parser.add_argument("--context-tokens", type=int, default=384, help="passages' budget")
     args = parser.parse_args()
 
     from twin.serving.client import ask, generate_text
@@ -125,6 +127,8 @@ def main() -> int:
                     "warehouse_dsn": dsn,
                     "serving_rag_instances": args.rag_instances,
                     "serving_default_max_tokens": args.max_tokens,
+                    "serving_context_tokens": args.context_tokens,
+                    "serving_request_timeout_s": 900.0,  # a loaded 2-core machine is slow
                 }
             )
             build_index(settings)

@@ -70,9 +70,13 @@ def wait_for_log(settings: Settings, expected: int, timeout_s: float = 30.0) -> 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_labelled_question_is_answered_with_the_right_source(rag: Settings, protocol) -> None:
-    question = next(q for q in load_questions().questions if q.id == "tuesday-test")
+    labelled = load_questions()
+    question = next(q for q in labelled.questions if q.id == "tuesday-test")
     with psycopg.connect(rag.require("warehouse_dsn")) as conn:
-        relevant = set(resolve_keys(conn, question.relevant, author=AUTHOR).values())
+        resolved = resolve_keys(
+            conn, question.relevant, author=AUTHOR, aliases=labelled.url_aliases
+        )
+        relevant = set(resolved.values())
     result = ask(rag, question.question, protocol=protocol)
     assert relevant, "the labelled documents were not found in marts.documents"
     assert result["meta"]["grounded"] is True, result

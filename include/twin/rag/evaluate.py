@@ -8,8 +8,8 @@ server's address. At evaluation time each key is resolved against `marts.documen
 - the row's `platform` must equal the key's platform, and
 - one segment of the row's URL path must name the slug: the slug itself (`/blog/<slug>/`,
   `/substack/p/<slug>`), `<slug>.git` (a repository), `<slug>-<12 hex>` (a Medium story id) or
-  `<slug>-<author handle>` (a LinkedIn article); a LinkedIn post has no slug in its URL, so it
-  matches by the share id the sample site derives from its slug (`sample_author.linkedin`).
+  `<slug>-<author handle>` (a LinkedIn article); a LinkedIn post has no slug in its URL, so the
+  set's `url_aliases` name a string its URL contains instead (the post's share id).
 
 Keys that resolve to nothing (a page the crawl missed, or a near-duplicate the marts dropped in
 favour of its twin) are left out of that question's relevant set and reported; a question with no
@@ -63,6 +63,11 @@ class QuestionSet(BaseModel):
     author: str
     now: datetime = Field(description="'last year' and similar phrases are relative to this")
     questions: list[LabelledQuestion]
+    url_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="platform/slug -> a string the document's URL contains, for documents whose "
+        "URL does not name their slug (LinkedIn posts: the share id)",
+    )
 
 
 def load_questions(path: Path = SAMPLE_QUESTIONS) -> QuestionSet:
@@ -80,22 +85,24 @@ def load_questions(path: Path = SAMPLE_QUESTIONS) -> QuestionSet:
 # --- resolving labels -------------------------------------------------------------------------
 
 
-def url_names_key(platform: str, slug: str, url: str, *, handle: str = AUTHOR_HANDLE) -> bool:
+def url_names_key(
+    platform: str, slug: str, url: str, *, handle: str = AUTHOR_HANDLE, alias: str | None = None
+) -> bool:
     """Whether `url` is the address of the document `platform/slug` (see the module docstring)."""
     path = unquote(urlsplit(url).path or url)
     escaped = re.escape(slug)
     pattern = re.compile(rf"{escaped}(?:\.git|-[0-9a-f]{{12}}|-{re.escape(handle)})?")
     if any(pattern.fullmatch(segment) for segment in path.split("/") if segment):
         return True
-    if platform == "linkedin":
-        from sample_author.linkedin import share_urn
-
-        return f"urn:li:share:{share_urn(slug)}" in unquote(url)
-    return False
+    return bool(alias) and alias in unquote(url)
 
 
 def resolve_keys(
-    conn: psycopg.Connection, keys: Iterable[str], *, author: str | None = None
+    conn: psycopg.Connection,
+    keys: Iterable[str],
+    *,
+    author: str | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """`platform/slug` -> `marts.documents.document_id` for every key that names one document.
 
@@ -113,7 +120,7 @@ def resolve_keys(
         matches = sorted(
             doc_id
             for doc_id, p, url in rows
-            if p == platform and url_names_key(platform, slug, url)
+            if p == platform and url_names_key(platform, slug, url, alias=(aliases or {}).get(key))
         )
         if len(matches) > 1:
             raise ValueError(f"label {key} matches {len(matches)} documents: {matches}")
@@ -335,7 +342,9 @@ def evaluate_labelled_set(
 ) -> EvalTable:
     """Resolve `question_set`'s labels against `marts.documents` and evaluate every config."""
     keys = [key for q in question_set.questions for key in q.relevant]
-    resolved = resolve_keys(retriever.conn, keys, author=question_set.author)
+    resolved = resolve_keys(
+        retriever.conn, keys, author=question_set.author, aliases=question_set.url_aliases
+    )
     ready, unresolved = resolve_questions(question_set.questions, resolved)
     table = evaluate_retrieval(retriever, ready, configs=configs, now=question_set.now)
     table.unresolved = unresolved

@@ -60,7 +60,7 @@ def main() -> None:
     params_count = _parameters(base.path)
     results = []
     try:
-        for spec in args.configs.split(","):
+        for index, spec in enumerate(args.configs.split(",")):
             ranks, stage = (int(x) for x in spec.split("x"))
             params = TrainingParams(
                 base_model=args.model,
@@ -73,7 +73,7 @@ def main() -> None:
                 bf16=not args.fp32,
                 qlora=args.qlora,
             )
-            config = phase_config(params, "sft", str(base.path), data, work / spec)
+            config = phase_config(params, "sft", str(base.path), data, work / f"{index}-{spec}")
             began = time.perf_counter()
             run_phase(settings, config)
             wall = time.perf_counter() - began

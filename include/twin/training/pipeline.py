@@ -129,7 +129,7 @@ def evaluate_phases(
     from twin.training.evaluate import EvalConfig
     from twin.training.registry import read_json
 
-    heldout = snapshot.instruction_split(Split.TEST)
+    heldout = spread_by_document(snapshot.instruction_split(Split.TEST))
     config = EvalConfig(
         models={"base": str(base.path)} | {name: str(c.merged_dir) for name, c in phases.items()},
         heldout=[(s.instruction, s.answer) for s in heldout[: params.eval_pairs]],
@@ -220,8 +220,21 @@ def register(
     )
 
 
+def spread_by_document(samples: list) -> list:
+    """Round-robin over documents, so the first N held-out pairs come from N documents."""
+    by_doc: dict[str, list] = {}
+    for sample in samples:
+        by_doc.setdefault(sample.document_id, []).append(sample)
+    queues = [by_doc[d] for d in sorted(by_doc)]
+    spread = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        spread += [q[depth] for q in queues if depth < len(q)]
+    return spread
+
+
 def _eval_key(params: TrainingParams) -> str:
     from twin.domain.samples import content_digest
 
     knobs = {k: getattr(params, k) for k in ("eval_samples", "eval_pairs", "max_new_tokens")}
+    knobs["selection"] = "round-robin-documents"
     return content_digest(knobs)[:8]

@@ -28,9 +28,22 @@ class VersionSummary:
 
 def list_versions(settings: Settings) -> list[VersionSummary]:
     """Every version of the registered model, newest first."""
+    from dataclasses import replace
+
     client = tracking_client(settings)
     found = client.search_model_versions(f"name = '{settings.registered_model}'")
-    return sorted((_summary(v) for v in found), key=lambda s: int(s.version), reverse=True)
+    if not found:
+        return []
+    # searched versions come without their aliases: the registered model has them all
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (
+        client.get_registered_model(settings.registered_model).aliases or {}
+    ).items():
+        aliases.setdefault(str(version), []).append(alias)
+    summaries = [
+        replace(s, aliases=tuple(sorted(aliases.get(s.version, [])))) for s in map(_summary, found)
+    ]
+    return sorted(summaries, key=lambda s: int(s.version), reverse=True)
 
 
 def show_version(settings: Settings, version: str) -> VersionSummary:

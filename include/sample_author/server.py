@@ -56,6 +56,10 @@ _SUFFIX_TYPES = {
 }
 
 
+# The site describes itself (author, source links, URL prefix per platform) at this path.
+DESCRIPTION_PATH = "/.well-known/twin-demo-author.json"
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     """One request as the server saw it."""
@@ -293,10 +297,26 @@ class SampleServer:
         target = self.base_url + location if location.startswith("/") else location
         return _message(status, f'Moved to <a href="{target}">{target}</a>', Location=target)
 
+    def _description(self) -> Response:
+        """Who this demo author is and where their sources are, for the platform to record."""
+        from sample_author.content import AUTHOR
+        from sample_author.links import sample_links, sample_prefixes
+
+        body = json.dumps(
+            {
+                "author": AUTHOR.name,
+                "links": sample_links(self.base_url),
+                "platform_prefixes": sample_prefixes(self.base_url),
+            }
+        ).encode()
+        return Response(200, {"Content-Type": "application/json"}, body)
+
     def respond(self, method: str, path: str, query: str, headers: Any) -> Response:
         """The response for one request (rate limiting and latency are applied by the caller)."""
         if path.startswith("/_") or ".." in path.split("/"):
             return _message(404, "Not found")
+        if path == DESCRIPTION_PATH:
+            return self._description()
         self._table.refresh()
         redirect = self._table.redirects.get(path)
         if redirect is not None:

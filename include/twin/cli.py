@@ -101,23 +101,24 @@ def stack_up(
 
 
 def _record_sample_links(home: Path | None, site_url: str | None) -> None:
-    """Record the served sample site's links as the sample author's (what `twin_crawl` reads
-    when run without links). A failure is reported, never fatal: the stack is up."""
-    from sample_author.links import sample_links
+    """Record the served demo site's links as its author's (what `twin_crawl` reads when run
+    without links), as the site describes itself. A failure is reported, never fatal."""
     from twin.crawl.run import record_author_links
     from twin.settings import load_settings
+    from twin.stack.demo_site import describe_demo_site
 
     if not site_url:
         console.print("[yellow]the sample site is not running: no links recorded[/]")
         return
     settings = load_settings(home)
     try:
-        record_author_links(settings.sample_author, sample_links(site_url), settings)
+        site = describe_demo_site(site_url)
+        record_author_links(site.author, site.links, settings)
     except Exception as err:  # e.g. Mongo not among --services: the user can still pass links
         console.print(f"[yellow]sample author's links not recorded:[/] {escape(str(err))}")
         return
     console.print(
-        f"sample author {settings.sample_author!r}: links of {site_url} recorded",
+        f"sample author {site.author!r}: links of {site_url} recorded",
         markup=False,
         highlight=False,
     )
@@ -158,39 +159,19 @@ def healthcheck() -> None:
         raise typer.Exit(1)
 
 
-sample_app = typer.Typer(help="The bundled sample author.", no_args_is_help=True)
-app.add_typer(sample_app, name="sample")
+def _add_plugin_commands() -> None:
+    """Sub-commands contributed by installed packages (entry point group `twin.cli`), such as
+    `twin sample` from the bundled sample author."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="twin.cli"):
+        try:
+            app.add_typer(entry.load(), name=entry.name)
+        except Exception as err:  # a broken plugin must not take the command down
+            console.print(f"[yellow]`twin {entry.name}` unavailable:[/] {escape(str(err))}")
 
 
-@sample_app.command("serve")
-def sample_serve(
-    site_dir: Path | None = typer.Option(None, help="Built site (built here when empty)."),
-    port: int = typer.Option(0, help="Port on 127.0.0.1 (0: a free one)."),
-    latency_ms: float = typer.Option(0, help="Latency added to every response."),
-    burst_limit: int = typer.Option(50, help="Requests per second per client before 429 (0: off)."),
-    extra_pages: int = typer.Option(0, help="Synthetic blog articles to add (benchmarks)."),
-    record_links: bool = typer.Option(
-        False,
-        "--record-links",
-        help="Record this site's links as the sample author's in the configured Mongo "
-        "(then `twin crawl` without links crawls it; it also needs CRAWL_ALLOW_PRIVATE_HOSTS).",
-    ),
-) -> None:
-    """Serve the sample author's site on loopback, with realistic HTTP behaviour, until Ctrl+C."""
-    from sample_author.server import serve
-    from twin.stack.process import free_port
-
-    port = port or free_port()
-    if record_links:
-        _record_sample_links(None, f"http://127.0.0.1:{port}")
-    serve(
-        site_dir,
-        port,
-        latency_ms,
-        burst_limit=burst_limit or None,
-        extra_pages=extra_pages,
-        quiet=True,
-    )
+_add_plugin_commands()
 
 
 @app.command("crawl")

@@ -192,11 +192,15 @@ class SampleSiteService(Service):
         return f"http://{LOOPBACK}:{self.port()}"
 
     def endpoints(self) -> dict[str, str]:
-        from sample_author.links import sample_prefixes
+        from twin.stack.demo_site import describe_demo_site
 
-        return {
+        env = {
             "SAMPLE_SITE_URL": self.url,
             # The crawler refuses loopback addresses unless allowed: the demo allows its own site.
             "CRAWL_ALLOW_PRIVATE_HOSTS": json.dumps([f"{LOOPBACK}:{self.port()}"]),
-            "CRAWL_PLATFORM_PREFIXES": json.dumps(sample_prefixes(self.url)),
         }
+        try:  # the running site says which URL prefix belongs to which platform
+            prefixes = describe_demo_site(self.url, timeout_s=2.0).platform_prefixes
+        except Exception:  # not up yet: `up` writes the endpoints again once it is healthy
+            return env
+        return {**env, "CRAWL_PLATFORM_PREFIXES": json.dumps(prefixes)}

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from sample_author.training import snapshot as sample_author_snapshot
 from tests.integration.test_training_pipeline import shared_model_cache, tiny_params
 from twin.store.base_models import resolve_base_model
-from twin.training.data import read_jsonl, sample_author_snapshot, sft_rows, write_jsonl
+from twin.training.data import read_jsonl, sft_rows, write_jsonl
 from twin.training.launch import run_phase, start_phase, stop_tree
 from twin.training.params import ParamsError
 from twin.training.pipeline import phase_config

@@ -17,6 +17,13 @@ SAMPLE = "sample"
 LATEST = "latest"
 
 
+def snapshot_plugins() -> dict:
+    """Entry points of group `twin.snapshots`, by name (each loads to a `() -> DatasetSnapshot`)."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group="twin.snapshots")}
+
+
 def split_params(raw: dict[str, Any]) -> tuple[str, TrainingParams]:
     """(dataset version, training parameters) from DAG/CLI params; unknown keys are refused."""
     raw = dict(raw)
@@ -27,12 +34,12 @@ def split_params(raw: dict[str, Any]) -> tuple[str, TrainingParams]:
 def resolve_snapshot(
     settings: Settings, dataset_version: str, author: str | None = None
 ) -> DatasetSnapshot:
-    """The dataset version to train on: an id (or prefix), `latest` (of `author`), or `sample`
-    (built from the bundled sample author's writing, without the warehouse)."""
-    if dataset_version == SAMPLE:
-        from twin.training.data import sample_author_snapshot
-
-        return sample_author_snapshot()
+    """The dataset version to train on: an id (or prefix), `latest` (of `author`), or the name of
+    a snapshot an installed package offers (entry point group `twin.snapshots`; the bundled
+    sample author offers `sample`, built from its writing without the warehouse)."""
+    offered = snapshot_plugins()
+    if dataset_version in offered:
+        return offered[dataset_version].load()()
     from twin.store.datasets import latest_dataset_version, load_dataset_snapshot
 
     if dataset_version == LATEST:

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # an OpenAI-compatible chat endpoint that judges evaluation answers (optional)
     judge_url: str | None = Field(default=None, validation_alias="TWIN_JUDGE_URL")
     judge_model: str | None = Field(default=None, validation_alias="TWIN_JUDGE_MODEL")
+    # evaluation gate a new version must pass to be deployable (tag `evaluation_passed`)
+    eval_max_perplexity_ratio: float = Field(default=1.0, gt=0)  # tuned / base held-out ppl
+    eval_max_style_drop: float = Field(default=0.1, ge=0, le=2)  # base - tuned style similarity
     # serving (Triton models twin_llm, twin_llm_stream, twin_rag; see twin.serving)
     serving_max_batch_size: int = Field(default=8, ge=1, le=64)
     serving_dynamic_batching: bool = True  # False: each request generated alone

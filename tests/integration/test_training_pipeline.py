@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sample_author.training import snapshot as sample_author_snapshot
 from tests.conftest import PROJECT_ROOT
 from twin.domain.models import CHALLENGER, ReviewState, VersionTag
-from twin.training.data import sample_author_snapshot
 from twin.training.params import TrainingParams
 from twin.training.tracking import tracking_client
 
@@ -75,6 +75,12 @@ def test_sft_then_dpo_in_two_ranks_registers_a_pending_challenger(
     assert tags[VersionTag.BASE_MODEL] == "tiny-llama"
     assert len(tags[VersionTag.TOKENIZER_FINGERPRINT]) == 16
     assert "eval_dpo_perplexity" in tags
+    # the gate's verdict agrees with the logged figures (the tiny model may go either way)
+    better = float(tags["eval_dpo_perplexity"]) <= float(tags["eval_base_perplexity"])
+    assert tags[VersionTag.EVALUATION_PASSED] in ("true", "false")
+    assert tags[VersionTag.EVALUATION_NOTE].startswith("dpo: ")
+    if not better:
+        assert tags[VersionTag.EVALUATION_PASSED] == "false"
     assert client.get_model_version_by_alias(name, CHALLENGER).version == trained.version
     assert "Lineage" in version.description
 

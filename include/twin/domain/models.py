@@ -42,6 +42,7 @@ class VersionTag(StrEnum):
     TOKENIZER_FINGERPRINT = "tokenizer_fingerprint"
     CONFIG_HASH = "config_hash"
     EVALUATION_PASSED = "evaluation_passed"
+    EVALUATION_NOTE = "evaluation_note"
     DEPLOYMENT = "deployment"
 
 

@@ -19,6 +19,7 @@ from twin.domain.models import (
 )
 from twin.domain.samples import DatasetSnapshot, Split
 from twin.settings import Settings
+from twin.training.gate import evaluation_gate
 from twin.training.params import TrainingParams
 from twin.training.tracking import tracking_client
 
@@ -201,7 +202,14 @@ def register_candidate(
     client = tracking_client(settings)
     with contextlib.suppress(Exception):  # it already exists
         client.create_registered_model(settings.registered_model)
-    tags = lineage_tags | {VersionTag.REVIEW.value: ReviewState.PENDING.value}
+    verdict = evaluation_gate(
+        artifacts.evaluation, settings.eval_max_perplexity_ratio, settings.eval_max_style_drop
+    )
+    tags = lineage_tags | {
+        VersionTag.REVIEW.value: ReviewState.PENDING.value,
+        VersionTag.EVALUATION_PASSED.value: str(verdict.passed).lower(),
+        VersionTag.EVALUATION_NOTE.value: f"{verdict.candidate}: {verdict.note}"[:5000],
+    }
     tags |= {k: f"{v:.4g}" for k, v in headline.items()}
     version = client.create_model_version(
         name=settings.registered_model,

@@ -91,23 +91,28 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@echo '== twin search "how do you keep pipeline reruns safe?"'
 	@$(BIN)/twin search "how do you keep pipeline reruns safe?" --k 3
 	@# training datasets, then SmolLM2 fine-tuning (SFT then DPO, steps from twin_training's Params),
-	@# registered in MLflow as a pending challenger
+	@# registered in MLflow as the challenger with its evaluation verdict
 	@$(MAKE) --no-print-directory dag DAG=twin_datasets
 	@$(MAKE) --no-print-directory dag DAG=twin_training
 	@$(BIN)/twin models list
-	@$(BIN)/twin stack status
-	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
-	@# serving: the champion (or, with an empty registry, the packaged SmolLM2) on Triton
-	@$(BIN)/twin serve up --base-model smollm2-135m
+	@# first deployment: no champion yet, so the evaluation gate decides; Triton serves it
+	@$(MAKE) --no-print-directory dag DAG=twin_deploy
 	@echo '== twin ask "What is the Tuesday test?" (HTTP, then gRPC)'
 	@$(BIN)/twin ask "What is the Tuesday test?" --protocol http
 	@$(BIN)/twin ask "What is the Tuesday test?" --protocol grpc
+	@# a second, cheaper candidate (SFT only, fewer steps), judged on shadow traffic beside the
+	@# champion: promoted or rolled back
+	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 10, "dpo": false}'
+	@$(MAKE) --no-print-directory dag DAG=twin_deploy CONF='{"min_samples": 12}'
+	@$(BIN)/twin deployments
+	@$(BIN)/twin stack status
+	@echo "Airflow UI: make airflow (then open AIRFLOW_UI_URL from $(STACK_ENV))"
 
-dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl); log in .twin/logs/
+dag: $(STAMP) ## run one DAG with `airflow dags test` (DAG=twin_crawl [CONF='{"k": v}']); log in .twin/logs/
 	@test -n "$(DAG)" || { echo "usage: make dag DAG=<dag_id>"; exit 2; }
 	@echo "== $(DAG) (airflow dags test, log: .twin/logs/dag-$(DAG).log)"
 	@set -a; . $(STACK_ENV); set +a; \
-	$(BIN)/airflow dags test $(DAG) > .twin/logs/dag-$(DAG).log 2>&1 \
+	$(BIN)/airflow dags test $(DAG) $(if $(CONF),--conf '$(CONF)') > .twin/logs/dag-$(DAG).log 2>&1 \
 	  || { tail -60 .twin/logs/dag-$(DAG).log; echo "$(DAG) failed"; exit 1; }; \
 	grep -E "DagRun Finished" .twin/logs/dag-$(DAG).log | sed -E 's/.*(dag_id=[^,]*).*(state=[a-z]*).*/   \1 \2/' 
 

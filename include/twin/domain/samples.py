@@ -103,5 +103,7 @@ class DatasetSnapshot(BaseModel):
 
 def content_digest(payload: object) -> str:
     """sha256 of a JSON-serialisable payload in canonical form (sorted keys, no whitespace)."""
-    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(
+        payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()

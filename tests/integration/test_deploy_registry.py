@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def registered(stack_settings: Settings, tmp_path_factory):
     """Five versions: passed, passed+approved, rejected, failed evaluation, passed."""
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     name = fresh_name()
     folder = tiny_llama_folder(tmp_path_factory.mktemp("models"))

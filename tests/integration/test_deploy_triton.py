@@ -101,7 +101,7 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from twin.domain.models import tokenizer_fingerprint
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     uri = settings.require("mlflow_tracking_uri")
     mlflow.set_tracking_uri(uri)
@@ -159,8 +159,8 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
 def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
     from twin.stack import Stack
     from twin.store.base_models import resolve_base_model
+    from twin.store.tracking import tracking_client
     from twin.store.warehouse import warehouse_connection
-    from twin.training.tracking import tracking_client
 
     home = scratch_home("twin-deploy-")
     stack = Stack(home, ("triton",))

@@ -8,7 +8,7 @@ import pytest
 from mlflow.pyfunc import PythonModel
 
 from twin.settings import Settings
-from twin.training.tracking import tracking_client
+from twin.store.tracking import tracking_client
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from sample_author.training import snapshot as sample_author_snapshot
 from tests.conftest import PROJECT_ROOT
 from twin.domain.models import CHALLENGER, ReviewState, VersionTag
+from twin.store.tracking import tracking_client
 from twin.training.params import TrainingParams
-from twin.training.tracking import tracking_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

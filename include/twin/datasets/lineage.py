@@ -112,7 +112,7 @@ def log_to_mlflow(
     """Log the version as a dataset input of a run in the datasets experiment; the run id."""
     from mlflow.entities import DatasetInput, InputTag, Metric, Param
 
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     client = tracking_client(settings)
     name = settings.datasets_experiment

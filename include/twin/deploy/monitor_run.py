@@ -95,7 +95,7 @@ def run_monitor(
     start = end - timedelta(hours=settings.monitor_window_hours)
     ref_start = start - timedelta(days=settings.monitor_reference_days)
     if embed is None:
-        from twin.features.embed import Embedder
+        from twin.store.embeddings import Embedder
 
         embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
         embed = embedder.encode

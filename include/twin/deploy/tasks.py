@@ -36,7 +36,7 @@ def resolve_version(params: dict[str, Any] | None = None, settings: Settings | N
     """The version to deploy: the `version` Param, else the version holding `challenger`."""
     from twin.deploy.registry import alias_version
     from twin.domain.models import CHALLENGER
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     settings = settings or load_settings()
     value = _params(params).get("version")
@@ -68,8 +68,8 @@ def open_deployment(
     from twin.deploy.checks import Thresholds
     from twin.deploy.deployment import Deployment
     from twin.deploy.serving_control import TritonServing
+    from twin.store.tracking import tracking_client
     from twin.store.warehouse import warehouse_connection
-    from twin.training.tracking import tracking_client
 
     settings = settings or load_settings()
     p = _params(params)
@@ -167,7 +167,7 @@ def author_vectors(settings: Settings, conn: Any, limit: int = 500):
 def check_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
     from twin.deploy.shadow import load_pairs
     from twin.deploy.state import FINAL
-    from twin.features.embed import Embedder
+    from twin.store.embeddings import Embedder
 
     settings = load_settings()
     with open_deployment(version, params, settings) as d:

@@ -66,7 +66,7 @@ def check_mongo(settings: Settings) -> str:
 
 
 def check_mlflow(settings: Settings) -> str:
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     client = tracking_client(settings)
     experiments = client.search_experiments(max_results=100)

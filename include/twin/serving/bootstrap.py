@@ -17,7 +17,7 @@ def register_folder(settings: Settings, folder: Path, *, base_model: str | None 
     import mlflow.transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     uri = settings.require("mlflow_tracking_uri")
     mlflow.set_tracking_uri(uri)
@@ -48,7 +48,7 @@ def pick_version(settings: Settings, base_model: str | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from twin.store.base_models import resolve_base_model
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     client = tracking_client(settings)
     name = settings.registered_model

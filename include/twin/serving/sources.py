@@ -44,7 +44,7 @@ def fetch_registered(settings: Settings, version: int, out: Path) -> SourceRecor
     import mlflow.transformers
     from mlflow.exceptions import MlflowException
 
-    from twin.training.tracking import tracking_client
+    from twin.store.tracking import tracking_client
 
     name = settings.registered_model
     uri = settings.require("mlflow_tracking_uri")

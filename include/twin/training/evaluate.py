@@ -133,7 +133,7 @@ def evaluate(config: EvalConfig) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from twin.features.embed import Embedder
+    from twin.store.embeddings import Embedder
 
     torch.manual_seed(0)
     embedder = Embedder.get()

@@ -19,9 +19,9 @@ from twin.domain.models import (
 )
 from twin.domain.samples import DatasetSnapshot, Split
 from twin.settings import Settings
+from twin.store.tracking import tracking_client
 from twin.training.gate import evaluation_gate
 from twin.training.params import TrainingParams
-from twin.training.tracking import tracking_client
 
 MAX_DIGEST = 32  # as the datasets stage logs versions (MLflow allows 36)
 

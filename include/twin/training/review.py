@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from twin.domain.models import CHALLENGER, ReviewState, VersionTag
 from twin.settings import Settings
-from twin.training.tracking import tracking_client
+from twin.store.tracking import tracking_client
 
 
 class ReviewError(ValueError):

@@ -37,7 +37,7 @@ from twin.datasets.generators.local import (  # noqa: E402
     instruction_messages,
 )
 from twin.datasets.generators.offline import OfflineGenerator  # noqa: E402
-from twin.datasets.sources import SourceDocument, split_sections  # noqa: E402
+from twin.datasets.sources import MartDocument, split_sections  # noqa: E402
 from twin.settings import load_settings  # noqa: E402
 from twin.store.base_models import resolve_base_model  # noqa: E402
 from twin.store.embeddings import Embedder  # noqa: E402
@@ -79,7 +79,7 @@ def sample_sections(limit: int) -> list[SectionPrompt]:
     for d in load_documents():
         if d.pii:
             continue
-        doc = SourceDocument(
+        doc = MartDocument(
             document_id=d.key, author="a", platform=d.platform, document_kind=d.kind,
             title=d.title, body=d.body, clean_hash=d.key,
         )  # fmt: skip
@@ -136,7 +136,7 @@ def bench_local(prompts: int, batch_size: int) -> dict[str, float]:
     }
 
 
-def synthetic_documents(count: int) -> list[SourceDocument]:
+def synthetic_documents(count: int) -> list[MartDocument]:
     rng = random.Random(7)
     base = [d for d in load_documents() if not d.pii]
     docs = []
@@ -146,7 +146,7 @@ def synthetic_documents(count: int) -> list[SourceDocument]:
         extra = f"In run {i} we checked the {words[0]} against the {words[1]} and the {words[2]}."
         body = d.body.replace("\n\n", f"\n\n{extra} ", 1)
         docs.append(
-            SourceDocument(
+            MartDocument(
                 document_id=f"{d.key}#{i}", author="a", platform=d.platform,
                 document_kind=d.kind, title=d.title, body=body, clean_hash=str(i),
             )

@@ -19,13 +19,13 @@ from twin.datasets.preference import (
     lengths_match,
     strip_signoff,
 )
-from twin.datasets.sources import SourceDocument, split_sections
+from twin.datasets.sources import MartDocument, split_sections
 from twin.datasets.tasks import dataset_options
 from twin.domain.samples import Split
 
 
-def doc(body: str, kind: str = "article", platform: str = "medium") -> SourceDocument:
-    return SourceDocument(
+def doc(body: str, kind: str = "article", platform: str = "medium") -> MartDocument:
+    return MartDocument(
         document_id="d1",
         author="A",
         platform=platform,

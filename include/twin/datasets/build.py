@@ -32,7 +32,7 @@ from twin.datasets.generators import (
     generator_label,
 )
 from twin.datasets.preference import balance_pair, closing_paragraphs, strip_signoff
-from twin.datasets.sources import Section, SourceDocument, read_documents, split_sections
+from twin.datasets.sources import MartDocument, Section, read_documents, split_sections
 from twin.domain.samples import (
     DatasetVersion,
     InstructionSample,
@@ -102,7 +102,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class _Candidate:
-    doc: SourceDocument
+    doc: MartDocument
     section: Section
     split: Split
 
@@ -203,7 +203,7 @@ def build_dataset(
 
 
 def _section_candidates(
-    docs: list[SourceDocument], options: DatasetOptions, drops: filters.DropCounter
+    docs: list[MartDocument], options: DatasetOptions, drops: filters.DropCounter
 ) -> list[_Candidate]:
     """Sections that pass the text filters, earliest documents first, capped if asked."""
     ordered = sorted(docs, key=lambda d: (d.published_at is None, d.published_at, d.document_id))
@@ -242,7 +242,7 @@ def _cached_generate(
     settings: Settings,
     generator: InstructionGenerator,
     task: str,
-    requests: list[tuple[SourceDocument, Any]],
+    requests: list[tuple[MartDocument, Any]],
     call: Any,
     result: BuildResult,
 ) -> dict[str, Generated]:
@@ -250,13 +250,13 @@ def _cached_generate(
     missing keys of new or changed documents); terminal outcomes are cached per document."""
     digest = config_digest(generator, task)
     by_doc: dict[str, list[Any]] = defaultdict(list)
-    docs: dict[str, SourceDocument] = {}
+    docs: dict[str, MartDocument] = {}
     for doc, request in requests:
         by_doc[doc.document_id].append(request)
         docs[doc.document_id] = doc
     cache = store.cached_generations(settings, {(d.clean_hash, digest) for d in docs.values()})
     out: dict[str, Generated] = {}
-    missing: list[tuple[SourceDocument, Any]] = []
+    missing: list[tuple[MartDocument, Any]] = []
     for doc_id, reqs in by_doc.items():
         entry = cache.get((docs[doc_id].clean_hash, digest), {})
         for request in reqs:
@@ -350,7 +350,7 @@ def _preferences(
     generator: InstructionGenerator,
     instructions: list[InstructionSample],
     signatures: set[str],
-    docs: dict[str, SourceDocument],
+    docs: dict[str, MartDocument],
     options: DatasetOptions,
     drops: filters.DropCounter,
     result: BuildResult,

@@ -13,11 +13,11 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import psycopg
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from twin.domain.documents import MartDocument
 
 MARTS_TABLE = "marts.documents"
 HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -25,28 +25,6 @@ FENCE_RE = re.compile(r"^\s*(```|~~~)")
 PATH_HEADING_RE = re.compile(r"^[\w.-]+(/[\w.-]+)*\.\w+$")
 SECTION_SEP = " › "
 MAX_SECTION_CHARS = 2400
-
-
-class SourceDocument(BaseModel):
-    """One row of `marts.documents` (clean, PII-redacted, without near-duplicate copies)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    document_id: str = Field(min_length=1)
-    author: str
-    platform: str
-    document_kind: str
-    title: str = ""
-    url: str | None = None
-    published_at: datetime | None = None
-    language: str | None = None
-    body: str
-    clean_hash: str
-
-    @field_validator("title", "body", mode="before")
-    @classmethod
-    def _text_or_empty(cls, value: object) -> object:
-        return "" if value is None else value
 
 
 @dataclass(frozen=True)
@@ -73,7 +51,7 @@ class Section:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def read_documents(conn: psycopg.Connection, author: str | None = None) -> list[SourceDocument]:
+def read_documents(conn: psycopg.Connection, author: str | None = None) -> list[MartDocument]:
     """Every document in the marts (of one author when given), ordered by id."""
     if conn.execute("select to_regclass(%s)", (MARTS_TABLE,)).fetchone()[0] is None:
         raise RuntimeError(
@@ -87,10 +65,10 @@ def read_documents(conn: psycopg.Connection, author: str | None = None) -> list[
                 order by document_id""",
             {"author": author},
         )
-        return [SourceDocument.model_validate(row) for row in cur.fetchall()]
+        return [MartDocument.model_validate(row) for row in cur.fetchall()]
 
 
-def split_sections(doc: SourceDocument, max_chars: int = MAX_SECTION_CHARS) -> list[Section]:
+def split_sections(doc: MartDocument, max_chars: int = MAX_SECTION_CHARS) -> list[Section]:
     """The document's sections in reading order (see the module docstring)."""
     pieces: list[tuple[tuple[str, ...], str]]
     if doc.document_kind == "post":

@@ -95,3 +95,28 @@ class RawDocument(BaseModel):
     @property
     def word_count(self) -> int:
         return len(self.text.split()) + sum(len(f.text.split()) for f in self.files)
+
+
+class MartDocument(BaseModel):
+    """One row of `marts.documents`: a clean, PII-redacted, deduplicated document, as the
+    features and datasets stages read it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    document_id: str = Field(min_length=1)
+    author: str
+    platform: str
+    document_kind: str
+    title: str = ""
+    url: str | None = None
+    published_at: datetime | None = None
+    word_count: int | None = None
+    language: str | None = None
+    body: str
+    clean_hash: str
+    updated_at: datetime | None = None
+
+    @field_validator("title", "body", mode="before")
+    @classmethod
+    def _text_or_empty(cls, value: object) -> object:
+        return "" if value is None else value

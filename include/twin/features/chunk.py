@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from twin.domain.documents import MartDocument
 from twin.features.chunk_markdown import (
     _article_drafts,
     _repository_drafts,
@@ -71,30 +71,6 @@ class Tokenizer(Protocol):
     """A Hugging Face (fast) tokenizer, e.g. `SentenceTransformer.tokenizer`."""
 
     def __call__(self, text: str, **kwargs: Any) -> Any: ...
-
-
-class MartDocument(BaseModel):
-    """One row of `marts.documents`: a clean, PII-redacted document ready for features."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    document_id: str = Field(min_length=1)
-    author: str
-    platform: str
-    document_kind: str
-    title: str = ""
-    url: str | None = None
-    published_at: datetime | None = None
-    word_count: int | None = None
-    language: str | None = None
-    body: str
-    clean_hash: str
-    updated_at: datetime | None = None
-
-    @field_validator("title", "body", mode="before")
-    @classmethod
-    def _text_or_empty(cls, value: object) -> object:
-        return "" if value is None else value
 
 
 class ChunkBudget(BaseModel):

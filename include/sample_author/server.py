@@ -415,7 +415,7 @@ class SampleServer:
         client = request.client_address[0]
         with self._lock:
             self.hits[path] += 1
-        if not self._allow(client):
+        if path != DESCRIPTION_PATH and not self._allow(client):  # metadata, not crawl traffic
             response = _message(429, "Too many requests", **{"Retry-After": "1"})
         else:
             if self.latency_ms:

@@ -8,6 +8,7 @@ import shutil
 import sys
 import sysconfig
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -160,6 +161,8 @@ class SampleSiteService(Service):
 
     name = "sample"
     ports = ("sample",)
+    # the site's own description, per base URL (it only changes with the port)
+    _prefixes: ClassVar[dict[str, dict[str, str]]] = {}
 
     @property
     def site_dir(self) -> Path:
@@ -199,8 +202,10 @@ class SampleSiteService(Service):
             # The crawler refuses loopback addresses unless allowed: the demo allows its own site.
             "CRAWL_ALLOW_PRIVATE_HOSTS": json.dumps([f"{LOOPBACK}:{self.port()}"]),
         }
-        try:  # the running site says which URL prefix belongs to which platform
-            prefixes = describe_demo_site(self.url, timeout_s=2.0).platform_prefixes
-        except Exception:  # not up yet: `up` writes the endpoints again once it is healthy
-            return env
-        return {**env, "CRAWL_PLATFORM_PREFIXES": json.dumps(prefixes)}
+        url = self.url
+        if self._prefixes.get(url) is None:
+            try:  # the running site says which URL prefix belongs to which platform
+                self._prefixes[url] = describe_demo_site(url, timeout_s=5.0).platform_prefixes
+            except Exception:  # not up yet: `up` writes the endpoints again once it is healthy
+                return env
+        return {**env, "CRAWL_PLATFORM_PREFIXES": json.dumps(self._prefixes[url])}

@@ -30,9 +30,15 @@ def _print_sources(sources: list[dict]) -> None:
     if not sources:
         return
     out.print("\n[bold]sources[/]")
+    by_document: dict[str, list[dict]] = {}  # passages of one document print as one source
     for s in sources:
-        out.print(f"  [{s['n']}] {s['title']} ({s['platform']})", markup=False, highlight=False)
-        out.print(f"      {s['url']}", markup=False, highlight=False)
+        by_document.setdefault(s["document_id"], []).append(s)
+    for passages in by_document.values():
+        first = passages[0]
+        numbers = "".join(f"[{p['n']}]" for p in passages)
+        line = f"  {numbers} {first['title']} ({first['platform']})"
+        out.print(line, markup=False, highlight=False)
+        out.print(f"      {first['url']}", markup=False, highlight=False)
 
 
 @app.command("ask")

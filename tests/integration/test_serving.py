@@ -6,8 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,24 +36,6 @@ def register_version(settings: Settings, folder: Path) -> int:
     from twin.serving.bootstrap import register_folder
 
     return register_folder(settings, folder)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    from twin.store.base_models import resolve_base_model
-
-    return resolve_base_model("tiny-llama", tmp_path_factory.mktemp("models")).path
-
-
-@pytest.fixture(scope="session")
-def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple[Settings, int]]:
-    """A registered tiny version, materialised and loaded as twin_llm and twin_llm_stream."""
-    settings = stack_settings.model_copy(
-        update={"registered_model": f"twin-llm-test-{uuid.uuid4().hex[:6]}"}
-    )
-    version = register_version(settings, tiny_model_dir)
-    load_versions(settings, [version])
-    yield settings, version
 
 
 def test_materialise_is_idempotent(served_llm) -> None:

@@ -16,8 +16,26 @@ pytestmark = pytest.mark.integration
 
 def test_serve_up_registers_a_base_model_then_ask_answers_with_sources(
     chunk_store,  # noqa: F811
+    served_llm,
     tmp_path,
 ) -> None:
+    from twin.serving.client import http_client
+    from twin.serving.repository import load_versions
+
+    # the session's twin_llm (another registered model) steps aside, and comes back afterwards
+    served_settings, served_version = served_llm
+    client = http_client(served_settings)
+    for model in ("twin_rag", "twin_llm_stream", "twin_llm"):
+        client.unload_model(model)
+    try:
+        _serve_up_then_ask(chunk_store, tmp_path)
+    finally:
+        for model in ("twin_rag", "twin_llm_stream", "twin_llm"):
+            client.unload_model(model)
+        load_versions(served_settings, [served_version])
+
+
+def _serve_up_then_ask(chunk_store, tmp_path) -> None:  # noqa: F811
     from twin.serving.repository import served_versions
 
     name = f"twin-llm-cli-{uuid.uuid4().hex[:6]}"

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from tests.integration.test_serving import PROMPT, served_llm, tiny_model_dir  # noqa: F401
+from tests.integration.test_serving import PROMPT
 from twin.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def hook(served_llm):  # noqa: F811
+def hook(served_llm):
     sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
     try:
         from triton_hook import TritonHook
@@ -24,7 +24,7 @@ def hook(served_llm):  # noqa: F811
     return TritonHook()
 
 
-def test_hook_reads_the_connection_and_infers(hook, served_llm) -> None:  # noqa: F811
+def test_hook_reads_the_connection_and_infers(hook, served_llm) -> None:
     settings, version = served_llm
     assert hook.settings.triton_http_url == settings.triton_http_url
     assert hook.settings.triton_grpc_url == settings.triton_grpc_url
@@ -41,7 +41,7 @@ def test_hook_reads_the_connection_and_infers(hook, served_llm) -> None:  # noqa
     assert 1 <= int(outputs["completion_tokens"][0][0]) <= 4
 
 
-def test_hook_unloads_and_loads_a_model(hook, served_llm) -> None:  # noqa: F811
+def test_hook_unloads_and_loads_a_model(hook, served_llm) -> None:
     _, version = served_llm
     hook.unload("twin_llm_stream")
     assert not hook.is_ready("twin_llm_stream")

@@ -13,7 +13,6 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
-from tests.integration.test_serving import served_llm, tiny_model_dir  # noqa: F401 - fixtures
 from twin.rag.evaluate import load_questions, resolve_keys
 from twin.rag.guardrails import NOT_WRITTEN
 from twin.serving.client import ask, http_client
@@ -201,8 +200,8 @@ def test_postgres_outage_gives_a_clear_error_then_recovers(rag: Settings, stack_
 
 def test_shadow_version_gets_a_mirrored_share_off_the_request_path(
     rag: Settings,
-    served_llm,  # noqa: F811
-    tiny_model_dir,  # noqa: F811
+    served_llm,
+    tiny_model_dir,
 ) -> None:
     from twin.serving.repository import load_versions, materialise_version, set_shadow
 

@@ -91,16 +91,18 @@ def materialise_version(
     wanted = str(source_dir) if source_dir else f"models:/{settings.registered_model}/{version}"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     recorded = record.get("source")
-    if (
+    foreign = (
         source_dir is None
-        and recorded
+        and recorded is not None
         and record.get("registered_model") != settings.registered_model
-    ):
+    )
+    if foreign and _is_served(settings, version):
         raise RepositoryError(
             f"twin_llm version {version} in {root} comes from {record.get('registered_model')}, "
-            f"not {settings.registered_model}: one repository serves one registered model"
+            f"not {settings.registered_model}, and is loaded: one repository serves one "
+            "registered model (unload it first)"
         )
-    if recorded is not None and (source_dir is None or recorded == wanted):
+    if recorded is not None and not foreign and (source_dir is None or recorded == wanted):
         _install_templates(root, version)
         return target
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{version}-"))
@@ -120,6 +122,16 @@ def materialise_version(
         shutil.rmtree(staging, ignore_errors=True)
     _install_templates(root, version)
     return target
+
+
+def _is_served(settings: Settings, version: int) -> bool:
+    """Whether Triton has `twin_llm` version `version` loaded (unknown counts as loaded)."""
+    from twin.serving.client import http_client
+
+    try:
+        return bool(http_client(settings).is_model_ready(LLM_MODEL, str(version)))
+    except Exception:
+        return True
 
 
 def _install_templates(root: Path, version: int) -> None:

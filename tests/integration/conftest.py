@@ -1,0 +1,32 @@
+"""Fixtures shared by the integration modules, defined once (a fixture imported into several
+modules would be one instance per module, even at session scope)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_serving import register_version
+from twin.serving.repository import load_versions
+from twin.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from twin.store.base_models import resolve_base_model
+
+    return resolve_base_model("tiny-llama", tmp_path_factory.mktemp("models")).path
+
+
+@pytest.fixture(scope="session")
+def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple[Settings, int]]:
+    """A registered tiny version, materialised and loaded as twin_llm and twin_llm_stream."""
+    settings = stack_settings.model_copy(
+        update={"registered_model": f"twin-llm-test-{uuid.uuid4().hex[:6]}"}
+    )
+    version = register_version(settings, tiny_model_dir)
+    load_versions(settings, [version])
+    yield settings, version

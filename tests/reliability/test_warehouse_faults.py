@@ -41,7 +41,16 @@ def stack() -> Iterator[tuple[Stack, Settings]]:
     stack = Stack(home, ("postgres", "mongo"))
     try:
         stack.up()
-        yield stack, load_settings(home)
+        # this stack's own endpoints, even when the session exported another stack's
+        endpoints = stack.endpoints()
+        settings = load_settings(home).model_copy(
+            update={
+                "mongo_uri": endpoints["MONGO_URI"],
+                "warehouse_dsn": endpoints["WAREHOUSE_DSN"],
+                "mongo_database": "twin",
+            }
+        )
+        yield stack, settings
     finally:
         stack.down()
         shutil.rmtree(home, ignore_errors=True)

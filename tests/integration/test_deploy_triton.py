@@ -95,7 +95,7 @@ def teach_sentences(model, tokenizer, steps: int = 60) -> None:
 
 
 def register_all(settings: Settings, folder: Path) -> dict[str, int]:
-    """good (x3: first, promoted, killed), wrong tokenizer fingerprint, garbage, 10x slower."""
+    """good (x3: first, promoted, killed), wrong tokenizer fingerprint, garbage, slower."""
     import mlflow
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -188,6 +188,11 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
         shutil.rmtree(home, ignore_errors=True)
 
 
+# The slow challenger (a wider model) measured 1.6x the champion's p95 on an idle machine and
+# 4.8x on a loaded one: it is judged against a 1.3x latency budget, so the check trips on both.
+LATENCY_BUDGET = {"slow": {"max_latency_p95_ratio": 1.3}}
+
+
 def deployment(env: Env, label: str) -> Deployment:
     return Deployment(
         env.client,
@@ -195,7 +200,7 @@ def deployment(env: Env, label: str) -> Deployment:
         TritonServing(env.settings),
         env.settings.registered_model,
         env.versions[label],
-        Thresholds(min_samples=MIN_SAMPLES, permutations=200),
+        Thresholds(min_samples=MIN_SAMPLES, permutations=200, **LATENCY_BUDGET.get(label, {})),
         drain_s=1.0,
     )
 

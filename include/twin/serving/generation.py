@@ -119,3 +119,22 @@ class Generator:
         worker.join()
         if failure:
             raise failure[0]
+
+
+def load_version_generator(version_dir: Path, version: str) -> Generator:
+    """The generator of a Triton version folder, after checking its tokenizer against the
+    fingerprint the registered version recorded; ValueError on a mismatch (refuse to load)."""
+    import json
+
+    from twin.domain.models import tokenizer_fingerprint
+
+    record = json.loads((version_dir / "version.json").read_text())
+    generator = Generator(version_dir / "hf")
+    found = tokenizer_fingerprint(generator.tokenizer)
+    expected = record.get("tokenizer_fingerprint")
+    if expected and found != expected:
+        raise ValueError(
+            f"tokenizer fingerprint mismatch for version {version}: files give "
+            f"{found}, the registered version says {expected}; refusing to load"
+        )
+    return generator

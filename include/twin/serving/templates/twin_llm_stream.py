@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from twin.domain.models import tokenizer_fingerprint
-from twin.serving.generation import Generator
+from twin.serving.generation import load_version_generator
 from twin.serving.validation import (
     InvalidRequest,
     RequestLimits,
@@ -47,16 +46,11 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        record = json.loads((version_dir / "version.json").read_text())
         self.limits = RequestLimits.from_parameters(config.get("parameters", {}))
-        self.generator = Generator(version_dir / "hf")
-        found = tokenizer_fingerprint(self.generator.tokenizer)
-        expected = record.get("tokenizer_fingerprint")
-        if expected and found != expected:
-            raise pb_utils.TritonModelException(
-                f"tokenizer fingerprint mismatch for version {args['model_version']}: files give "
-                f"{found}, the registered version says {expected}; refusing to load"
-            )
+        try:
+            self.generator = load_version_generator(version_dir, args["model_version"])
+        except ValueError as err:
+            raise pb_utils.TritonModelException(str(err)) from None
         self.workers = []
 
     def _run(self, request):

@@ -13,7 +13,6 @@ from airflow.sdk import Asset, Param, dag, task
 
 from twin.assets import DATASETS, WAREHOUSE_MARTS
 from twin.datasets.tasks import build_dataset_task, publish_if_new
-from twin.settings import settings
 
 
 @dag(
@@ -25,7 +24,9 @@ from twin.settings import settings
     tags=["twin", "training", "datasets"],
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
-        "author": Param(settings.sample_author, type="string", minLength=1),
+        "author": Param(
+            "", type="string", description="whose marts; empty: the configured sample author"
+        ),
         "generator": Param(
             "offline",
             enum=["offline", "smollm2", "endpoint"],

@@ -28,7 +28,11 @@ from twin.training.tasks import plan_task, publish_task, train_from_plan
     params={
         "dataset_version": Param("latest", type="string", description="id, 'latest' or 'sample'"),
         "author": Param("", type="string", description="with 'latest': whose newest version"),
-        "base_model": Param("smollm2-135m", type="string", description="spec, folder or hub id"),
+        "base_model": Param(
+            "",
+            type="string",
+            description="spec, folder or hub id; empty: TWIN_TRAINING_BASE_MODEL (smollm2-135m)",
+        ),
         "lora_r": Param(16, type="integer", minimum=1),
         "lora_alpha": Param(32, type="integer", minimum=1),
         "lora_dropout": Param(0.05, type="number", minimum=0, maximum=0.9),

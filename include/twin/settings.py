@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     datasets_experiment: str = "twin-datasets"
     datasets_test_share: float = Field(default=0.1, ge=0.0, le=0.5)
     # training (base models are cached here after conversion)
+    # the base model of runs whose `base_model` Param is empty (scheduled runs use it)
+    training_base_model: str = Field(
+        default="smollm2-135m", min_length=1, validation_alias="TWIN_TRAINING_BASE_MODEL"
+    )
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
     # an OpenAI-compatible chat endpoint that judges evaluation answers (optional)
     judge_url: str | None = Field(default=None, validation_alias="TWIN_JUDGE_URL")

@@ -68,6 +68,17 @@ def test_loose_input_is_validated_by_name_and_booleans_stay_booleans() -> None:
     assert (version, params.lora_r) == ("abc12345", 4)
 
 
+def test_an_empty_base_model_is_the_configured_one(monkeypatch) -> None:
+    from twin.settings import Settings
+
+    monkeypatch.setenv("TWIN_TRAINING_BASE_MODEL", "tiny-llama")
+    assert split_params({"base_model": ""})[1].base_model == "tiny-llama"
+    assert split_params({})[1].base_model == "tiny-llama"
+    assert split_params({"base_model": "smollm2-135m"})[1].base_model == "smollm2-135m"
+    configured = Settings(training_base_model="some/hub-model")
+    assert split_params({"base_model": " "}, configured)[1].base_model == "some/hub-model"
+
+
 def test_config_hash_changes_with_what_is_trained_not_with_run_or_report_knobs() -> None:
     base = TrainingParams()
     assert base.config_hash() == TrainingParams().config_hash()

@@ -13,9 +13,10 @@ def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from twin.datasets.build import DatasetOptions
+    from twin.settings import load_settings
 
     values = {
-        "author": params.get("author"),
+        "author": params.get("author") or load_settings().sample_author,
         "generator": params.get("generator", "offline"),
         "max_instructions": params.get("max_instructions", 0),
         "max_preferences": params.get("max_preferences", 0),

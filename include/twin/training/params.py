@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from twin.domain.samples import content_digest
+from twin.settings import Settings
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
@@ -29,7 +30,9 @@ class TrainingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_model: str = Field(default="smollm2-135m", min_length=1)
+    base_model: str = Field(
+        default=Settings.model_fields["training_base_model"].default, min_length=1
+    )
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05

@@ -24,10 +24,15 @@ def snapshot_plugins() -> dict:
     return {entry.name: entry for entry in entry_points(group="twin.snapshots")}
 
 
-def split_params(raw: dict[str, Any]) -> tuple[str, TrainingParams]:
-    """(dataset version, training parameters) from DAG/CLI params; unknown keys are refused."""
+def split_params(
+    raw: dict[str, Any], settings: Settings | None = None
+) -> tuple[str, TrainingParams]:
+    """(dataset version, training parameters) from DAG/CLI params; unknown keys are refused. An
+    empty or missing `base_model` is the configured one (`TWIN_TRAINING_BASE_MODEL`)."""
     raw = dict(raw)
     dataset_version = str(raw.pop("dataset_version", LATEST) or LATEST).strip()
+    if not str(raw.get("base_model") or "").strip():
+        raw["base_model"] = (settings or load_settings()).training_base_model
     return dataset_version, parse_params(raw)
 
 
@@ -62,7 +67,7 @@ def plan_training(raw: dict[str, Any], settings: Settings | None = None) -> dict
     from twin.training.registry import find_trained_version
 
     settings = settings or load_settings()
-    dataset_version, params = split_params(raw)
+    dataset_version, params = split_params(raw, settings)
     snapshot = resolve_snapshot(settings, dataset_version, raw.get("author"))
     validate_run(params, snapshot, settings)
     config_hash = params.config_hash()
@@ -83,7 +88,9 @@ def train_and_register(raw: dict[str, Any], settings: Settings | None = None) ->
     from twin.training.pipeline import train_candidate
 
     settings = settings or load_settings()
-    dataset_version, params = split_params({k: v for k, v in raw.items() if k != "author"})
+    dataset_version, params = split_params(
+        {k: v for k, v in raw.items() if k != "author"}, settings
+    )
     snapshot = resolve_snapshot(settings, dataset_version, raw.get("author"))
     return train_candidate(settings, params, snapshot).as_dict()
 

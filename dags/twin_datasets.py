@@ -25,23 +25,50 @@ from twin.datasets.tasks import build_dataset_task, publish_if_new
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
         "author": Param(
-            "", type="string", description="whose marts; empty: the configured sample author"
+            "",
+            type="string",
+            title="Author",
+            description="Whose clean marts to build from. Empty: the configured sample author.",
         ),
         "generator": Param(
             "offline",
             enum=["offline", "smollm2", "endpoint"],
-            description="offline: templates, no model; smollm2: the packaged model, capped; "
-            "endpoint: TWIN_GENERATOR_URL (OpenAI-compatible)",
+            title="Instruction generator",
+            description="What writes each section's instruction. offline: templates, no model; "
+            "smollm2: the packaged small model (slow, so Max instructions must be 1-200); "
+            "endpoint: the OpenAI-compatible chat API at TWIN_GENERATOR_URL.",
         ),
         "max_instructions": Param(
             0,
             type="integer",
             minimum=0,
-            description="sections per version; 0: all (smollm2: 1-200)",
+            title="Max instructions",
+            description="Sections given an instruction in this version; 0: every section "
+            "(smollm2 needs 1-200).",
         ),
-        "max_preferences": Param(0, type="integer", minimum=0, description="0: one per sample"),
-        "preference": Param(True, type="boolean", description="build preference pairs"),
-        "test_share": Param(0.1, type="number", minimum=0, maximum=0.5),
+        "max_preferences": Param(
+            0,
+            type="integer",
+            minimum=0,
+            title="Max preference pairs",
+            description="Cap on preference pairs in this version; 0: one pair per instruction.",
+        ),
+        "preference": Param(
+            True,
+            type="boolean",
+            title="Build preference pairs",
+            description="Pair the author's answer (chosen) with the generator's answer "
+            "(rejected) for DPO; off: instruction data only, and twin_training needs DPO off.",
+        ),
+        "test_share": Param(
+            0.1,
+            type="number",
+            minimum=0,
+            maximum=0.5,
+            title="Test share",
+            description="Fraction of documents (0-0.5) held out as the test split; a document "
+            "keeps its split as others are added.",
+        ),
     },
     doc_md=__doc__,
 )

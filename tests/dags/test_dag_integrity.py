@@ -2,6 +2,8 @@
 
 Each file is imported in a fresh interpreter that has already imported Airflow (as Airflow's DAG
 processor has), with network connections forbidden: the import time measured is the file's own.
+Every Param a DAG declares is a field of the UI's trigger form, so each needs a title and a
+description a person can act on.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ print(json.dumps({{
         "tasks": {{t.task_id: {{"owner": t.owner, "retries": t.retries}} for t in d.tasks}},
         "timetable": type(d.timetable).__name__,
         "catchup": d.catchup,
+        "params": {{
+            name: {{
+                "description": d.params.get_param(name).description,
+                "schema": d.params.get_param(name).schema,
+            }}
+            for name in d.params
+        }},
     }} for d, _ in dags]
 }}))
 """
@@ -100,3 +109,23 @@ def test_dag_is_wired_as_designed(dag_file) -> None:
     assert isinstance(dag["retries"], int) and dag["retries"] >= 1
     assert dag["catchup"] is False
     assert all(t["owner"] == dag["owner"] for t in dag["tasks"].values())
+
+
+def test_every_param_has_a_title_and_description(dag_file) -> None:
+    """The trigger form labels a field with the Param's schema `title` and explains it with the
+    Param's `description` (`Param(default, description=..., title=..., **schema)`)."""
+    path, found = dag_file
+    offenders = []
+    for dag in found["dags"]:
+        for name, param in dag["params"].items():
+            title = param["schema"].get("title")
+            missing = [
+                what
+                for what, text in (("title", title), ("description", param["description"]))
+                if not isinstance(text, str) or not text.strip()
+            ]
+            if missing:
+                offenders.append(f"{dag['dag_id']}.{name}: no {' or '.join(missing)}")
+    assert not offenders, f"{path.name}: Params the trigger form cannot explain:\n  " + (
+        "\n  ".join(offenders)
+    )

@@ -1,14 +1,18 @@
 """Airflow as people run it: `airflow standalone`, a trigger through the REST API, the asset chain.
 
-The stack (Postgres, MongoDB protocol, Airflow) runs in a scratch home on free ports with an
-environment that holds no connection: every task finds its connections in the metadata DB, where
-`twin stack up` applied airflow_settings.yaml. `twin_crawl` is triggered through `/api/v2` with a
-link to a page that is new on the stack's sample site; `twin_warehouse` and `twin_features` must
-start by themselves from the assets and succeed, and `twin search` must then find the page.
+The whole stack (Postgres, MongoDB protocol, MLflow, Triton, the sample site, Airflow) runs in a
+scratch home on free ports with an environment that holds no connection: every task finds its
+connections in the metadata DB, where `twin stack up` applied airflow_settings.yaml. `twin_crawl`
+is triggered through `/api/v2` with the sample author's links and a page that is new on the site;
+every later DAG of the chain must start by itself from its asset and succeed: `twin_warehouse`,
+then `twin_features` (after which `twin search` finds the page) and `twin_datasets`, then
+`twin_training` (on the tiny base model the environment names, with the DAG's default Params), then
+`twin_deploy`, which decides on the new version. `twin_monitor` is triggered like a user would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +25,10 @@ import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT, scratch_home
+from tests.integration.test_training_pipeline import shared_model_cache
 from twin.stack import Stack
+from twin.stack.airflow import CHAIN_DAGS
+from twin.stack.demo_site import describe_demo_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,6 +57,9 @@ STACK_KEYS = (
 )
 PHRASE = "quokka telemetry for lighthouse keepers"
 CHAIN_TIMEOUT_S = 1200
+# What scheduled training runs on here: the config-built tiny model, not SmolLM2.
+TRAINING_BASE_MODEL = "tiny-llama"
+DOWNSTREAM = ("twin_warehouse", "twin_features", "twin_datasets", "twin_training", "twin_deploy")
 
 
 @dataclass
@@ -83,6 +93,23 @@ class AirflowUnderTest:
             time.sleep(3)
         raise AssertionError(f"{dag_id}: no finished new run within {timeout_s} s: {new}")
 
+    def wait_run(self, dag_id: str, run_id: str, timeout_s: float) -> dict:
+        """The run `run_id` of `dag_id`, once it has finished."""
+        deadline = time.monotonic() + timeout_s
+        state = None
+        while time.monotonic() < deadline:
+            try:
+                resp = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+            except httpx.TransportError:
+                time.sleep(3)
+                continue
+            resp.raise_for_status()
+            state = resp.json()["state"]
+            if state in ("success", "failed"):
+                return resp.json()
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} {run_id}: not finished within {timeout_s} s ({state})")
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> object:
         """A task's return value (for failure messages)."""
         resp = self.api.get(
@@ -107,7 +134,9 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
             if key.startswith(("AIRFLOW_CONN_", "CRAWL_")) or key in STACK_KEYS:
                 mp.delenv(key)
         mp.setenv("TWIN_HOME", str(home))
-        stack = Stack(home, ("postgres", "mongo", "sample", "airflow"))
+        mp.setenv("TWIN_TRAINING_BASE_MODEL", TRAINING_BASE_MODEL)
+        mp.setenv("TWIN_MODEL_CACHE", str(shared_model_cache()))
+        stack = Stack(home, ("postgres", "mongo", "triton", "mlflow", "sample", "airflow"))
         try:
             result = stack.up()
             url = stack.services["airflow"].url
@@ -142,9 +171,22 @@ def new_page(airflow_standalone) -> str:
     return f"{sample.url}/blog/quokka-telemetry/"
 
 
+def twin_cli(af: AirflowUnderTest, *args: str) -> subprocess.CompletedProcess:
+    """The `twin` CLI against the stack under test."""
+    return subprocess.run(
+        [sys.executable, "-m", "twin.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ, TWIN_HOME=str(af.stack.home)),
+        timeout=300,
+    )
+
+
 def test_the_stack_unpauses_the_chain_and_lists_the_connections(airflow_standalone) -> None:
     af = airflow_standalone
-    for dag_id in ("twin_crawl", "twin_warehouse", "twin_features"):
+    assert set(DOWNSTREAM) < set(CHAIN_DAGS)
+    for dag_id in CHAIN_DAGS:
         dag = af.api.get(f"/dags/{dag_id}").json()
         assert dag.get("is_paused") is False, (dag_id, dag, af.notes)
     crawl = af.api.get("/dags/twin_crawl").json()
@@ -162,45 +204,94 @@ def test_the_stack_unpauses_the_chain_and_lists_the_connections(airflow_standalo
     assert listed["warehouse_postgres"]["host"] == "127.0.0.1"
 
 
-def test_a_trigger_with_a_new_link_runs_the_chain_by_assets(airflow_standalone, new_page) -> None:
+@pytest.fixture(scope="module")
+def first_trigger(airflow_standalone, new_page) -> dict:
+    """`twin_crawl` triggered with the sample author's links and the new page; the run ids of
+    every DAG before it, so each wait finds the run the chain started."""
     af = airflow_standalone
-    known = {d: {r["dag_run_id"] for r in af.runs(d)} for d in ("twin_warehouse", "twin_features")}
+    known = {d: {r["dag_run_id"] for r in af.runs(d)} for d in DOWNSTREAM}
+    site = describe_demo_site(af.stack.services["sample"].url)
+    links = {platform: list(urls) for platform, urls in site.links.items()}
+    links["blog"] = [*links.get("blog", []), new_page]
     began = time.monotonic()
-    run_id = af.trigger("twin_crawl", {"author": "Ada Lindqvist", "blog": [new_page]})
+    run_id = af.trigger("twin_crawl", {"author": site.author, **links})
     crawl = af.wait_for("twin_crawl", set(), CHAIN_TIMEOUT_S)
     assert crawl["dag_run_id"] == run_id
     assert crawl["state"] == "success", af.task_states("twin_crawl", run_id)
     report = af.xcom("twin_crawl", run_id, "crawl_source", map_index=0)
     assert af.task_states("twin_crawl", run_id)["publish_if_changed"] == "success", report
+    return {"known": known, "began": began}
 
-    warehouse = af.wait_for("twin_warehouse", known["twin_warehouse"], CHAIN_TIMEOUT_S)
-    assert warehouse["run_type"] == "asset_triggered"
-    assert warehouse["state"] == "success", af.task_states(
-        "twin_warehouse", warehouse["dag_run_id"]
-    )
-    features = af.wait_for("twin_features", known["twin_features"], CHAIN_TIMEOUT_S)
-    assert features["run_type"] == "asset_triggered"
-    assert features["state"] == "success", af.task_states("twin_features", features["dag_run_id"])
-    seconds = time.monotonic() - began
-    print(f"\ntrigger to twin_features success: {seconds:.0f} s")
 
-    search = subprocess.run(
-        [sys.executable, "-m", "twin.cli", "search", PHRASE, "--k", "3", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=dict(os.environ, TWIN_HOME=str(af.stack.home)),
-        timeout=300,
-    )
+def wait_asset_triggered(af: AirflowUnderTest, dag_id: str, trigger: dict) -> dict:
+    """The run of `dag_id` the chain started: started by an asset, and successful."""
+    run = af.wait_for(dag_id, trigger["known"][dag_id], CHAIN_TIMEOUT_S)
+    assert run["run_type"] == "asset_triggered", run
+    assert run["state"] == "success", af.task_states(dag_id, run["dag_run_id"])
+    print(f"\ntrigger to {dag_id} success: {time.monotonic() - trigger['began']:.0f} s")
+    return run
+
+
+def test_a_trigger_with_a_new_link_runs_the_chain_by_assets(
+    airflow_standalone, first_trigger
+) -> None:
+    af = airflow_standalone
+    wait_asset_triggered(af, "twin_warehouse", first_trigger)
+    wait_asset_triggered(af, "twin_features", first_trigger)
+
+    search = twin_cli(af, "search", PHRASE, "--k", "3", "--json")
     assert search.returncode == 0, search.stdout + search.stderr
     assert "quokka-telemetry" in search.stdout, search.stdout
+
+
+def test_new_marts_go_on_to_datasets_training_and_a_deployment(
+    airflow_standalone, first_trigger
+) -> None:
+    af = airflow_standalone
+    datasets = wait_asset_triggered(af, "twin_datasets", first_trigger)
+    assert af.task_states("twin_datasets", datasets["dag_run_id"])["publish_if_new"] == "success"
+    training = wait_asset_triggered(af, "twin_training", first_trigger)
+    states = af.task_states("twin_training", training["dag_run_id"])
+    assert states["publish_candidate"] == "success", states
+    trained = af.xcom("twin_training", training["dag_run_id"], "publish_candidate")
+    assert isinstance(trained, dict) and trained.get("version"), trained
+    deploy = wait_asset_triggered(af, "twin_deploy", first_trigger)
+    assert af.task_states("twin_deploy", deploy["dag_run_id"])["reconcile"] == "success"
+
+    models = twin_cli(af, "models", "list")
+    assert models.returncode == 0, models.stdout + models.stderr
+    assert TRAINING_BASE_MODEL in models.stdout, models.stdout
+    listed = twin_cli(af, "deployments", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    records = json.loads(listed.stdout)
+    record = next(r for r in records if str(r["version"]) == str(trained["version"]))
+    # the first deployment has no champion to shadow: the evaluation gate decides
+    assert record["state"] in ("promoted", "rolled_back"), record
+    print(f"\nfirst deployment of version {record['version']}: {record['state']}")
+    if record["state"] == "promoted":
+        ask = twin_cli(af, "ask", PHRASE, "--protocol", "http", "--json")
+        assert ask.returncode == 0, ask.stdout + ask.stderr
+        meta = json.loads(ask.stdout)["meta"]
+        assert meta["grounded"], meta
+        assert str(meta["model_version"]) == str(trained["version"]), meta
+
+
+def test_twin_monitor_runs_when_triggered(airflow_standalone) -> None:
+    af = airflow_standalone
+    resp = af.api.patch("/dags/twin_monitor", json={"is_paused": False})
+    assert resp.status_code == 200, resp.text
+    run_id = af.trigger("twin_monitor", {})
+    run = af.wait_run("twin_monitor", run_id, CHAIN_TIMEOUT_S)
+    assert run["state"] == "success", af.task_states("twin_monitor", run_id)
+    window = af.xcom("twin_monitor", run_id, "monitor_window")
+    assert isinstance(window, dict), window
 
 
 def test_a_second_trigger_with_nothing_new_runs_no_downstream_dag(
     airflow_standalone, new_page
 ) -> None:
     af = airflow_standalone
-    before = {d: len(af.runs(d)) for d in ("twin_warehouse", "twin_features")}
+    before = {d: len(af.runs(d)) for d in DOWNSTREAM}
     known = {r["dag_run_id"] for r in af.runs("twin_crawl")}
     run_id = af.trigger("twin_crawl", {"author": "Ada Lindqvist", "blog": [new_page]})
     crawl = af.wait_for("twin_crawl", known, CHAIN_TIMEOUT_S)

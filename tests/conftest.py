@@ -26,6 +26,30 @@ EXTERNAL = {
     "triton": "TRITON_HTTP_URL",
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Variables that point a process at a running stack (the session's); a scratch stack's processes
+# must not see them, nor any connection or crawl setting exported for another stack.
+STACK_KEYS = frozenset(
+    {
+        "TWIN_HOME",
+        "OBJECT_STORE_URL",
+        "MONGO_URI",
+        "MONGO_DATABASE",
+        "WAREHOUSE_DSN",
+        "MLFLOW_TRACKING_URI",
+        "TRITON_HTTP_URL",
+        "TRITON_GRPC_URL",
+        "TRITON_METRICS_URL",
+        "TRITON_MODEL_REPOSITORY",
+        "AIRFLOW_HOME",
+        "AIRFLOW_UI_URL",
+        "SAMPLE_SITE_URL",
+    }
+)
+
+
+def is_stack_key(key: str) -> bool:
+    """Whether an environment variable belongs to a running stack (see `STACK_KEYS`)."""
+    return key in STACK_KEYS or key.startswith(("AIRFLOW_CONN_", "CRAWL_"))
 
 
 def scratch_home(prefix: str) -> Path:

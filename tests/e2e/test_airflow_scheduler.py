@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import PROJECT_ROOT, scratch_home
+from tests.conftest import PROJECT_ROOT, is_stack_key, scratch_home
 from tests.integration.test_training_pipeline import shared_model_cache
 from twin.stack import Stack
 from twin.stack.airflow import CHAIN_DAGS
@@ -39,22 +39,6 @@ CONNECTION_IDS = {
     "triton_default",
     "aws_default",
 }
-# Anything pointing at another stack (the session's) must not leak into this one.
-STACK_KEYS = (
-    "TWIN_HOME",
-    "OBJECT_STORE_URL",
-    "MONGO_URI",
-    "MONGO_DATABASE",
-    "WAREHOUSE_DSN",
-    "MLFLOW_TRACKING_URI",
-    "TRITON_HTTP_URL",
-    "TRITON_GRPC_URL",
-    "TRITON_METRICS_URL",
-    "TRITON_MODEL_REPOSITORY",
-    "AIRFLOW_HOME",
-    "AIRFLOW_UI_URL",
-    "SAMPLE_SITE_URL",
-)
 PHRASE = "quokka telemetry for lighthouse keepers"
 CHAIN_TIMEOUT_S = 1200
 # What scheduled training runs on here: the config-built tiny model, not SmolLM2.
@@ -131,7 +115,7 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
     home = scratch_home("twin-af-")
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
-            if key.startswith(("AIRFLOW_CONN_", "CRAWL_")) or key in STACK_KEYS:
+            if is_stack_key(key):
                 mp.delenv(key)
         mp.setenv("TWIN_HOME", str(home))
         mp.setenv("TWIN_TRAINING_BASE_MODEL", TRAINING_BASE_MODEL)

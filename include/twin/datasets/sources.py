@@ -18,11 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from twin.domain.documents import MartDocument
+from twin.domain.markdown import heading_sections, split_repository_files
 
 MARTS_TABLE = "marts.documents"
-HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-FENCE_RE = re.compile(r"^\s*(```|~~~)")
-PATH_HEADING_RE = re.compile(r"^[\w.-]+(/[\w.-]+)*\.\w+$")
 SECTION_SEP = " › "
 MAX_SECTION_CHARS = 2400
 
@@ -94,33 +92,14 @@ def split_sections(doc: MartDocument, max_chars: int = MAX_SECTION_CHARS) -> lis
 
 
 def _heading_pieces(body: str, repository: bool) -> Iterator[tuple[tuple[str, ...], str]]:
-    """(heading path, text) per heading, ignoring `#` lines inside code fences."""
-    stack: list[tuple[int, str]] = []
-    lines: list[str] = []
-    in_fence = False
-
-    def flush() -> Iterator[tuple[tuple[str, ...], str]]:
-        text = "\n".join(lines).strip()
-        if text:
-            yield tuple(title for _, title in stack), text
-
-    for line in body.splitlines():
-        if FENCE_RE.match(line):
-            in_fence = not in_fence
-        match = None if in_fence else HEADING_RE.match(line)
-        if match is None:
-            lines.append(line)
-            continue
-        yield from flush()
-        lines = []
-        level, title = len(match.group(1)), match.group(2).strip()
-        if repository and PATH_HEADING_RE.match(title):
-            stack = [(0, title)]  # a file starts a new tree: its headings nest under its path
-            continue
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, title))
-    yield from flush()
+    """(heading path, text) per heading, ignoring `#` lines inside code fences; in a repository
+    each file starts a new tree under its path."""
+    files = split_repository_files(body) if repository else [(None, body)]
+    for file_path, text in files:
+        prefix = (file_path,) if file_path else ()
+        for section in heading_sections(text):
+            if section.text:
+                yield (*prefix, *section.path), section.text
 
 
 def _parts(text: str, max_chars: int) -> list[str]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from twin.domain.markdown import FENCE, heading_sections, lines_with_fences, split_repository_files
 from twin.features.chunk_tokens import (
     SECTION_SEP,
     _cap_context,
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
 
 # --- markdown structure -----------------------------------------------------------------------
 
-HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
-FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)")
-PATH_HEADING = re.compile(
-    r"^(?i:file:\s*)?`?((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.[A-Za-z][\w-]*|(?:[\w.@+-]+/)+[\w.@+-]+"
-    r"|Makefile|Dockerfile|LICENSE)`?$"
-)
 SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"')\]]))\s+(?=\S)")
 
 CODE_LANGUAGES = {
@@ -80,51 +75,16 @@ class _Piece:
     kind: str = "prose"
 
 
-def _lines_with_fences(text: str) -> list[tuple[str, bool]]:
-    """Each line of `text` and whether it lies inside (or opens/closes) a code fence."""
-    out, fence = [], ""
-    for line in text.split("\n"):
-        m = FENCE.match(line)
-        if fence:
-            out.append((line, True))
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2):
-                fence = ""
-        elif m:
-            fence = m.group(1)
-            out.append((line, True))
-        else:
-            out.append((line, False))
-    return out
-
-
 def _split_sections(markdown: str, title: str, prefix: str | None = None) -> list[_Section]:
-    """Sections under the document's headings, each labelled with its heading path."""
+    """Sections under the document's headings, each labelled with its heading path (a heading
+    that repeats the document's title stays out of the path)."""
+    title_key = title.strip().casefold()
     sections: list[_Section] = []
-    stack: dict[int, str] = {}
-    heading: str | None = prefix
-    level, title_line, buf = 0, "", []
-
-    def flush() -> None:
-        text = "\n".join(buf).strip()
-        if text or sections:  # keep the empty intro out, but keep empty inner sections
-            sections.append(_Section(heading, text, level, title_line))
-
-    for line, fenced in _lines_with_fences(markdown):
-        m = None if fenced else HEADING.match(line)
-        if not m:
-            buf.append(line)
-            continue
-        flush()
-        buf = []
-        level, text = len(m.group(1)), m.group(2).strip()
-        stack = {k: v for k, v in stack.items() if k < level}
-        if text.casefold() != title.strip().casefold():
-            stack[level] = text
-        path = [stack[k] for k in sorted(stack)]
+    for s in heading_sections(markdown):
+        path = [p for p in s.path if p.casefold() != title_key]
         heading = SECTION_SEP.join(p for p in (prefix, *path) if p) or None
-        title_line = line.strip()
-    flush()
-    return [s for s in sections if s.text or s.title_line]
+        sections.append(_Section(heading, s.text, s.level, s.heading_line))
+    return sections
 
 
 def _merge_small(sections: list[_Section], tokens: _Tokens, min_tokens: int) -> list[_Section]:
@@ -170,7 +130,7 @@ def _blocks(text: str) -> list[_Block]:
             blocks.append(_Block(para, "table" if is_table else "prose"))
         buf.clear()
 
-    for line, fenced in _lines_with_fences(text):
+    for line, fenced in lines_with_fences(text):
         if fenced:
             if not code:
                 flush_prose()
@@ -411,23 +371,6 @@ def _article_drafts(
 
 
 # --- repositories -----------------------------------------------------------------------------
-
-
-def split_repository_files(body: str) -> list[tuple[str | None, str]]:
-    """(path, text) per file of a repository body; the part before the first file is (None, …).
-
-    A file starts at a heading (any level) whose whole text is a path: `### docs/rules.md`,
-    `## File: src/x.py`, ``### `sql/001.sql` ``.
-    """
-    files: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line, fenced in _lines_with_fences(body):
-        m = None if fenced else HEADING.match(line)
-        path = PATH_HEADING.match(m.group(2).strip()) if m else None
-        if path:
-            files.append((path.group(1), []))
-            continue
-        files[-1][1].append(line)
-    return [(p, "\n".join(lines).strip()) for p, lines in files if "\n".join(lines).strip()]
 
 
 def _repository_drafts(

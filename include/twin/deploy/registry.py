@@ -113,11 +113,7 @@ def promote(client: Any, name: str, version: str | int, reason: str) -> str | No
         client.set_registered_model_alias(name, CHAMPION, version)
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
-    tags = client.get_model_version(name, version).tags or {}
-    if tags.get(VersionTag.DEPLOYMENT) != "champion":
-        client.set_model_version_tag(name, version, VersionTag.DEPLOYMENT, "champion")
-        client.set_model_version_tag(name, version, TAG_DEPLOYMENT_REASON, reason[:5000])
-        client.set_model_version_tag(name, version, TAG_DEPLOYED_AT, _now())
+    _mark_deployment(client, name, version, "champion", reason)
     return previous if previous != version else None
 
 
@@ -127,9 +123,15 @@ def roll_back(client: Any, name: str, version: str | int, reason: str) -> None:
     version = str(version)
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
+    _mark_deployment(client, name, version, "rolled_back", reason)
+
+
+def _mark_deployment(client: Any, name: str, version: str, state: str, reason: str) -> None:
+    """Tag `version` with its deployment state, the reason and the time, unless it has that
+    state already (a repeated call keeps the first reason and time)."""
     tags = client.get_model_version(name, version).tags or {}
-    if tags.get(VersionTag.DEPLOYMENT) != "rolled_back":
-        client.set_model_version_tag(name, version, VersionTag.DEPLOYMENT, "rolled_back")
+    if tags.get(VersionTag.DEPLOYMENT) != state:
+        client.set_model_version_tag(name, version, VersionTag.DEPLOYMENT, state)
         client.set_model_version_tag(name, version, TAG_DEPLOYMENT_REASON, reason[:5000])
         client.set_model_version_tag(name, version, TAG_DEPLOYED_AT, _now())
 

@@ -45,6 +45,15 @@ PLATFORM_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _known_values(value: list[str], known: tuple[str, ...], what: str) -> list[str]:
+    """`value` lower-cased without repeats; a value not in `known` is a ValueError naming it."""
+    value = list(dict.fromkeys(v.lower() for v in value))
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; expected {list(known)}")
+    return value
+
+
 class SearchFilters(BaseModel):
     """Constraints on which chunks may answer; every field is optional and they combine with AND."""
 
@@ -57,20 +66,12 @@ class SearchFilters(BaseModel):
     @field_validator("platforms")
     @classmethod
     def _known_platforms(cls, value: list[str]) -> list[str]:
-        value = list(dict.fromkeys(v.lower() for v in value))
-        unknown = sorted(set(value) - set(PLATFORMS))
-        if unknown:
-            raise ValueError(f"unknown platform(s) {unknown}; expected {list(PLATFORMS)}")
-        return value
+        return _known_values(value, PLATFORMS, "platform")
 
     @field_validator("document_kinds")
     @classmethod
     def _known_kinds(cls, value: list[str]) -> list[str]:
-        value = list(dict.fromkeys(v.lower() for v in value))
-        unknown = sorted(set(value) - set(DOCUMENT_KINDS))
-        if unknown:
-            raise ValueError(f"unknown document kind(s) {unknown}; expected {list(DOCUMENT_KINDS)}")
-        return value
+        return _known_values(value, DOCUMENT_KINDS, "document kind")
 
     @field_validator("published_after", "published_before")
     @classmethod

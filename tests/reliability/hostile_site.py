@@ -7,15 +7,14 @@ are served from `root` when such a file exists, else 404. robots.txt is absent (
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
+
+from tests.reliability.server_thread import ServerThread
 
 HTML = "text/html; charset=utf-8"
 
@@ -32,7 +31,7 @@ class Page:
 Route = Page | Callable[[str], Page]
 
 
-class HostileSite:
+class HostileSite(ServerThread):
     """Serves `routes` and the files under `root` on 127.0.0.1; a context manager."""
 
     def __init__(self, root: Path) -> None:
@@ -60,7 +59,7 @@ class HostileSite:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def port(self) -> int:
@@ -83,15 +82,11 @@ class HostileSite:
             return Page(candidate.read_bytes(), headers=binary)
         return Page(b"not found", 404, {"Content-Type": "text/plain"})
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
+    def _serve(self) -> None:
+        self._server.serve_forever()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shutdown(self) -> None:
         self._server.shutdown()
+
+    def _close(self) -> None:
         self._server.server_close()

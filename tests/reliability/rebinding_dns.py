@@ -11,8 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections import Counter
-from types import TracebackType
-from typing import Self
 
 import dns.exception
 import dns.flags
@@ -22,8 +20,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from tests.reliability.server_thread import ServerThread
 
-class RebindingDNS:
+
+class RebindingDNS(ServerThread):
     """A threaded UDP DNS server; use as a context manager; `address` is "127.0.0.1:PORT"."""
 
     def __init__(self, name: str, answers: list[str]) -> None:
@@ -34,25 +34,17 @@ class RebindingDNS:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._lock = threading.Lock()
+        super().__init__()
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self._sock.getsockname()[1]}"
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shutdown(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+
+    def _close(self) -> None:
         self._sock.close()
 
     def _serve(self) -> None:

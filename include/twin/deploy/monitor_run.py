@@ -97,7 +97,7 @@ def run_monitor(
     if embed is None:
         from twin.store.embeddings import Embedder
 
-        embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
+        embedder = Embedder.from_settings(settings)
         embed = embedder.encode
     with warehouse_connection(settings, autocommit=True) as conn:
         store.ensure_schema(conn)

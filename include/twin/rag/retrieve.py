@@ -468,7 +468,7 @@ def default_embedder(settings: Settings | None = None) -> TextEncoder:
     from twin.store.embeddings import Embedder
 
     settings = settings or load_settings()
-    return Embedder.get(settings.embedding_model, settings.embedding_model_name)
+    return Embedder.from_settings(settings)
 
 
 @contextmanager

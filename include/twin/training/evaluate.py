@@ -133,10 +133,11 @@ def evaluate(config: EvalConfig) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from twin.settings import load_settings
     from twin.store.embeddings import Embedder
 
     torch.manual_seed(0)
-    embedder = Embedder.get()
+    embedder = Embedder.from_settings(load_settings())
     reference_vectors = embedder.encode(config.reference_answers)
     reference_style = stylometry(config.reference_answers)
     prompts = [i for i, _ in config.heldout[: config.generate_samples]]

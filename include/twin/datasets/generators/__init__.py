@@ -40,7 +40,7 @@ def build_generator(name: str, settings: Settings, *, embedder: Any = None) -> I
         if embedder is None:
             from twin.store.embeddings import Embedder
 
-            embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
+            embedder = Embedder.from_settings(settings)
         return OfflineGenerator(embedder)
     if name == "smollm2":
         from twin.datasets.generators.local import LocalModelGenerator

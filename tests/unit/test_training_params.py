@@ -13,8 +13,10 @@ from twin.training.tasks import split_params
 LLAMA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
-def refused(params: TrainingParams, **kwargs) -> ParamsError:
+def refused(raw: dict, **kwargs) -> ParamsError:
+    """The error of the task's two checks: the fields' own bounds, then machine and model."""
     with pytest.raises(ParamsError) as caught:
+        params = parse_params(raw)
         check_params(params, **({"module_names": LLAMA_MODULES, "cores": 2, "gpus": 0} | kwargs))
     return caught.value
 
@@ -30,18 +32,20 @@ def refused(params: TrainingParams, **kwargs) -> ParamsError:
         ({"target_modules": ()}, "target_modules"),
         ({"lora_dropout": 1.0}, "lora_dropout"),
         ({"max_steps": 0}, "max_steps"),
+        ({"dpo_max_steps": -2}, "dpo_max_steps"),
         ({"max_steps": -1, "epochs": 0}, "epochs"),
         ({"learning_rate": 0}, "learning_rate"),
+        ({"max_length": 15}, "max_length"),
     ],
 )
 def test_bad_params_are_named(overrides, param) -> None:
-    error = refused(TrainingParams(**overrides))
+    error = refused(overrides)
     assert error.param == param
     assert f"'{param}'" in str(error)
 
 
 def test_unknown_target_module_lists_the_models_projections() -> None:
-    error = refused(TrainingParams(target_modules=("c_attn",)))
+    error = refused({"target_modules": ("c_attn",)})
     assert "c_attn" in str(error) and "q_proj" in str(error)
 
 
@@ -120,3 +124,13 @@ def test_a_resumed_runs_repeated_steps_keep_the_latest_row(tmp_path) -> None:
     )
     loaded = load_metrics([path])
     assert [(r["step"], r["loss"]) for r in loaded] == [(1, 3.0), (2, 2.7), (3, 2.6), (4, 2.5)]
+
+
+def test_author_picks_the_dataset_and_is_no_training_parameter() -> None:
+    """The form's Author (whose `latest` dataset) reaches the plan beside the hyperparameters."""
+    from twin.settings import Settings
+
+    version, params = split_params(
+        {"dataset_version": "latest", "author": "Ada", "lora_r": 4}, Settings()
+    )
+    assert (version, params.lora_r) == ("latest", 4)

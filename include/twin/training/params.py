@@ -1,20 +1,29 @@
 """Training hyperparameters: one validated object, checked against the machine and the base model
-before anything launches, and hashed so the same dataset and configuration never train twice."""
+before anything launches, and hashed so the same dataset and configuration never train twice.
+
+Each field the twin_training trigger form shows is declared here once, with its title,
+description and bounds; `param_schemas()` derives the DAG's Params from these fields, so the form
+refuses what `parse_params` refuses. Light to import: the DAG file calls it at parse time.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from twin.domain.samples import content_digest
+from twin.form import param_schemas as form_schemas
 from twin.settings import Settings
 
+LATEST = "latest"
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
 # Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.
 UNHASHED = frozenset({"force", "save_steps", "eval_samples", "eval_pairs", "max_new_tokens"})
+# A step count is positive, or -1 for "run the epochs"; 0 would train nothing.
+STEPS: dict[str, Any] = {"ge": -1, "json_schema_extra": {"not": {"const": 0}}}
 
 
 class ParamsError(ValueError):
@@ -25,39 +34,176 @@ class ParamsError(ValueError):
         super().__init__(f"invalid training parameter '{param}': {message}")
 
 
+class DatasetChoice(BaseModel):
+    """Which dataset version a run trains on (resolved by `twin.training.tasks`)."""
+
+    dataset_version: str = Field(
+        default=LATEST,
+        title="Dataset version",
+        description="A dataset version id (or its first 8+ characters), 'latest' (the newest, "
+        "see Author) or 'sample' (the bundled sample author's, no warehouse needed).",
+    )
+    author: str = Field(
+        default="",
+        title="Author",
+        description="With 'latest': whose newest dataset version. Empty: the newest of any author.",
+    )
+
+
 class TrainingParams(BaseModel):
     """Everything that decides what a training run produces (the DAG's Params map onto it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_model: str = Field(
-        default=Settings.model_fields["training_base_model"].default, min_length=1
+        default=Settings.model_fields["training_base_model"].default,
+        min_length=1,
+        title="Base model",
+        description="Model spec, local folder or Hugging Face hub id to fine-tune. Empty: "
+        "TWIN_TRAINING_BASE_MODEL (default smollm2-135m).",
     )
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = DEFAULT_TARGETS
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = Field(default=-1, description="SFT optimiser steps; -1: run `epochs`")
-    batch_size: int = 2
-    grad_accum: int = 1
-    max_length: int = 256
-    zero_stage: Literal[0, 2, 3] = 2
-    ranks: int = 1
-    dpo: bool = True
-    beta: float = 0.1
-    dpo_learning_rate: float = 5e-5
-    dpo_max_steps: int = -1
-    dpo_epochs: float = 1.0
-    qlora: bool = False
-    bf16: bool = True
+    lora_r: int = Field(
+        default=16,
+        ge=1,
+        title="LoRA rank",
+        description="Rank r of the LoRA adapter matrices; higher trains more parameters.",
+    )
+    lora_alpha: int = Field(
+        default=32,
+        ge=1,
+        title="LoRA alpha",
+        description="LoRA scaling numerator: the update is scaled by alpha / rank.",
+    )
+    lora_dropout: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.9,
+        title="LoRA dropout",
+        description="Dropout probability on the LoRA layers' input, 0-0.9.",
+    )
+    target_modules: tuple[str, ...] = Field(
+        default=DEFAULT_TARGETS,
+        min_length=1,
+        title="Target modules",
+        description="Base model modules given a LoRA adapter, one name per line; each must "
+        "exist in the base model.",
+    )
+    learning_rate: float = Field(
+        default=2e-4,
+        gt=0,
+        title="SFT learning rate",
+        description="Peak learning rate of supervised fine-tuning; above 0.",
+    )
+    epochs: float = Field(
+        default=1.0,
+        gt=0,
+        title="SFT epochs",
+        description="Passes over the training split (fractions allowed); used only when SFT "
+        "max steps is -1.",
+    )
+    max_steps: int = Field(
+        default=-1,
+        title="SFT max steps",
+        description="SFT optimiser steps; -1 runs the epochs.",
+        **STEPS,
+    )
+    batch_size: int = Field(
+        default=2,
+        ge=1,
+        title="Batch size per rank",
+        description="Samples per optimiser step on each rank (SFT and DPO).",
+    )
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(
+        default=256,
+        ge=16,
+        title="Max sequence length",
+        description="Tokens per training and evaluation sequence (at least 16); longer ones "
+        "are truncated.",
+    )
+    zero_stage: Literal[0, 2, 3] = Field(
+        default=2,
+        title="DeepSpeed ZeRO stage",
+        description="0: no DeepSpeed (plain data parallel); 2: shard optimiser state and "
+        "gradients; 3: also shard the weights.",
+    )
+    ranks: int = Field(
+        default=1,
+        ge=1,
+        title="Ranks",
+        description="Training processes: one per CPU core (gloo) or per GPU (NCCL); cannot "
+        "exceed the cores or GPUs available.",
+    )
+    dpo: bool = Field(
+        default=True,
+        title="Run DPO",
+        description="After SFT, run DPO on the merged SFT model; needs a dataset with "
+        "preference pairs.",
+    )
+    beta: float = Field(
+        default=0.1,
+        gt=0,
+        title="DPO beta",
+        description="Strength of DPO's pull towards the SFT reference model; above 0, higher "
+        "stays closer.",
+    )
+    dpo_learning_rate: float = Field(
+        default=5e-5,
+        gt=0,
+        title="DPO learning rate",
+        description="Peak learning rate of the DPO phase; above 0.",
+    )
+    dpo_max_steps: int = Field(
+        default=-1,
+        title="DPO max steps",
+        description="DPO optimiser steps; -1 runs one epoch over the preference pairs.",
+        **STEPS,
+    )
+    dpo_epochs: float = Field(default=1.0, gt=0)
+    qlora: bool = Field(
+        default=False,
+        title="4-bit QLoRA",
+        description="Load the base model in 4-bit (bitsandbytes NF4); CUDA GPUs only.",
+    )
+    bf16: bool = Field(
+        default=True,
+        title="bf16 mixed precision",
+        description="Train and evaluate in bfloat16 mixed precision; off: float32 throughout.",
+    )
     seed: int = 42
-    save_steps: int = 10
-    eval_samples: int = 8
-    eval_pairs: int = Field(default=24, description="held-out pairs scored for perplexity")
-    max_new_tokens: int = 40
-    force: bool = False
+    save_steps: int = Field(
+        default=10,
+        ge=1,
+        title="Checkpoint every (steps)",
+        description="Optimiser steps between checkpoints; a retried run resumes from the last one.",
+    )
+    eval_samples: int = Field(
+        default=8,
+        ge=1,
+        title="Evaluation answers",
+        description="Held-out instructions each model (base, SFT, DPO) answers for the "
+        "evaluation report.",
+    )
+    eval_pairs: int = Field(
+        default=24,
+        ge=1,
+        title="Evaluation pairs",
+        description="Held-out (instruction, answer) pairs scored for perplexity per model.",
+    )
+    max_new_tokens: int = Field(default=40, ge=1)
+    force: bool = Field(
+        default=False,
+        title="Force retraining",
+        description="Train even if this dataset version and configuration are already a "
+        "registered version.",
+    )
+
+    @field_validator("max_steps", "dpo_max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be a positive step count, or -1 to run the epochs")
+        return value
 
     @field_validator("target_modules", mode="before")
     @classmethod
@@ -70,6 +216,32 @@ class TrainingParams(BaseModel):
         """Digest of every field that changes the trained model (not `force`)."""
         payload = self.model_dump(mode="json", exclude=set(UNHASHED))
         return content_digest(payload)[:16]
+
+
+# The trigger form's fields, in form order (the others keep their library defaults).
+FORM_FIELDS = (
+    "base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
+    "epochs", "max_steps", "dpo_max_steps", "batch_size", "max_length", "zero_stage", "ranks",
+    "dpo", "beta", "dpo_learning_rate", "qlora", "bf16", "save_steps", "eval_samples",
+    "eval_pairs", "force",
+)  # fmt: skip
+# A triggered run is demo-sized by default (minutes on two CPU cores); the library's defaults
+# (run the epochs, one rank) stay what a caller of `TrainingParams` gets.
+FORM_DEFAULTS: dict[str, Any] = {"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}
+
+
+def param_schemas() -> dict[str, dict[str, Any]]:
+    """The twin_training Params: each one's default and JSON schema, in form order. An empty
+    base model is the configured one (`TWIN_TRAINING_BASE_MODEL`, filled in by the task)."""
+    return {
+        **form_schemas(DatasetChoice, tuple(DatasetChoice.model_fields)),
+        **form_schemas(
+            TrainingParams,
+            FORM_FIELDS,
+            defaults=FORM_DEFAULTS,
+            blank_means_configured=("base_model",),
+        ),
+    }
 
 
 def parse_params(raw: dict[str, object]) -> TrainingParams:
@@ -95,35 +267,10 @@ def check_params(
     `cores`: CPU cores available (each rank needs one on CPU); `gpus`: CUDA devices (detected
     when None).
     """
+    # Bounds of single fields (positive sizes, rates, dropout, step counts) are the fields' own,
+    # checked when the object is built; what is left needs the machine or the base model.
     gpus = _cuda_devices() if gpus is None else gpus
     cuda = gpus > 0
-    positive = {
-        "lora_r": params.lora_r,
-        "lora_alpha": params.lora_alpha,
-        "batch_size": params.batch_size,
-        "grad_accum": params.grad_accum,
-        "max_length": params.max_length,
-        "ranks": params.ranks,
-        "save_steps": params.save_steps,
-        "eval_samples": params.eval_samples,
-        "eval_pairs": params.eval_pairs,
-        "max_new_tokens": params.max_new_tokens,
-    }
-    for name, value in positive.items():
-        if value < 1:
-            raise ParamsError(name, f"must be at least 1, got {value}")
-    if not 0.0 <= params.lora_dropout < 1.0:
-        raise ParamsError("lora_dropout", f"must be in [0, 1), got {params.lora_dropout}")
-    for name in ("learning_rate", "dpo_learning_rate", "beta"):
-        if getattr(params, name) <= 0:
-            raise ParamsError(name, f"must be positive, got {getattr(params, name)}")
-    for steps, epochs in (("max_steps", "epochs"), ("dpo_max_steps", "dpo_epochs")):
-        if getattr(params, steps) == 0 or getattr(params, steps) < -1:
-            raise ParamsError(steps, "must be a positive step count, or -1 to run the epochs")
-        if getattr(params, steps) == -1 and getattr(params, epochs) <= 0:
-            raise ParamsError(epochs, "must be positive when the step count is -1")
-    if not params.target_modules:
-        raise ParamsError("target_modules", "name at least one module to adapt")
     if module_names is not None:
         unknown = sorted(set(params.target_modules) - module_names)
         if unknown:

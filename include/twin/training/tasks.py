@@ -11,10 +11,9 @@ from typing import Any
 
 from twin.domain.samples import DatasetSnapshot
 from twin.settings import Settings, load_settings
-from twin.training.params import ParamsError, TrainingParams, parse_params
+from twin.training.params import LATEST, ParamsError, TrainingParams, parse_params
 
 SAMPLE = "sample"
-LATEST = "latest"
 
 
 def snapshot_plugins() -> dict:
@@ -31,6 +30,7 @@ def split_params(
     empty or missing `base_model` is the configured one (`TWIN_TRAINING_BASE_MODEL`)."""
     raw = dict(raw)
     dataset_version = str(raw.pop("dataset_version", LATEST) or LATEST).strip()
+    raw.pop("author", None)  # it picks the dataset version (`resolve_snapshot`), not the model
     if not str(raw.get("base_model") or "").strip():
         raw["base_model"] = (settings or load_settings()).training_base_model
     return dataset_version, parse_params(raw)

@@ -18,11 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from twin.datasets import filters, lineage
 from twin.datasets.generators import (
-    GENERATOR_NAMES,
     AnswerPrompt,
     Generated,
     InstructionGenerator,
@@ -31,6 +28,7 @@ from twin.datasets.generators import (
     config_digest,
     generator_label,
 )
+from twin.datasets.params import DatasetOptions
 from twin.datasets.preference import balance_pair, closing_paragraphs, strip_signoff
 from twin.datasets.sources import MartDocument, Section, read_documents, split_sections
 from twin.domain.samples import (
@@ -48,29 +46,6 @@ log = logging.getLogger(__name__)
 
 BUILD_VERSION = "1"
 SPLIT_SALT = "twin-datasets-split-v1"
-
-
-class DatasetOptions(BaseModel):
-    """What a build may be asked for (the DAG's Params, the CLI's options), validated."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    author: str = Field(min_length=1)
-    generator: str = "offline"
-    max_instructions: int = Field(default=0, ge=0, description="0: every section")
-    max_preferences: int = Field(default=0, ge=0, description="0: one per instruction")
-    preference: bool = True
-    test_share: float = Field(default=0.1, ge=0.0, le=0.5)
-    min_answer_chars: int = Field(default=120, ge=1)
-    max_answer_chars: int = Field(default=4000, ge=100)
-    languages: tuple[str, ...] = ("en",)
-
-    @field_validator("generator")
-    @classmethod
-    def _known_generator(cls, value: str) -> str:
-        if value not in GENERATOR_NAMES:
-            raise ValueError(f"generator must be one of {', '.join(GENERATOR_NAMES)}")
-        return value
 
 
 @dataclass

@@ -9,28 +9,24 @@ SMOLLM2_MAX_INSTRUCTIONS = 200
 
 
 def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
-    """The build options from the DAG's Params, validated; a ValueError naming each bad Param."""
+    """The build options from the DAG's Params, validated; a ValueError naming each bad Param.
+
+    A Param left empty (None) takes the default the form shows; an empty author is the
+    configured sample author (read here, at run time).
+    """
     from pydantic import ValidationError
 
-    from twin.datasets.build import DatasetOptions
+    from twin.datasets.params import FORM_FIELDS, DatasetOptions
+    from twin.form import named_problems
     from twin.settings import load_settings
 
-    values = {
-        "author": params.get("author") or load_settings().sample_author,
-        "generator": params.get("generator", "offline"),
-        "max_instructions": params.get("max_instructions", 0),
-        "max_preferences": params.get("max_preferences", 0),
-        "preference": params.get("preference", True),
-        "test_share": params.get("test_share", 0.1),
-    }
+    values = {name: params[name] for name in FORM_FIELDS if params.get(name) is not None}
+    if not str(values.get("author") or "").strip():
+        values["author"] = load_settings().sample_author
     try:
         options = DatasetOptions.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"Param {'.'.join(str(p) for p in e['loc'])}={e.get('input')!r}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ValueError(f"invalid twin_datasets Params: {problems}") from None
+        raise ValueError(f"invalid twin_datasets Params: {named_problems(exc)}") from None
     if options.generator == "smollm2" and not (
         0 < options.max_instructions <= SMOLLM2_MAX_INSTRUCTIONS
     ):
@@ -45,7 +41,8 @@ def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build (or find) the dataset version for the Params; the build's report as a dict."""
     from airflow.sdk import get_current_context
 
-    from twin.datasets.build import DatasetOptions, build_dataset
+    from twin.datasets.build import build_dataset
+    from twin.datasets.params import DatasetOptions
     from twin.settings import load_settings
 
     params = params if params is not None else dict(get_current_context()["params"])

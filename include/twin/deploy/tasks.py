@@ -15,21 +15,14 @@ from typing import Any
 from twin.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-THRESHOLD_PARAMS = (
-    "min_samples",
-    "drift_method",
-    "mmd_alpha",
-    "max_classifier_auc",
-    "ks_alpha",
-    "max_style_drop",
-    "max_latency_p95_ratio",
-    "max_error_rate",
-    "max_guardrail_rate",
-)
 
 
 def _params(params: dict[str, Any] | None) -> dict[str, Any]:
-    return dict(params or {})
+    """The Params this run set, checked as the trigger form checks them (`twin.deploy.params`);
+    the others are left out, so the loaded settings decide them."""
+    from twin.deploy.params import deploy_params
+
+    return deploy_params(params)
 
 
 def resolve_version(params: dict[str, Any] | None = None, settings: Settings | None = None) -> int:
@@ -38,16 +31,10 @@ def resolve_version(params: dict[str, Any] | None = None, settings: Settings | N
     from twin.domain.models import CHALLENGER
     from twin.store.tracking import tracking_client
 
+    version = _params(params).get("version")
+    if version is not None:
+        return int(version)
     settings = settings or load_settings()
-    value = _params(params).get("version")
-    if value not in (None, "", 0):
-        try:
-            version = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"Param 'version' must be a positive integer, not {value!r}") from None
-        if version < 1:
-            raise ValueError(f"Param 'version' must be a positive integer, not {value!r}")
-        return version
     found = alias_version(tracking_client(settings), settings.registered_model, CHALLENGER)
     if found is None:
         raise ValueError(
@@ -67,13 +54,14 @@ def open_deployment(
     """A `Deployment` for `version` with this run's thresholds; closes its connection."""
     from twin.deploy.checks import Thresholds
     from twin.deploy.deployment import Deployment
+    from twin.deploy.params import THRESHOLDS
     from twin.deploy.serving_control import TritonServing
     from twin.store.tracking import tracking_client
     from twin.store.warehouse import warehouse_connection
 
     settings = settings or load_settings()
     p = _params(params)
-    thresholds = Thresholds.from_settings(settings, **{k: p.get(k) for k in THRESHOLD_PARAMS})
+    thresholds = Thresholds.from_settings(settings, **{k: p.get(k) for k in THRESHOLDS})
     conn = warehouse_connection(settings, autocommit=True)
     try:
         yield Deployment(
@@ -177,7 +165,7 @@ def check_task(version: int, params: dict[str, Any] | None = None) -> dict[str, 
         pairs = []
         if row.previous_champion is not None:
             pairs = load_pairs(d.conn, int(row.previous_champion), d.version)
-        embedder = Embedder.get(settings.embedding_model, settings.embedding_model_name)
+        embedder = Embedder.from_settings(settings)
         row = d.check(pairs, embedder.encode, author_vectors(settings, d.conn))
         return {"state": row.state, "verdict": row.figures.get("verdict"), "reason": row.reason}
 

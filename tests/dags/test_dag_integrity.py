@@ -129,3 +129,20 @@ def test_every_param_has_a_title_and_description(dag_file) -> None:
     assert not offenders, f"{path.name}: Params the trigger form cannot explain:\n  " + (
         "\n  ".join(offenders)
     )
+
+
+def test_every_param_is_a_plain_form_field(dag_file) -> None:
+    """The form picks a field's input from its schema's `type` and `enum`; `anyOf`, `oneOf` and
+    `$ref` (what pydantic writes for `X | None` and enums) would show a raw JSON box instead."""
+    path, found = dag_file
+    composite = {"anyOf", "oneOf", "allOf", "$ref", "$defs"}
+    offenders = []
+    for dag in found["dags"]:
+        for name, param in dag["params"].items():
+            schema = param["schema"]
+            parts = [schema, schema.get("items") if isinstance(schema.get("items"), dict) else {}]
+            if not ("type" in schema or "enum" in schema) or any(composite & set(p) for p in parts):
+                offenders.append(f"{dag['dag_id']}.{name}: {schema}")
+    assert not offenders, f"{path.name}: Params the form cannot render:\n  " + "\n  ".join(
+        offenders
+    )

@@ -13,12 +13,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import BlockedURL, FetchError, FetchResult, PoliteClient
 from twin.crawl.pool import Extractor
-from twin.domain.documents import Platform, RawDocument
+from twin.domain.documents import DocumentKind, Platform, RawDocument
 from twin.store.object_store import ObjectStore
 
 Validators = tuple[str | None, str | None]  # (ETag, Last-Modified)
@@ -118,6 +118,10 @@ class Crawler(ABC):
         if result.etag or result.last_modified:
             outcome.validators[url] = (result.etag, result.last_modified)
         return result
+
+    def document(self, kind: DocumentKind, **fields: Any) -> RawDocument:
+        """A raw document of this crawler's platform, by the crawl's author; `fields` the rest."""
+        return RawDocument(platform=self.platform, kind=kind, author=self.ctx.author, **fields)
 
     def extract(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)`: CPU-bound page reading, in the crawl's process pool when it has one."""

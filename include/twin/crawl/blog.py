@@ -39,6 +39,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -48,6 +49,7 @@ from lxml import etree
 from lxml import html as lxml_html
 from protego import Protego
 from trafilatura.metadata import extract_metadata
+from trafilatura.utils import load_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
@@ -171,16 +173,7 @@ class BlogCrawler(Crawler):
         done: set[str] = set()
         listed: list[str] = []
         complete = True
-        while queue:
-            sitemap = queue.pop(0)
-            if sitemap in done:
-                continue
-            if len(done) >= MAX_SITEMAPS:
-                outcome.failures.append(ItemFailure(sitemap, f"more than {MAX_SITEMAPS} sitemaps"))
-                complete = False
-                break
-            done.add(sitemap)
-            result = self.fetch(sitemap, outcome, accept=SITEMAP_TYPES)
+        for sitemap, result in self._fetch_each(queue, done, MAX_SITEMAPS, SITEMAP_TYPES, outcome):
             if result is None:
                 complete = False
                 continue
@@ -197,6 +190,9 @@ class BlogCrawler(Crawler):
                     queue.append(url)
                 elif url not in listed:
                     listed.append(url)
+        if queue:
+            outcome.failures.append(ItemFailure(queue[0], f"more than {MAX_SITEMAPS} sitemaps"))
+            complete = False
         return self._articles_of(listed, outcome), complete
 
     def _articles_of(self, listed: list[str], outcome: CrawlOutcome) -> list[str]:
@@ -228,12 +224,7 @@ class BlogCrawler(Crawler):
         queue, visited = [entry], set()
         articles: list[str] = []
         complete = True
-        while queue and len(visited) < MAX_INDEX_PAGES:
-            page = queue.pop(0)
-            if page in visited:
-                continue
-            visited.add(page)
-            result = self.fetch(page, outcome, accept=HTML_TYPES)
+        for page, result in self._fetch_each(queue, visited, MAX_INDEX_PAGES, HTML_TYPES, outcome):
             if result is None:
                 complete = False
                 continue
@@ -255,6 +246,27 @@ class BlogCrawler(Crawler):
             outcome.failures.append(ItemFailure(entry, f"more than {MAX_INDEX_PAGES} index pages"))
             complete = False
         return [a for a in articles if a not in visited], complete
+
+    def _fetch_each(
+        self,
+        queue: list[str],
+        seen: set[str],
+        limit: int,
+        accept: tuple[str, ...],
+        outcome: CrawlOutcome,
+    ) -> Iterator[tuple[str, FetchResult | None]]:
+        """Each URL of `queue` not in `seen`, in order, with its fetch (None: failed, recorded);
+        the caller may append to `queue` and add to `seen` meanwhile. Stops once `limit` URLs
+        were seen, leaving the next unseen URL at the head of `queue`."""
+        while queue:
+            url = queue.pop(0)
+            if url in seen:
+                continue
+            if len(seen) >= limit:
+                queue.insert(0, url)
+                return
+            seen.add(url)
+            yield url, self.fetch(url, outcome, accept=accept)
 
     # articles ------------------------------------------------------------------------------
     def _article(self, url: str, source_url: str, out: CrawlOutcome) -> RawDocument | None:
@@ -278,11 +290,9 @@ class BlogCrawler(Crawler):
         if isinstance(parts, Rejection):
             reject(out, url, parts.reason, skip=parts.skip)
             return None
-        return RawDocument(
+        return self.document(
+            DocumentKind.ARTICLE,
             url=parts.url,
-            platform=Platform.BLOG,
-            kind=DocumentKind.ARTICLE,
-            author=self.ctx.author,
             title=parts.title,
             text=parts.text,
             published_at=parts.published_at,
@@ -319,9 +329,12 @@ def read_article(text: str, final_url: str) -> Article | Rejection:
     if is_listing(tree, final_url):
         return Rejection("listing page, not an article", skip=True)
     canonical = canonical_link(tree, final_url) or canonical_url(final_url)
-    meta = extract_metadata(text, default_url=canonical)
+    # trafilatura parses the page once for both: metadata reads the tree, extraction copies it
+    source = load_html(text)
+    source = text if source is None else source
+    meta = extract_metadata(source, default_url=canonical)
     title = article_title(tree) or strip_title_suffix(meta.title or "", meta.sitename)
-    body = article_markdown(text, canonical, title)
+    body = article_markdown(source, canonical, title)
     if not body:
         return Rejection("no article text found")
     metadata: dict = {"tags": sorted(set(meta.tags or []))}
@@ -393,6 +406,7 @@ def candidate_links(tree: lxml_html.HtmlElement, page: str, prefix: str) -> list
     """Links of an index page that can be articles: same site, below `prefix`, no query, not a
     listing or a file, in page order."""
     scope = tree.xpath("//main") or tree.xpath("//body") or [tree]
+    itself = canonical_url(page)
     found: list[str] = []
     for href in scope[0].xpath(".//a/@href"):
         if href.startswith(("#", "mailto:", "javascript:", "tel:")):
@@ -407,7 +421,7 @@ def candidate_links(tree: lxml_html.HtmlElement, page: str, prefix: str) -> list
             and parts.path != prefix
             and not is_listing_url(url)
             and not NOT_HTML.search(parts.path)
-            and url != canonical_url(page)
+            and url != itself
             and url not in found
         ):
             found.append(url)
@@ -456,8 +470,11 @@ def article_title(tree: lxml_html.HtmlElement) -> str:
     return node_text(heading)
 
 
-def article_markdown(html: str, url: str, title: str) -> str:
-    """The article text as markdown, chrome pruned and comments excluded; "" when none."""
+def article_markdown(html: str | lxml_html.HtmlElement, url: str, title: str) -> str:
+    """The article text as markdown, chrome pruned and comments excluded; "" when none.
+
+    `html` is the page or its tree as trafilatura parses it (`load_html`), which is not changed.
+    """
     text = trafilatura.extract(
         html,
         url=url,

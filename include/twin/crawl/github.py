@@ -24,7 +24,7 @@ from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dispatch import register
 from twin.crawl.gitfetch import GitError, GitRemote
 from twin.crawl.policy import FetchError
-from twin.domain.documents import DocumentKind, Platform, RawDocument, RepositoryFile
+from twin.domain.documents import DocumentKind, Platform, RepositoryFile
 
 MAX_FILE_BYTES = 200_000
 MAX_REPO_FILES = 2_000
@@ -132,11 +132,9 @@ class GitHubCrawler(Crawler):
         readme = next((f for f in files if re.match(r"(?i)readme(\.\w+)?$", f.path)), None)
         name = canonical.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
         outcome.documents.append(
-            RawDocument(
+            self.document(
+                DocumentKind.REPOSITORY,
                 url=canonical,
-                platform=self.platform,
-                kind=DocumentKind.REPOSITORY,
-                author=self.ctx.author,
                 title=name,
                 text=readme.text if readme else "",
                 published_at=datetime.fromisoformat(committed).astimezone(UTC)

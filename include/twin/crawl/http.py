@@ -25,8 +25,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import httpx
 from tenacity import (
@@ -37,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from twin.crawl.closing import Closing
 from twin.crawl.decode import decode_body, media_type, type_allowed
 from twin.crawl.limits import HostGate, HostGates
 from twin.crawl.policy import CrawlPolicy, FetchError
@@ -131,7 +130,7 @@ class CrawlStats:
         return f"CrawlStats({self.as_dict()})"
 
 
-class PoliteClient:
+class PoliteClient(Closing):
     """The shared, thread-safe HTTP client of every crawler (see the module docstring).
 
     `transport` replaces the network (tests pass an `httpx.MockTransport`); without it the client
@@ -166,17 +165,6 @@ class PoliteClient:
             cookies=http.cookiejar.CookieJar(policy=NoCookies()),
             trust_env=False,
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close pooled connections; the client cannot be used afterwards."""

@@ -27,7 +27,7 @@ from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
 from twin.crawl.dispatch import register
 from twin.crawl.uploads import UPLOAD_SCHEME, read_upload, upload_dir
-from twin.domain.documents import DocumentKind, Platform, RawDocument
+from twin.domain.documents import DocumentKind, Platform
 
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 MAX_EXPORT_BYTES = 200_000_000
@@ -110,11 +110,9 @@ class LinkedInCrawler(Crawler):
                 continue
             try:
                 outcome.documents.append(
-                    RawDocument(
+                    self.document(
+                        DocumentKind.POST,
                         url=link,
-                        platform=self.platform,
-                        kind=DocumentKind.POST,
-                        author=self.ctx.author,
                         title=first_line(text),
                         text=text,
                         published_at=parse_date(row.get("Date")),
@@ -168,11 +166,9 @@ class LinkedInCrawler(Crawler):
             else None
         )
         outcome.documents.append(
-            RawDocument(
+            self.document(
+                DocumentKind.ARTICLE,
                 url=url,
-                platform=self.platform,
-                kind=DocumentKind.ARTICLE,
-                author=self.ctx.author,
                 title=(title or name).strip(),
                 text=text.strip(),
                 published_at=parse_date(date),

@@ -252,11 +252,9 @@ class MediumCrawler(Crawler):
                 return self._from_feed(story, source_url, page_error=problem)
             reject(out, story.url, problem)
             return None
-        return RawDocument(
+        return self.document(
+            DocumentKind.ARTICLE,
             url=page.url,
-            platform=Platform.MEDIUM,
-            kind=DocumentKind.ARTICLE,
-            author=self.ctx.author,
             title=page.title or story.title,
             text=page.body,
             published_at=page.published_at or story.published_at or page.byline_date,
@@ -271,11 +269,9 @@ class MediumCrawler(Crawler):
             return None
         metadata = _metadata(story, "", story.tags, "feed")
         metadata["page_error"] = page_error
-        return RawDocument(
+        return self.document(
+            DocumentKind.ARTICLE,
             url=story.url,
-            platform=Platform.MEDIUM,
-            kind=DocumentKind.ARTICLE,
-            author=self.ctx.author,
             title=story.title,
             text=text,
             published_at=story.published_at,

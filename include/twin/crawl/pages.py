@@ -26,6 +26,17 @@ T = TypeVar("T")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/xml", "text/xml")
 JSON_TYPES = ("application/json",)
+# Compiled once: every page of a crawl is read with them.
+META_NAMED = etree.XPath("//meta[@property=$n or @name=$n or @itemprop=$n][@content]")
+JSON_LD_SCRIPTS = etree.XPath("//script[@type='application/ld+json']")
+CANONICAL_LINKS = etree.XPath("//link[@href][contains(concat(' ', @rel, ' '), ' canonical ')]")
+# Readers' comments carry <time> too: their dates are never the article's.
+_OUTSIDE_COMMENTS = "[not(ancestor-or-self::*[contains(@class, 'comment')])]"
+PUBLISHED_TIMES = etree.XPath(
+    f"//time[contains(@class, 'published') or @itemprop='datePublished']{_OUTSIDE_COMMENTS}"
+    "/@datetime"
+)
+ARTICLE_TIMES = etree.XPath(f"//article//time{_OUTSIDE_COMMENTS}/@datetime")
 
 
 def is_html(result: FetchResult) -> bool:
@@ -85,9 +96,7 @@ def node_text(node: lxml_html.HtmlElement | None) -> str:
 def meta_content(tree: lxml_html.HtmlElement, *names: str) -> str | None:
     """The first non-empty `<meta property|name|itemprop=...>` content among `names`."""
     for name in names:
-        for node in tree.xpath(
-            "//meta[@property=$n or @name=$n or @itemprop=$n][@content]", n=name
-        ):
+        for node in META_NAMED(tree, n=name):
             value = node.get("content", "").strip()
             if value:
                 return value
@@ -97,7 +106,7 @@ def meta_content(tree: lxml_html.HtmlElement, *names: str) -> str | None:
 def json_ld(tree: lxml_html.HtmlElement) -> list[dict]:
     """Every JSON-LD object on the page (`@graph` members flattened); broken blocks are skipped."""
     found: list[dict] = []
-    for script in tree.xpath("//script[@type='application/ld+json']"):
+    for script in JSON_LD_SCRIPTS(tree):
         try:
             data = json.loads(script.text or "")
         except json.JSONDecodeError:
@@ -119,7 +128,7 @@ def canonical_link(tree: lxml_html.HtmlElement, page_url: str) -> str | None:
     A canonical on another site (a cross-post pointing at the original) is not taken: the
     document's identity stays with the site it was crawled from.
     """
-    for node in tree.xpath("//link[@href][contains(concat(' ', @rel, ' '), ' canonical ')]"):
+    for node in CANONICAL_LINKS(tree):
         href = canonical_url(node.get("href", ""), page_url)
         if urlsplit(href).scheme in ("http", "https") and same_site(href, page_url):
             return href
@@ -132,13 +141,8 @@ def published_date(tree: lxml_html.HtmlElement) -> datetime | None:
         meta_content(tree, "article:published_time", "datePublished", "og:published_time")
     ]
     candidates += [item.get("datePublished") for item in json_ld(tree) if item.get("datePublished")]
-    # Readers' comments carry <time> too: their dates are never the article's.
-    outside_comments = "[not(ancestor-or-self::*[contains(@class, 'comment')])]"
-    candidates += tree.xpath(
-        "//time[contains(@class, 'published') or @itemprop='datePublished']"
-        f"{outside_comments}/@datetime"
-    )
-    candidates += tree.xpath(f"//article//time{outside_comments}/@datetime")
+    candidates += PUBLISHED_TIMES(tree)
+    candidates += ARTICLE_TIMES(tree)
     for value in candidates:
         if parsed := parse_date(value):
             return parsed

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
+
+from twin.crawl.closing import Closing
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ def default_processes() -> int:
     return cores if cores >= MIN_CORES_FOR_POOL else 1
 
 
-class Extractor:
+class Extractor(Closing):
     """Runs functions in `processes` worker processes (0: `default_processes()`; 1: in the
     caller, no pool)."""
 
@@ -98,14 +99,3 @@ class Extractor:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -263,11 +263,9 @@ class SubstackCrawler(Crawler):
             metadata["subtitle"] = subtitle
         if post.post_id is not None:
             metadata["post_id"] = post.post_id
-        return RawDocument(
+        return self.document(
+            DocumentKind.ARTICLE,
             url=page.url,
-            platform=Platform.SUBSTACK,
-            kind=DocumentKind.ARTICLE,
-            author=self.ctx.author,
             title=post.title or page.title,
             text=page.body,
             published_at=post.published_at or page.published_at,

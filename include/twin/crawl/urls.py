@@ -10,7 +10,7 @@ decides which one is the page.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 # Query parameters that say where a reader came from, never which page it is.
 TRACKING_PARAMS = frozenset(
@@ -38,6 +38,7 @@ TRACKING_PARAMS = frozenset(
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "hsa_")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DUPLICATE_SLASHES = re.compile(r"/{2,}")
 
 
 def is_tracking_param(name: str) -> bool:
@@ -59,13 +60,15 @@ def canonical_url(url: str, base: str | None = None, *, keep_query: bool = True)
     if ":" in host:  # an IPv6 address keeps its brackets
         host = f"[{host}]"
     netloc = host
-    if parts.port and DEFAULT_PORTS.get(scheme) != parts.port:
-        netloc = f"{host}:{parts.port}"
-    if parts.username or parts.password:  # kept, so the SSRF guard still sees and refuses them
-        creds = parts.username or ""
-        creds += f":{parts.password}" if parts.password else ""
+    port = parts.port  # each property of a split URL parses its netloc again: read them once
+    if port and DEFAULT_PORTS.get(scheme) != port:
+        netloc = f"{host}:{port}"
+    username, password = parts.username, parts.password
+    if username or password:  # kept, so the SSRF guard still sees and refuses them
+        creds = username or ""
+        creds += f":{password}" if password else ""
         netloc = f"{creds}@{netloc}"
-    path = re.sub(r"/{2,}", "/", parts.path) or "/"
+    path = DUPLICATE_SLASHES.sub("/", parts.path) or "/"
     query = ""
     if keep_query and parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
@@ -75,13 +78,16 @@ def canonical_url(url: str, base: str | None = None, *, keep_query: bool = True)
 
 def site_host(url: str) -> str:
     """The host of `url` without a leading `www.`, for same-site comparisons."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host.removeprefix("www.")
+    return _site_host(urlsplit(url))
 
 
 def same_site(a: str, b: str) -> bool:
     """Whether two URLs are on the same host (`www.` ignored) and port."""
     pa, pb = urlsplit(a), urlsplit(b)
-    return site_host(a) == site_host(b) and (pa.port or DEFAULT_PORTS.get(pa.scheme)) == (
+    return _site_host(pa) == _site_host(pb) and (pa.port or DEFAULT_PORTS.get(pa.scheme)) == (
         pb.port or DEFAULT_PORTS.get(pb.scheme)
     )
+
+
+def _site_host(parts: SplitResult) -> str:
+    return (parts.hostname or "").lower().removeprefix("www.")

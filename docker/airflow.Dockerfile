@@ -48,6 +48,8 @@ COPY --chown=airflow:0 dags/ ./dags/
 COPY --chown=airflow:0 plugins/ ./plugins/
 COPY --chown=airflow:0 dbt/ ./dbt/
 COPY --chown=airflow:0 expectations/ ./expectations/
+# Pools and variables, applied by airflow-init (`python -m twin.stack.airflow_objects declared`).
+COPY --chown=airflow:0 airflow_settings.yaml ./
 
 # The dbt manifest the twin_warehouse DAG renders from (the DAG refuses to load without it,
 # rather than run `dbt ls` at every parse). `dbt parse` reads no database.

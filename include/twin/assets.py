@@ -1,4 +1,5 @@
-"""The data assets that chain the pipelines (Airflow data-aware scheduling), by name and URI."""
+"""The data assets that chain the pipelines (Airflow data-aware scheduling), by name and URI, and
+the pools the pipelines' heavy tasks share."""
 
 RAW_DOCUMENTS = {"name": "raw_documents", "uri": "mongo://twin/documents"}
 WAREHOUSE_MARTS = {
@@ -8,3 +9,9 @@ WAREHOUSE_MARTS = {
 VECTOR_CHUNKS = {"name": "vector_chunks", "uri": "postgres://warehouse:5432/twin/vectors/chunks"}
 DATASETS = {"name": "datasets", "uri": "postgres://warehouse:5432/twin/ml/dataset_versions"}
 MODEL_CANDIDATES = {"name": "model_candidates", "uri": "mlflow://twin-llm"}
+
+# Pools of airflow_settings.yaml that bound concurrent heavy tasks across DAGs (the embedded stack
+# and production's airflow-init create them; a task naming an undeclared pool would never run).
+CRAWL_POOL = "crawl"
+EMBEDDING_POOL = "embedding"
+TRAINING_POOL = "training"

@@ -64,7 +64,9 @@ print(json.dumps({{
         "tags": sorted(d.tags),
         "owner": d.default_args.get("owner"),
         "retries": d.default_args.get("retries"),
-        "tasks": {{t.task_id: {{"owner": t.owner, "retries": t.retries}} for t in d.tasks}},
+        "tasks": {{
+            t.task_id: {{"owner": t.owner, "retries": t.retries, "pool": t.pool}} for t in d.tasks
+        }},
         "timetable": type(d.timetable).__name__,
         "catchup": d.catchup,
         "params": {{
@@ -109,6 +111,17 @@ def test_dag_is_wired_as_designed(dag_file) -> None:
     assert isinstance(dag["retries"], int) and dag["retries"] >= 1
     assert dag["catchup"] is False
     assert all(t["owner"] == dag["owner"] for t in dag["tasks"].values())
+
+
+def test_every_pool_a_task_names_is_declared(dag_file) -> None:
+    """A task in a pool that does not exist is never scheduled: each pool is declared in
+    airflow_settings.yaml, which the stack and production's airflow-init apply."""
+    from twin.stack.airflow_objects import load_declared
+
+    path, found = dag_file
+    declared = {pool["pool_name"] for pool in load_declared()["pools"]} | {"default_pool"}
+    used = {t["pool"] for dag in found["dags"] for t in dag["tasks"].values()}
+    assert used <= declared, f"{path.name}: undeclared pools {sorted(used - declared)}"
 
 
 def test_every_param_has_a_title_and_description(dag_file) -> None:

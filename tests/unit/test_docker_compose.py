@@ -644,6 +644,25 @@ def test_env_contract_matches_what_the_embedded_stack_writes(tmp_path: Path) -> 
             assert value_kind(render(env[key])) == value_kind(value), (name, key)
 
 
+def test_airflow_init_applies_the_declared_pools_and_variables() -> None:
+    from twin.stack.airflow_objects import declared_objects, load_declared
+
+    init = COMPOSE["services"]["airflow-init"]["command"]
+    script = init[-1] if isinstance(init, list) else init
+    assert "python -m twin.stack.airflow_objects declared" in script
+    assert script.index("airflow db migrate") < script.index("airflow_objects declared")
+    declared = load_declared()
+    objects = declared_objects({"OBJECT_STORE_URL": "s3://prod-bucket/twin"})
+    assert objects.connections == []  # AIRFLOW_CONN_* (or a secrets backend) in production
+    assert {p["name"] for p in objects.pools} == {p["pool_name"] for p in declared["pools"]}
+    assert objects.variables["twin_object_store_url"] == "s3://prod-bucket/twin"
+    assert declared_objects({}).variables["twin_object_store_url"] == next(
+        v["variable_value"]
+        for v in declared["variables"]
+        if v["variable_name"] == "twin_object_store_url"
+    )
+
+
 def test_airflow_connections_cover_the_connection_ids_of_settings() -> None:
     wanted = {f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in CONNECTION_IDS.values()}
     wanted.add("AIRFLOW_CONN_AWS_DEFAULT")

@@ -130,6 +130,17 @@ def render_objects(
     return AirflowObjects(connections, variables, pools)
 
 
+def declared_objects(environ: Mapping[str, str] | None = None) -> AirflowObjects:
+    """Production's share of the file: its pools and variables (a variable backed by a settings
+    variable takes that variable's value when the environment sets it). Connections are left out:
+    production gives them as `AIRFLOW_CONN_*` or through a secrets backend, which Airflow reads
+    before its metadata DB."""
+    environ = os.environ if environ is None else environ
+    backing = {k: environ[k] for k in EMBEDDED_VARIABLES.values() if environ.get(k)}
+    rendered = render_objects(backing, environ={})
+    return AirflowObjects([], rendered.variables, rendered.pools)
+
+
 def _run_child(args: list[str], payload: dict, env: dict[str, str], timeout_s: float) -> dict:
     """Run this module in a child interpreter with Airflow's environment; return its JSON."""
     result = subprocess.run(
@@ -257,11 +268,16 @@ def _import_errors(dag_ids: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    actions = {"apply": _apply, "unpause": _unpause}
+    """`apply` / `unpause` read their JSON payload on stdin (the embedded stack's child);
+    `declared` applies the file's pools and variables to this Airflow (production's init)."""
+    actions = {"apply": _apply, "unpause": _unpause, "declared": None}
     if len(argv) != 1 or argv[0] not in actions:
-        print(f"usage: python -m twin.stack.airflow_objects {{{'|'.join(actions)}}} < JSON")
+        print(f"usage: python -m twin.stack.airflow_objects {{{'|'.join(actions)}}} [< JSON]")
         return 2
-    result = actions[argv[0]](json.loads(sys.stdin.read()))
+    if argv[0] == "declared":
+        result = _apply(asdict(declared_objects()))
+    else:
+        result = actions[argv[0]](json.loads(sys.stdin.read()))
     print(json.dumps(result))
     return 0
 

@@ -178,11 +178,12 @@ class TrainingParams(BaseModel):
         description="Optimiser steps between checkpoints; a retried run resumes from the last one.",
     )
     eval_samples: int = Field(
-        default=8,
+        default=24,
         ge=1,
         title="Evaluation answers",
-        description="Held-out instructions each model (base, SFT, DPO) answers for the "
-        "evaluation report.",
+        description="Held-out instructions each model (base, SFT, DPO) answers; style "
+        "similarity and the evaluation gate are measured on them (fewer make the style "
+        "figure noisy).",
     )
     eval_pairs: int = Field(
         default=24,

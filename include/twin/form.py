@@ -46,12 +46,10 @@ def param_schemas(
     schemas: dict[str, dict[str, Any]] = {}
     for name in fields:
         info = model.model_fields[name]
+        where = f"{model.__name__}.{name}"
         if not info.title or not info.description:
-            raise FormSchemaError(f"{model.__name__}.{name}: a form field needs a title and a "
-                                  "description")  # fmt: skip
-        schema = plain_schema(
-            full["properties"][name], definitions, where=f"{model.__name__}.{name}"
-        )
+            raise FormSchemaError(f"{where}: a form field needs a title and a description")
+        schema = plain_schema(full["properties"][name], definitions, where)
         if name in blank_means_configured:
             schema.pop("minLength", None)
             schema.pop("pattern", None)

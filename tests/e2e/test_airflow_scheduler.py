@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, is_stack_key, scratch_home
 from tests.integration.test_training_pipeline import shared_model_cache
 from twin.stack import Stack
-from twin.stack.airflow import CHAIN_DAGS
+from twin.stack.airflow import ADMIN_USER, CHAIN_DAGS
 from twin.stack.demo_site import describe_demo_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -123,8 +123,12 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
         stack = Stack(home, ("postgres", "mongo", "triton", "mlflow", "sample", "airflow"))
         try:
             result = stack.up()
-            url = stack.services["airflow"].url
-            token = httpx.get(f"{url}/auth/token", timeout=120).json()["access_token"]
+            airflow = stack.services["airflow"]
+            login = {"username": ADMIN_USER, "password": airflow.admin_password}
+            url = airflow.url
+            resp = httpx.post(f"{url}/auth/token", json=login, timeout=120)
+            assert resp.status_code == 201, resp.text
+            token = resp.json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=f"{url}/api/v2", headers=headers, timeout=120) as api:
                 yield AirflowUnderTest(stack, api, result.notes)
@@ -186,6 +190,20 @@ def test_the_stack_unpauses_the_chain_and_lists_the_connections(airflow_standalo
     mongo_password = af.stack.services["mongo"].password
     assert postgres_password not in resp.text and mongo_password not in resp.text
     assert listed["warehouse_postgres"]["host"] == "127.0.0.1"
+
+
+def test_airflow_asks_for_the_stack_password(airflow_standalone) -> None:
+    url = airflow_standalone.stack.services["airflow"].url
+    assert httpx.get(f"{url}/auth/token", timeout=60).status_code == 403  # no all-admins token
+    assert httpx.get(f"{url}/api/v2/dags", timeout=60).status_code == 401
+    wrong = {"username": ADMIN_USER, "password": "not-the-password"}
+    assert httpx.post(f"{url}/auth/token", json=wrong, timeout=60).status_code == 401
+    secret = airflow_standalone.stack.home / "secrets" / "airflow_admin_password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert (
+        airflow_standalone.stack.services["airflow"].admin_password
+        not in (airflow_standalone.stack.home / "stack.env").read_text()
+    )
 
 
 @pytest.fixture(scope="module")

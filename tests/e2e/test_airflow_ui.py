@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e import test_airflow_scheduler as scheduler
 from tests.e2e.test_airflow_scheduler import CHAIN_TIMEOUT_S, AirflowUnderTest
+from twin.stack.airflow import ADMIN_USER
 
 # The same stack fixtures as the scheduler test (a stack of this module's own).
 airflow_standalone = scheduler.airflow_standalone
@@ -58,10 +59,15 @@ def browser():
         browser.close()
 
 
-def open_trigger_form(browser, ui_url: str):
+def open_trigger_form(browser, af: AirflowUnderTest):
+    """Sign in as the stack's admin (its password is a stack secret), open twin_crawl's form."""
+    airflow = af.stack.services["airflow"]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)  # a loaded laptop renders the first page slowly
-    page.goto(f"{ui_url}/auth/token/login?next={ui_url}/dags/twin_crawl")
+    page.goto(f"{airflow.url}/auth/login?next={airflow.url}/dags/twin_crawl")
+    page.locator("input[name=username]").fill(ADMIN_USER)
+    page.locator("input[name=password]").fill(airflow.admin_password)
+    page.get_by_role("button", name="Sign in").click()
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Run Parameters").wait_for()
@@ -72,7 +78,7 @@ def test_the_trigger_form_shows_one_field_per_platform_and_refuses_a_bad_link(
     airflow_standalone: AirflowUnderTest, browser
 ) -> None:
     af = airflow_standalone
-    page, dialog = open_trigger_form(browser, af.stack.services["airflow"].url)
+    page, dialog = open_trigger_form(browser, af)
     assert page.locator("#element_author").input_value() == "Ada Lindqvist"
     for platform, title in PLATFORM_TITLES.items():
         assert dialog.get_by_text(title, exact=True).is_visible()
@@ -95,7 +101,7 @@ def test_links_typed_in_the_form_start_a_run_that_crawls_them(
 ) -> None:
     af = airflow_standalone
     known = {r["dag_run_id"] for r in af.runs("twin_crawl")}
-    page, dialog = open_trigger_form(browser, af.stack.services["airflow"].url)
+    page, dialog = open_trigger_form(browser, af)
     # A trailing empty line, as people type: the form and the task ignore it.
     page.locator("#element_blog").fill(f"{new_page}\n")
     dialog.get_by_role("button", name="Trigger").click()

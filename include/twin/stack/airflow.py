@@ -40,6 +40,8 @@ CHAIN_DAGS = (
     "twin_deploy",
 )
 DAG_PARSE_WAIT_S = 180.0
+# The embedded Airflow's one user (simple auth manager); its password is a generated stack secret.
+ADMIN_USER = "admin"
 
 
 class AirflowService(Service):
@@ -73,8 +75,10 @@ class AirflowService(Service):
                 # A laptop under load parses slowly: a timeout would hide a DAG, not fix it.
                 "dagbag_import_timeout = 120",
                 f"execution_api_server_url = {api}/execution/",
-                # The embedded stack is a single-user development stack on loopback.
-                "simple_auth_manager_all_admins = True",
+                # One admin whose password is the stack's generated secret: the API and the UI
+                # ask for it, so another local user cannot drive Airflow (or read connections).
+                f"simple_auth_manager_users = {ADMIN_USER}:admin",
+                f"simple_auth_manager_passwords_file = {self.passwords_file}",
                 # Connection passwords are encrypted in the metadata DB with the stack's own key.
                 f"fernet_key = {self.ctx.secret('airflow_fernet_key', fernet_key)}",
                 "[database]",
@@ -105,10 +109,21 @@ class AirflowService(Service):
         env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
         return env
 
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "passwords.json"
+
+    @property
+    def admin_password(self) -> str:
+        """The UI and API password of `ADMIN_USER` (a stack secret, file mode 0600)."""
+        return self.ctx.secret("airflow_admin_password")
+
     def prepare(self) -> None:
-        """Write the config and migrate the metadata DB once per Airflow version."""
+        """Write the config and the admin's password, and migrate the metadata DB once per
+        Airflow version."""
         super().prepare()
         write_private(self.home / "airflow.cfg", self.config_text())
+        write_private(self.passwords_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
         marker = self.home / ".migrated"
         wanted = f"apache-airflow {version('apache-airflow')}"
         if marker.exists() and marker.read_text().strip() == wanted:
@@ -163,7 +178,8 @@ class AirflowService(Service):
         todo = [
             d for d in CHAIN_DAGS if d not in seen and (PROJECT_ROOT / "dags" / f"{d}.py").exists()
         ]
-        self.notes = []
+        secret = self.ctx.secrets_dir / "airflow_admin_password"
+        self.notes = [f"airflow: sign in at {self.url} as {ADMIN_USER}, password in {secret}"]
         if not todo:
             return
         try:

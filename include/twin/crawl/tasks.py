@@ -34,7 +34,7 @@ def summarise(reports: list[dict], sources: list[dict] | None = None) -> dict:
 
 def publish_if_changed(summary: dict) -> dict:
     """Succeed (emitting the raw-documents asset) only when the run changed documents."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     if not summary.get("has_changes"):
         raise AirflowSkipException("no document was added, changed or deleted: nothing to publish")

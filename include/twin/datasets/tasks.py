@@ -52,7 +52,7 @@ def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def publish_if_new(result: dict[str, Any]) -> dict[str, Any]:
     """Succeed (emitting the datasets asset) only when the build created a new version."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     if not result.get("created"):
         raise AirflowSkipException(

@@ -59,7 +59,7 @@ def maintain_index_task() -> dict:
 
 def publish_if_changed(result: dict) -> dict:
     """Succeed (emitting the vector-chunks asset) only when the sync changed the index."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     if not result.get("changed"):
         raise AirflowSkipException("the vector index is already up to date: nothing to publish")

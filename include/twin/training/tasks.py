@@ -112,7 +112,7 @@ def train_from_plan(plan: dict[str, Any], settings: Settings | None = None) -> d
 
 def publish_candidate(result: dict[str, Any]) -> dict[str, Any]:
     """Succeed (emitting `model_candidates`) only when a new version was registered."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     if result.get("status") != "trained":
         raise AirflowSkipException(

@@ -49,7 +49,7 @@ def marts_gate() -> dict:
 
 def publish_if_changed(load: dict, enrichment: dict) -> dict:
     """Succeed (emitting the marts asset) only when this run brought new or changed data."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     changed = load.get("inserted", 0) + load.get("updated", 0)
     changed += enrichment.get("inserted", 0) + enrichment.get("updated", 0)

@@ -51,9 +51,10 @@ dbt-parse: $(DBT_MANIFEST) ## dbt manifest the twin_warehouse DAG renders from (
 $(DBT_MANIFEST): $(STAMP) $(DBT_SOURCES)
 	@$(BIN)/python -m twin.warehouse.manifest
 
-lint: $(STAMP) ## ruff: lint and format check
+lint: $(STAMP) ## ruff (lint and format check), and the package's import contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff check --fix .

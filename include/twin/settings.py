@@ -18,6 +18,8 @@ from pydantic import Field, StringConstraints, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The dbt project: the warehouse runs it, the quality stage writes its generated PII macros.
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 # Airflow connection ids (DESIGN.md) and the settings field each one backs.
 CONNECTION_IDS: dict[str, str] = {

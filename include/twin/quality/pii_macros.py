@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from twin.domain.pii import PLACEHOLDERS, RULES, PiiRule
-from twin.warehouse.manifest import DBT_PROJECT_DIR
+from twin.settings import DBT_PROJECT_DIR
 
 MACROS_FILE = DBT_PROJECT_DIR / "macros" / "pii.sql"
 HEADER = """{#-

@@ -13,9 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from twin.settings import PROJECT_ROOT
+from twin.settings import DBT_PROJECT_DIR
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 # `dbt parse` reads no database: placeholder connection values satisfy profiles.yml.
 PARSE_ENV = {"TWIN_DBT_HOST": "localhost", "TWIN_DBT_USER": "parse", "TWIN_DBT_DBNAME": "parse"}

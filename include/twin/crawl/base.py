@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import BlockedURL, FetchError, FetchResult, PoliteClient
-from twin.crawl.pool import Extractor
+from twin.crawl.pool import Extractor, run_here
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 from twin.store.object_store import ObjectStore
 
@@ -124,9 +124,10 @@ class Crawler(ABC):
         return RawDocument(platform=self.platform, kind=kind, author=self.ctx.author, **fields)
 
     def extract(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)`: CPU-bound page reading, in the crawl's process pool when it has one."""
+        """`fn(*args)`: CPU-bound page reading, in the crawl's process pool when it has one, else
+        in this process one thread at a time (`run_here`)."""
         extractor = self.ctx.extractor
-        return extractor.run(fn, *args) if extractor is not None else fn(*args)
+        return extractor.run(fn, *args) if extractor is not None else run_here(fn, *args)
 
     def refused(self, url: str, outcome: CrawlOutcome) -> bool:
         """Whether the SSRF guard refuses `url`, a link found in a listing; recorded as a failure.

@@ -47,9 +47,11 @@ def run_here(fn: Callable[..., T], *args: object) -> T:
 def default_processes() -> int:
     """One worker per core on machines with at least `MIN_CORES_FOR_POOL` cores, else none.
 
-    Measured with benchmarks/crawl.py on 2 shared cores, workers competing with the crawler's
-    threads for the same cores made the crawl slower than threads alone (4.4x vs 7.7x the
-    sequential baseline), so small machines extract in the crawling process.
+    On 2 idle cores (benchmarks/crawl.py, 5 paired runs) one crawl alone is faster with the pool
+    (median 7.9x the sequential baseline) than extracting in the crawling process (5.5x), but
+    `twin_crawl` runs up to four sources at once, and a pool per source would put eight extraction
+    processes on two cores: small machines extract in the crawling process, one call at a time.
+    Set `crawl_extract_processes` to use a pool anyway.
     """
     cores = os.cpu_count() or 1
     return cores if cores >= MIN_CORES_FOR_POOL else 1

@@ -7,16 +7,12 @@ generated in one padded batch per temperature, invalid ones answered with a Trit
 the input. The tokenizer's fingerprint must match the version's record or the load fails.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from twin.serving.generation import load_version_generator
+from twin.serving.backend import error_response, input_values, load_llm
 from twin.serving.validation import (
     InvalidRequest,
-    RequestLimits,
     check_max_tokens,
     check_prompt_tokens,
     check_temperature,
@@ -24,37 +20,18 @@ from twin.serving.validation import (
 )
 
 
-def _error(message):
-    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
-    error = (
-        pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
-    )
-    return pb_utils.InferenceResponse(output_tensors=[], error=error)
-
-
-def _optional(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy().reshape(-1)
-
-
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.limits = RequestLimits.from_parameters(config.get("parameters", {}))
-        try:
-            self.generator = load_version_generator(version_dir, args["model_version"])
-        except ValueError as err:
-            raise pb_utils.TritonModelException(str(err)) from None
+        self.limits, self.generator = load_llm(args)
         self.version = int(args["model_version"])
 
     def _parse(self, request):
         """[(prompt, max_tokens, temperature)] for each row of one request."""
-        prompts = _optional(request, "prompt")
+        prompts = input_values(request, "prompt")
         if prompts is None or prompts.size == 0:
             raise InvalidRequest("input 'prompt' is required")
-        max_tokens = _optional(request, "max_tokens")
-        temperature = _optional(request, "temperature")
+        max_tokens = input_values(request, "max_tokens")
+        temperature = input_values(request, "temperature")
         rows = []
         for i, raw in enumerate(prompts):
             text = decode_text("prompt", raw, self.limits.max_prompt_bytes)
@@ -77,7 +54,7 @@ class TritonPythonModel:
             try:
                 rows = self._parse(request)
             except (InvalidRequest, ValueError, TypeError) as exc:
-                responses[index] = _error(str(exc))
+                responses[index] = error_response(str(exc))
                 continue
             parsed[index] = len(rows)
             for row, (text, limit, temp) in enumerate(rows):
@@ -88,7 +65,7 @@ class TritonPythonModel:
                 done = self.generator.generate([i[2] for i in items], [i[3] for i in items], temp)
             except Exception as exc:  # one failing batch answers its own requests only
                 for index, *_ in items:
-                    responses[index] = _error(f"generation failed: {exc}")
+                    responses[index] = error_response(f"generation failed: {exc}")
                 continue
             for (index, row, _, _), generation in zip(items, done, strict=True):
                 outputs[index][row] = generation

@@ -14,26 +14,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from twin.serving.backend import error_response, first_value
 from twin.serving.backend_names import llm_tensors
 from twin.serving.rag_service import RagService, RetrievalUnavailable
 from twin.serving.validation import InvalidRequest
 from twin.settings import Settings
-
-
-def _first(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    values = tensor.as_numpy().reshape(-1)
-    return values[0] if values.size else None
-
-
-def _error(message, invalid):
-    code = getattr(pb_utils.TritonError, "INVALID_ARG" if invalid else "UNAVAILABLE", None)
-    error = (
-        pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
-    )
-    return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
 class TritonPythonModel:
@@ -73,23 +58,25 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                version = _first(request, "model_version")
-                max_tokens = _first(request, "max_tokens")
+                version = first_value(request, "model_version")
+                max_tokens = first_value(request, "max_tokens")
                 result = self.service.answer(
-                    _first(request, "query"),
-                    _first(request, "author"),
+                    first_value(request, "query"),
+                    first_value(request, "author"),
                     None if version is None else int(version),
                     None if max_tokens is None else int(max_tokens),
-                    prompt_only=bool(_first(request, "prompt_only")),
+                    prompt_only=bool(first_value(request, "prompt_only")),
                 )
             except InvalidRequest as exc:
-                responses.append(_error(str(exc), invalid=True))
+                responses.append(error_response(str(exc), invalid=True))
                 continue
             except RetrievalUnavailable as exc:
-                responses.append(_error(str(exc), invalid=False))
+                responses.append(error_response(str(exc), invalid=False))
                 continue
             except Exception as exc:
-                responses.append(_error(f"twin_rag failed: {type(exc).__name__}: {exc}", False))
+                responses.append(
+                    error_response(f"twin_rag failed: {type(exc).__name__}: {exc}", False)
+                )
                 continue
             outputs = {
                 "answer": result.answer,

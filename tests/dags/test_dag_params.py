@@ -18,6 +18,10 @@ import pytest
 from twin.settings import Settings
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+# Loading a DAG file imports Airflow, which reads its configuration once, at first import: the
+# session stack's environment (AIRFLOW_HOME and its metadata DB) must be in place before, or every
+# later `dag.test()` of the session runs against a default SQLite database without tables.
+pytestmark = pytest.mark.usefixtures("stack_settings")
 # Settings built from arguments only: the task side must not depend on this machine's stack.
 SETTINGS = Settings(training_base_model="smollm2-135m", sample_author="Ada Example")
 

@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, is_stack_key, scratch_home
 from tests.integration.test_training_pipeline import shared_model_cache
 from twin.stack import Stack
-from twin.stack.airflow import ADMIN_USER, CHAIN_DAGS
+from twin.stack.airflow import ADMIN_PASSWORD_SECRET, ADMIN_USER, CHAIN_DAGS
 from twin.stack.demo_site import describe_demo_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,13 +62,19 @@ class AirflowUnderTest:
         resp.raise_for_status()
         return resp.json()["dag_runs"]
 
-    def wait_for(self, dag_id: str, known: set[str], timeout_s: float) -> dict:
-        """The first run of `dag_id` not in `known`, once it has finished."""
+    def wait_for(
+        self, dag_id: str, known: set[str], timeout_s: float, run_id: str | None = None
+    ) -> dict:
+        """The first run of `dag_id` not in `known` (or the run `run_id`), once it has finished."""
         deadline = time.monotonic() + timeout_s
         new: list[dict] = []
         while time.monotonic() < deadline:
             try:
-                new = [r for r in self.runs(dag_id) if r["dag_run_id"] not in known]
+                new = [
+                    r
+                    for r in self.runs(dag_id)
+                    if r["dag_run_id"] not in known and run_id in (None, r["dag_run_id"])
+                ]
             except httpx.TransportError:  # a busy API server answers late: ask again
                 time.sleep(3)
                 continue
@@ -76,23 +82,6 @@ class AirflowUnderTest:
                 return new[0]
             time.sleep(3)
         raise AssertionError(f"{dag_id}: no finished new run within {timeout_s} s: {new}")
-
-    def wait_run(self, dag_id: str, run_id: str, timeout_s: float) -> dict:
-        """The run `run_id` of `dag_id`, once it has finished."""
-        deadline = time.monotonic() + timeout_s
-        state = None
-        while time.monotonic() < deadline:
-            try:
-                resp = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")
-            except httpx.TransportError:
-                time.sleep(3)
-                continue
-            resp.raise_for_status()
-            state = resp.json()["state"]
-            if state in ("success", "failed"):
-                return resp.json()
-            time.sleep(3)
-        raise AssertionError(f"{dag_id} {run_id}: not finished within {timeout_s} s ({state})")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> object:
         """A task's return value (for failure messages)."""
@@ -198,7 +187,7 @@ def test_airflow_asks_for_the_stack_password(airflow_standalone) -> None:
     assert httpx.get(f"{url}/api/v2/dags", timeout=60).status_code == 401
     wrong = {"username": ADMIN_USER, "password": "not-the-password"}
     assert httpx.post(f"{url}/auth/token", json=wrong, timeout=60).status_code == 401
-    secret = airflow_standalone.stack.home / "secrets" / "airflow_admin_password"
+    secret = airflow_standalone.stack.home / "secrets" / ADMIN_PASSWORD_SECRET
     assert secret.stat().st_mode & 0o777 == 0o600
     assert (
         airflow_standalone.stack.services["airflow"].admin_password
@@ -287,7 +276,7 @@ def test_twin_monitor_runs_when_triggered(airflow_standalone) -> None:
     resp = af.api.patch("/dags/twin_monitor", json={"is_paused": False})
     assert resp.status_code == 200, resp.text
     run_id = af.trigger("twin_monitor", {})
-    run = af.wait_run("twin_monitor", run_id, CHAIN_TIMEOUT_S)
+    run = af.wait_for("twin_monitor", set(), CHAIN_TIMEOUT_S, run_id=run_id)
     assert run["state"] == "success", af.task_states("twin_monitor", run_id)
     window = af.xcom("twin_monitor", run_id, "monitor_window")
     assert isinstance(window, dict), window

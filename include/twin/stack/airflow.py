@@ -42,6 +42,7 @@ CHAIN_DAGS = (
 DAG_PARSE_WAIT_S = 180.0
 # The embedded Airflow's one user (simple auth manager); its password is a generated stack secret.
 ADMIN_USER = "admin"
+ADMIN_PASSWORD_SECRET = "airflow_admin_password"  # its file in the stack's secrets folder
 
 
 class AirflowService(Service):
@@ -116,7 +117,7 @@ class AirflowService(Service):
     @property
     def admin_password(self) -> str:
         """The UI and API password of `ADMIN_USER` (a stack secret, file mode 0600)."""
-        return self.ctx.secret("airflow_admin_password")
+        return self.ctx.secret(ADMIN_PASSWORD_SECRET)
 
     def prepare(self) -> None:
         """Write the config and the admin's password, and migrate the metadata DB once per
@@ -178,7 +179,7 @@ class AirflowService(Service):
         todo = [
             d for d in CHAIN_DAGS if d not in seen and (PROJECT_ROOT / "dags" / f"{d}.py").exists()
         ]
-        secret = self.ctx.secrets_dir / "airflow_admin_password"
+        secret = self.ctx.secrets_dir / ADMIN_PASSWORD_SECRET
         self.notes = [f"airflow: sign in at {self.url} as {ADMIN_USER}, password in {secret}"]
         if not todo:
             return

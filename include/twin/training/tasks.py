@@ -88,9 +88,7 @@ def train_and_register(raw: dict[str, Any], settings: Settings | None = None) ->
     from twin.training.pipeline import train_candidate
 
     settings = settings or load_settings()
-    dataset_version, params = split_params(
-        {k: v for k, v in raw.items() if k != "author"}, settings
-    )
+    dataset_version, params = split_params(raw, settings)
     snapshot = resolve_snapshot(settings, dataset_version, raw.get("author"))
     return train_candidate(settings, params, snapshot).as_dict()
 

@@ -195,7 +195,7 @@ def crawl(
     from twin.settings import load_settings
 
     settings = load_settings()
-    author = author or settings.sample_author
+    author = author or settings.author
     links = {platform: list(urls)} if urls and platform else list(urls or []) or None
     try:
         sources = plan_sources(author, links, settings)

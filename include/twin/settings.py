@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     triton_model_repository: Path | None = None
     object_store_url: str | None = None
     airflow_home: Path | None = None
-    sample_author: str = "Ada Lindqvist"
+    # the author whose twin the platform builds (the demo sets the bundled sample author)
+    author: str = Field(default="Ada Lindqvist", min_length=1, validation_alias="TWIN_AUTHOR")
     mlflow_experiment: str = "twin-training"
     registered_model: str = "twin-llm"
     service_timeout_s: float = Field(default=5.0, gt=0)

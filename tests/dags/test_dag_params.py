@@ -23,7 +23,7 @@ DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 # later `dag.test()` of the session runs against a default SQLite database without tables.
 pytestmark = pytest.mark.usefixtures("stack_settings")
 # Settings built from arguments only: the task side must not depend on this machine's stack.
-SETTINGS = Settings(training_base_model="smollm2-135m", sample_author="Ada Example")
+SETTINGS = Settings(training_base_model="smollm2-135m", author="Ada Example")
 
 
 @cache
@@ -61,7 +61,7 @@ def task_accepts(dag_id: str, name: str, value: Any) -> bool:
 
             split_params(dag_params_to_raw(run), SETTINGS)
         elif dag_id == "twin_datasets":
-            dataset_options(run | {"author": run["author"] or SETTINGS.sample_author})
+            dataset_options(run | {"author": run["author"] or SETTINGS.author})
         else:
             deploy_params(run)
     except (ParamsError, ValueError):

@@ -19,7 +19,7 @@ def crawl_env(stack_settings, sample_site, monkeypatch):
 
     settings = sample_site.settings(stack_settings)
     # What `twin stack up --sample` does: the DAG's default run (no links) reads these.
-    record_author_links(settings.sample_author, sample_links(sample_site.base_url), settings)
+    record_author_links(settings.author, sample_links(sample_site.base_url), settings)
     monkeypatch.setenv("MONGO_DATABASE", settings.mongo_database)
     monkeypatch.setenv("OBJECT_STORE_URL", settings.object_store_url)
     monkeypatch.setenv("CRAWL_ALLOW_PRIVATE_HOSTS", json.dumps(settings.crawl_allow_private_hosts))

@@ -27,7 +27,7 @@ def warehouse(stack_settings, sample_site):
         name = dsn.rsplit("/", 1)[1]
         settings = sample_site.settings(stack_settings, warehouse_dsn=dsn, mongo_database=name)
         links = sample_links(sample_site.base_url)
-        for source in plan_sources(settings.sample_author, links, settings):
+        for source in plan_sources(settings.author, links, settings):
             crawl_source(source, settings)
         env = {
             "WAREHOUSE_DSN": dsn,

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def crawl_all(settings) -> tuple[dict, list[dict]]:
-    reports = [
-        crawl_source(s, settings) for s in plan_sources(settings.sample_author, None, settings)
-    ]
+    reports = [crawl_source(s, settings) for s in plan_sources(settings.author, None, settings)]
     return summarise(reports, settings), reports
 
 
@@ -23,7 +21,7 @@ def crawl_all(settings) -> tuple[dict, list[dict]]:
 def settings(stack_settings, sample_site):
     """The sample site's links recorded as the sample author's: the crawls below give none."""
     settings = sample_site.settings(stack_settings)
-    record_author_links(settings.sample_author, sample_links(sample_site.base_url), settings)
+    record_author_links(settings.author, sample_links(sample_site.base_url), settings)
     yield settings
     with mongo_client(settings) as client:
         client.drop_database(settings.mongo_database)

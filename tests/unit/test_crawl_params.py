@@ -11,7 +11,7 @@ def test_the_form_has_the_author_then_one_list_per_domain_platform() -> None:
     schemas = param_schemas()
     assert list(schemas) == ["author", *(p.value for p in Platform)]
     assert PLATFORMS == ("linkedin", "medium", "substack", "github", "blog")
-    assert schemas["author"]["default"] == "Ada Lindqvist" == Settings().sample_author
+    assert schemas["author"]["default"] == "Ada Lindqvist" == Settings().author
     assert all(schemas[p]["default"] == [] and "array" in schemas[p]["type"] for p in PLATFORMS)
 
 

@@ -43,7 +43,7 @@ def default_author() -> str:
     the class, so parsing the DAG loads no settings)."""
     from twin.settings import Settings
 
-    return str(Settings.model_fields["sample_author"].default)
+    return str(Settings.model_fields["author"].default)
 
 
 def param_schemas() -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
 
     values = {name: params[name] for name in FORM_FIELDS if params.get(name) is not None}
     if not str(values.get("author") or "").strip():
-        values["author"] = load_settings().sample_author
+        values["author"] = load_settings().author
     try:
         options = DatasetOptions.model_validate(values)
     except ValidationError as exc:

@@ -165,7 +165,7 @@ def prompt_builder(settings: Settings, version: int) -> Callable[[str], str]:
             tokenizer,
             question,
             passages,
-            author=settings.sample_author,
+            author=settings.author,
             context_tokens=settings.serving_context_tokens,
         ).prompt
 

@@ -143,7 +143,7 @@ def author_vectors(settings: Settings, conn: Any, limit: int = 500):
     try:
         rows = conn.execute(
             "select embedding from vectors.chunks where author = %s order by chunk_id limit %s",
-            (settings.sample_author, limit),
+            (settings.author, limit),
         ).fetchall()
     except Exception as err:  # no index yet: the style check is skipped, and says so
         log.info("style check skipped: %s", err)

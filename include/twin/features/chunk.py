@@ -23,9 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from twin.domain.documents import MartDocument
 from twin.features.chunk_markdown import (
@@ -36,6 +35,8 @@ from twin.features.chunk_markdown import (
 from twin.features.chunk_tokens import (
     CONTEXT_SEP,
     SECTION_SEP,
+    ChunkBudget,
+    Tokenizer,
     _fit,
     _room,
     _token_prefix,
@@ -65,39 +66,6 @@ CHUNKER_VERSION = "1"
 STRATEGY_POST = "post-whole"
 STRATEGY_ARTICLE = "article-sections"
 STRATEGY_REPOSITORY = "repository-files"
-
-
-class Tokenizer(Protocol):
-    """A Hugging Face (fast) tokenizer, e.g. `SentenceTransformer.tokenizer`."""
-
-    def __call__(self, text: str, **kwargs: Any) -> Any: ...
-
-
-class ChunkBudget(BaseModel):
-    """Token limits of one chunk, in the embedding model's tokens.
-
-    `max_tokens` is the model's window: special tokens, the context line and the content together
-    stay within it. `min_tokens` is the size below which a section is merged into a neighbour.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    max_tokens: int = Field(default=256, ge=32)
-    min_tokens: int = Field(default=32, ge=0)
-    overlap_tokens: int = Field(default=32, ge=0)
-    special_tokens: int = Field(default=2, ge=0)
-    max_context_tokens: int = Field(default=48, ge=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ChunkBudget:
-        room = self.max_tokens - self.special_tokens - self.max_context_tokens
-        if room < 16:
-            raise ValueError(f"max_tokens={self.max_tokens} leaves {room} tokens for content")
-        if self.overlap_tokens * 2 > room:
-            raise ValueError(f"overlap_tokens={self.overlap_tokens} exceeds half of {room}")
-        if self.min_tokens > room:
-            raise ValueError(f"min_tokens={self.min_tokens} exceeds the {room} content tokens")
-        return self
 
 
 class Chunk(BaseModel):

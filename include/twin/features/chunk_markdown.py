@@ -7,20 +7,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from twin.domain.markdown import FENCE, heading_sections, lines_with_fences, split_repository_files
 from twin.features.chunk_tokens import (
     SECTION_SEP,
+    ChunkBudget,
     _cap_context,
     _room,
     _starts_word,
     _token_windows,
     _Tokens,
 )
-
-if TYPE_CHECKING:
-    from twin.features.chunk import ChunkBudget
 
 # --- markdown structure -----------------------------------------------------------------------
 

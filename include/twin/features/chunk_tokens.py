@@ -1,12 +1,13 @@
-"""Token arithmetic for the chunker: counts with the embedding model's own tokenizer, token
-prefixes and windows, and the room a chunk has once its context line is accounted for."""
+"""Token arithmetic for the chunker: the budget a chunk must fit (`ChunkBudget`), the tokenizer
+interface, counts with the embedding model's own tokenizer, token prefixes and windows, and the
+room a chunk has once its context line is accounted for. `twin.features.chunk` re-exports the
+budget and the interface."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from twin.features.chunk import ChunkBudget, Tokenizer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SECTION_SEP = " › "
 CONTEXT_SEP = " — "
@@ -22,6 +23,39 @@ def embedding_text(title: str, section: str | None, content: str) -> str:
     """The text to embed for a chunk: context line, blank line, content."""
     context = context_line(title, section)
     return f"{context}\n\n{content}" if context else content
+
+
+class Tokenizer(Protocol):
+    """A Hugging Face (fast) tokenizer, e.g. `SentenceTransformer.tokenizer`."""
+
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+
+
+class ChunkBudget(BaseModel):
+    """Token limits of one chunk, in the embedding model's tokens.
+
+    `max_tokens` is the model's window: special tokens, the context line and the content together
+    stay within it. `min_tokens` is the size below which a section is merged into a neighbour.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_tokens: int = Field(default=256, ge=32)
+    min_tokens: int = Field(default=32, ge=0)
+    overlap_tokens: int = Field(default=32, ge=0)
+    special_tokens: int = Field(default=2, ge=0)
+    max_context_tokens: int = Field(default=48, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChunkBudget:
+        room = self.max_tokens - self.special_tokens - self.max_context_tokens
+        if room < 16:
+            raise ValueError(f"max_tokens={self.max_tokens} leaves {room} tokens for content")
+        if self.overlap_tokens * 2 > room:
+            raise ValueError(f"overlap_tokens={self.overlap_tokens} exceeds half of {room}")
+        if self.min_tokens > room:
+            raise ValueError(f"min_tokens={self.min_tokens} exceeds the {room} content tokens")
+        return self
 
 
 # --- tokens -----------------------------------------------------------------------------------

@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-if TYPE_CHECKING:
-    from twin.store.vectors import IndexVersion
+from twin.store.index_version import IndexVersion
 
 # Columns written by loads, in COPY order, with their Postgres types for binary COPY.
 CHUNK_COLUMNS: tuple[tuple[str, str], ...] = (

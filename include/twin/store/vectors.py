@@ -18,15 +18,13 @@ leaves one copy. No function here commits on its own unless it says so; callers 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 import psycopg
 from psycopg import sql
 
+from twin.store.index_version import SCHEMA, IndexVersion, version_id_for
 from twin.store.vector_rows import (
     CHUNK_COLUMNS,
     ChunkRow,
@@ -66,7 +64,6 @@ __all__ = [
     "write_chunks",
 ]
 
-SCHEMA = "vectors"
 VIEW = "chunks"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -105,41 +102,6 @@ VIEW_COLUMNS = (
     "tsv",
     "created_at",
 )
-
-
-@dataclass(frozen=True)
-class IndexVersion:
-    """One index version: a model, its dimension and the chunker that fed it."""
-
-    version_id: str
-    model_name: str
-    dimension: int
-    chunker_version: str
-    status: str = "building"
-    created_at: datetime | None = None
-    activated_at: datetime | None = None
-
-    @property
-    def table_name(self) -> str:
-        """The physical table's name inside the `vectors` schema."""
-        return f"chunks_{self.version_id}"
-
-    @property
-    def table(self) -> sql.Identifier:
-        """The physical table, schema-qualified, for `psycopg.sql` composition."""
-        return sql.Identifier(SCHEMA, self.table_name)
-
-    def as_dict(self) -> dict:
-        """Plain values (timestamps as ISO strings), for logs and task results."""
-        return {
-            k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.__dict__.items()
-        }
-
-
-def version_id_for(model_name: str, dimension: int, chunker_version: str) -> str:
-    """A short, stable id for (model, dimension, chunker): the same inputs give the same id."""
-    blob = f"{model_name}\x1f{dimension}\x1f{chunker_version}".encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def ensure_vector_schema(conn: psycopg.Connection) -> None:

@@ -31,18 +31,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from twin.domain.documents import PLATFORM_KINDS, DocumentKind, Platform
+
 log = logging.getLogger(__name__)
 
-PLATFORMS: tuple[str, ...] = ("linkedin", "medium", "substack", "github", "blog")
-DOCUMENT_KINDS: tuple[str, ...] = ("post", "article", "repository")
-# Kinds each platform publishes: a kind word only narrows platforms that have more than one.
-PLATFORM_KINDS: dict[str, tuple[str, ...]] = {
-    "linkedin": ("post", "article"),
-    "medium": ("article",),
-    "substack": ("post",),
-    "github": ("repository",),
-    "blog": ("article",),
-}
+PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
+DOCUMENT_KINDS: tuple[str, ...] = tuple(k.value for k in DocumentKind)
 
 
 def _known_values(value: list[str], known: tuple[str, ...], what: str) -> list[str]:

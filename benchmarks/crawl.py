@@ -35,6 +35,7 @@ import httpx
 from sample_author.site import build_site
 from twin.crawl.base import CrawlContext
 from twin.crawl.blog import BlogCrawler
+from twin.crawl.dispatch import load_crawlers
 from twin.crawl.http import PoliteClient
 from twin.crawl.policy import CrawlPolicy
 from twin.crawl.pool import Extractor
@@ -109,7 +110,7 @@ def polite_download(urls: list[str], policy: CrawlPolicy, workers: int) -> float
 def crawl_with(
     sitemap: str, policy: CrawlPolicy, workers: int, objects: Path, processes: int = 1
 ) -> tuple[float, int]:
-    with PoliteClient(policy) as client, Extractor(processes) as extractor:
+    with PoliteClient(policy) as client, Extractor(processes, load_crawlers) as extractor:
         extractor.start()  # workers start before the clock: a crawl run starts them once
         ctx = CrawlContext(
             client,

@@ -53,7 +53,6 @@ from trafilatura.utils import load_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
-from twin.crawl.dispatch import register
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.http import FetchError, FetchResult
 from twin.crawl.markdown import tidy_markdown
@@ -68,6 +67,7 @@ from twin.crawl.pages import (
     published_date,
     strip_title_suffix,
 )
+from twin.crawl.registry import register
 from twin.crawl.urls import canonical_url, same_site
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 

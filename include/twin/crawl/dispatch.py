@@ -1,17 +1,11 @@
-"""Pick the crawler for a URL. Platforms register themselves; adding one touches no other."""
+"""Pick the crawler for a URL. Platforms register themselves (`twin.crawl.registry`); adding one
+touches no other."""
 
 from __future__ import annotations
 
 from twin.crawl.base import Crawler
+from twin.crawl.registry import CRAWLERS
 from twin.domain.documents import Platform
-
-CRAWLERS: dict[Platform, type[Crawler]] = {}
-
-
-def register(crawler: type[Crawler]) -> type[Crawler]:
-    """Class decorator: make a crawler available to the dispatcher."""
-    CRAWLERS[crawler.platform] = crawler
-    return crawler
 
 
 def crawler_for(

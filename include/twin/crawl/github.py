@@ -21,9 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
-from twin.crawl.dispatch import register
+from twin.crawl.errors import FetchError
 from twin.crawl.gitfetch import GitError, GitRemote
-from twin.crawl.policy import FetchError
+from twin.crawl.registry import register
 from twin.domain.documents import DocumentKind, Platform, RepositoryFile
 
 MAX_FILE_BYTES = 200_000

@@ -37,8 +37,9 @@ from tenacity import (
 
 from twin.crawl.closing import Closing
 from twin.crawl.decode import decode_body, media_type, type_allowed
+from twin.crawl.errors import BlockedURL, FetchError
 from twin.crawl.limits import HostGate, HostGates
-from twin.crawl.policy import CrawlPolicy, FetchError
+from twin.crawl.policy import CrawlPolicy
 from twin.crawl.retries import (
     RETRY_ERRORS,
     RETRY_STATUSES,
@@ -49,7 +50,7 @@ from twin.crawl.retries import (
     worth_retrying,
 )
 from twin.crawl.robots import RobotsCache, RobotsRules
-from twin.crawl.ssrf import BlockedURL, Resolver, check_url, dns_resolver
+from twin.crawl.ssrf import Resolver, check_url, dns_resolver
 from twin.crawl.transport import GuardedTransport, NoCookies
 
 __all__ = [

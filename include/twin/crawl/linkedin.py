@@ -25,7 +25,7 @@ from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
-from twin.crawl.dispatch import register
+from twin.crawl.registry import register
 from twin.crawl.uploads import UPLOAD_SCHEME, read_upload, upload_dir
 from twin.domain.documents import DocumentKind, Platform
 

@@ -42,7 +42,6 @@ from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import feed_entry_date, parse_date
-from twin.crawl.dispatch import register
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.markdown import fragment_to_markdown, html_to_markdown
 from twin.crawl.pages import (
@@ -58,6 +57,7 @@ from twin.crawl.pages import (
     strip_title_suffix,
     without,
 )
+from twin.crawl.registry import register
 from twin.crawl.urls import canonical_url, same_site
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 

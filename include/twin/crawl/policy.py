@@ -1,12 +1,12 @@
-"""How politely the crawler fetches, and the error it raises when a fetch is refused or fails.
-
-`CrawlPolicy` is the one set of knobs every crawler shares through `PoliteClient`; `FetchError` is
-the single exception type a caller catches to record one item's failure without stopping a batch.
+"""How politely the crawler fetches: `CrawlPolicy`, the one set of knobs every crawler shares
+through `PoliteClient`. (What a failed fetch raises is in `twin.crawl.errors`.)
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from twin.crawl.ssrf import parse_allow
 
 DEFAULT_USER_AGENT = (
     "TwinOpsBot/0.1 (+https://github.com/twinops/twinops; crawler for the author's own LLM twin)"
@@ -56,36 +56,5 @@ class CrawlPolicy(BaseModel):
     @field_validator("allow_private_hosts")
     @classmethod
     def _host_port_pairs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from twin.crawl.ssrf import parse_allow
-
         parse_allow(tuple(value))  # a ValueError names the entry that is not host:port
         return tuple(value)
-
-
-class FetchError(Exception):
-    """A URL could not be fetched: `url` is the URL asked for, `reason` says why in words.
-
-    `status` is the HTTP status when the server answered with an error, else None.
-    """
-
-    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
-        super().__init__(url, reason)
-        self.url = url
-        self.reason = reason
-        self.status = status
-
-    def __str__(self) -> str:
-        return f"{self.url}: {self.reason}"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keep `status` when the error crosses a process boundary (executors, Airflow workers).
-        return (_rebuild_fetch_error, (type(self), self.url, self.reason, self.status))
-
-
-def _rebuild_fetch_error(
-    cls: type[FetchError], url: str, reason: str, status: int | None
-) -> FetchError:
-    """Unpickle a FetchError (or subclass) with its status."""
-    error = cls(url, reason)
-    error.status = status
-    return error

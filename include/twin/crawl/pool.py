@@ -23,14 +23,6 @@ from twin.crawl.closing import Closing
 T = TypeVar("T")
 
 
-def _warm_up() -> None:
-    """Import the crawlers (whose extraction functions the workers run) and their libraries
-    once per worker, before the first page arrives."""
-    from twin.crawl.dispatch import load_crawlers
-
-    load_crawlers()
-
-
 MIN_CORES_FOR_POOL = 4
 # Extraction in the crawling process holds the GIL, so threads extracting at once gain nothing
 # and only fight over it: measured with benchmarks/crawl.py (threads only, 16 threads, 2 cores),
@@ -59,10 +51,15 @@ def default_processes() -> int:
 
 class Extractor(Closing):
     """Runs functions in `processes` worker processes (0: `default_processes()`; 1: in the
-    caller, no pool, one call at a time: see `run_here`)."""
+    caller, no pool, one call at a time: see `run_here`).
 
-    def __init__(self, processes: int = 0) -> None:
+    `warm_up` (picklable, no arguments) runs once in each worker as it starts: the crawl passes
+    the import of the crawlers, so their libraries load before the first page arrives.
+    """
+
+    def __init__(self, processes: int = 0, warm_up: Callable[[], object] | None = None) -> None:
         self.processes = processes or default_processes()
+        self._warm_up = warm_up
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -75,7 +72,7 @@ class Extractor(Closing):
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("forkserver"),
-                    initializer=_warm_up,
+                    initializer=self._warm_up,
                 )
             return self._pool
 

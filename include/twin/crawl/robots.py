@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from protego import Protego
 
-from twin.crawl.policy import FetchError
+from twin.crawl.errors import FetchError
 
 
 @dataclass(frozen=True)

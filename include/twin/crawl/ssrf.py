@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import httpx
 
-from twin.crawl.policy import FetchError
+from twin.crawl.errors import BlockedURL, FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -55,10 +55,6 @@ METADATA_ADDRESSES = frozenset(
 SHARED_NETWORK = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, RFC 6598
 NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
 HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})$")
-
-
-class BlockedURL(FetchError):
-    """A URL the SSRF guard refuses; `reason` names the rule (scheme, credentials, address)."""
 
 
 def system_resolver(host: str, port: int) -> list[str]:

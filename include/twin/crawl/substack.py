@@ -35,7 +35,6 @@ from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import feed_entry_date, parse_date
-from twin.crawl.dispatch import register
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
 from twin.crawl.http import FetchError
 from twin.crawl.markdown import html_to_markdown
@@ -53,6 +52,7 @@ from twin.crawl.pages import (
     strip_title_suffix,
     without,
 )
+from twin.crawl.registry import register
 from twin.crawl.urls import canonical_url
 from twin.domain.documents import DocumentKind, Platform, RawDocument
 

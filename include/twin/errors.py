@@ -54,3 +54,16 @@ def clear_service_errors(step: str) -> Iterator[None]:
         if message is None:
             raise
         raise ServiceUnavailable(f"{step}: {message}") from None
+
+
+# --- the platform's author: a stage with nothing of theirs fails, never succeeds empty -------
+
+
+class NoAuthorDocuments(LookupError):
+    """A stage found nothing of its author; a run on an author with no documents fails with
+    this, naming the stage and the author, instead of succeeding with nothing."""
+
+    def __init__(self, stage: str, author: str, what: str, advice: str = "") -> None:
+        self.stage, self.author, self.what = stage, author, what
+        advice = advice or "crawl their links (twin_crawl), then run twin_warehouse"
+        super().__init__(f"{stage}: author {author!r} has no {what}; {advice}")

@@ -4,6 +4,11 @@ A stage declares each knob once, as a pydantic field with its title, description
 DAG file turns `param_schemas(...)` into `Param(schema.pop("default"), **schema)`. The schemas are
 plain JSON schema as Airflow's form renders it: a `type` on every field (`[type, "null"]` for an
 optional one, never `anyOf`), `enum`, `minimum`/`maximum`, `items` for lists, and no `$ref`.
+A field the form may leave empty is nullable with the default None (Airflow's form marks a Param
+required unless its type allows null); the task reads None as "the configured value".
+
+The task checks what reached it with the same model in strict mode (`validate_strict`): a value
+the form refuses, such as "5" for a number or "false" for a flag, fails the run there too.
 
 Light to import: DAG files call it while the DAG processor parses them.
 """
@@ -11,12 +16,13 @@ Light to import: DAG files call it while the DAG processor parses them.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 # Keywords that only document a pydantic model, never a form field.
 _DROPPED = frozenset({"$defs", "additionalProperties", "discriminator"})
+M = TypeVar("M", bound=BaseModel)
 
 
 class FormSchemaError(TypeError):
@@ -28,18 +34,19 @@ def param_schemas(
     fields: Sequence[str],
     *,
     defaults: Mapping[str, Any] | None = None,
-    blank_means_configured: Collection[str] = (),
+    configured_when_empty: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Each field's Param default and JSON schema (title, description, bounds), in `fields` order.
 
     `defaults`: the form's value where it deliberately differs from the model's default (or the
-    model has none). `blank_means_configured`: string fields whose form default is "" because the
-    task fills a blank with a configured value; their schema allows "".
+    model has none). `configured_when_empty`: fields the form may leave empty because the task
+    fills None with a configured value (the platform's author, the configured base model); their
+    schema is nullable and their default None.
     """
     full = model.model_json_schema(mode="validation")
     definitions = full.get("$defs", {})
     defaults = dict(defaults or {})
-    unknown = sorted((set(defaults) | set(blank_means_configured)) - set(fields))
+    unknown = sorted((set(defaults) | set(configured_when_empty)) - set(fields))
     missing = [name for name in fields if name not in full["properties"]]
     if unknown or missing:
         raise FormSchemaError(f"{model.__name__}: not form fields {unknown}, not fields {missing}")
@@ -50,10 +57,9 @@ def param_schemas(
         if not info.title or not info.description:
             raise FormSchemaError(f"{where}: a form field needs a title and a description")
         schema = plain_schema(full["properties"][name], definitions, where)
-        if name in blank_means_configured:
-            schema.pop("minLength", None)
-            schema.pop("pattern", None)
-            schema["default"] = ""
+        if name in configured_when_empty:
+            schema = nullable(schema)
+            schema["default"] = None
         if name in defaults:
             schema["default"] = defaults[name]
         if "default" not in schema:
@@ -80,6 +86,30 @@ def plain_schema(schema: Mapping[str, Any], definitions: Mapping[str, Any], wher
     if "type" not in schema and "enum" not in schema and "const" not in schema:
         raise FormSchemaError(f"{where}: no JSON type for the form ({schema})")
     return schema
+
+
+def nullable(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`schema` that also accepts null (the form's empty field); a no-op when it already does."""
+    schema = dict(schema)
+    kind = schema.get("type")
+    if kind is not None and not (isinstance(kind, list) and "null" in kind):
+        schema["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    if "enum" in schema and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def validate_strict(model: type[M], values: Mapping[str, Any]) -> M:
+    """`model` from a run's values in strict mode: no coercion of "5" to 5 or "false" to False,
+    as the form's JSON schema allows none (a list still fills a tuple field, as JSON has no
+    tuples). Raises pydantic's ValidationError (see `named_problems`)."""
+    tuples = {
+        name
+        for name, info in model.model_fields.items()
+        if getattr(info.annotation, "__origin__", None) is tuple
+    }
+    values = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()}
+    return model.model_validate(values, strict=True)
 
 
 def _nullable(branches: list[dict[str, Any]], where: str) -> dict[str, Any]:

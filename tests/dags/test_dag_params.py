@@ -61,7 +61,8 @@ def task_accepts(dag_id: str, name: str, value: Any) -> bool:
 
             split_params(dag_params_to_raw(run), SETTINGS)
         elif dag_id == "twin_datasets":
-            dataset_options(run | {"author": run["author"] or SETTINGS.author})
+            author = SETTINGS.author if run["author"] is None else run["author"]
+            dataset_options(run | {"author": author})
         else:
             deploy_params(run)
     except (ParamsError, ValueError):
@@ -98,9 +99,25 @@ EDGES = [
     ("twin_training", "beta", 0, False),
     ("twin_training", "eval_pairs", 0, False),
     ("twin_training", "batch_size", 1.5, False),
-    ("twin_training", "base_model", "", True),
+    ("twin_training", "base_model", None, True),
+    ("twin_training", "base_model", "", False),
     ("twin_training", "author", "Ada Example", True),
-    ("twin_datasets", "author", "", True),
+    ("twin_training", "author", None, True),
+    ("twin_training", "author", "", False),
+    ("twin_training", "dataset_version", "", False),
+    # strings the form refuses for numbers, flags and lists: the task refuses them too
+    ("twin_training", "lora_r", "5", False),
+    ("twin_training", "learning_rate", "0.001", False),
+    ("twin_training", "dpo", "false", False),
+    ("twin_training", "force", 1, False),
+    ("twin_training", "zero_stage", "2", False),
+    ("twin_training", "target_modules", "q_proj", False),
+    ("twin_datasets", "author", None, True),
+    ("twin_datasets", "author", "", False),
+    ("twin_datasets", "author", " ", False),
+    ("twin_datasets", "max_instructions", "5", False),
+    ("twin_datasets", "preference", "false", False),
+    ("twin_datasets", "test_share", "0.2", False),
     ("twin_datasets", "generator", "endpoint", True),
     ("twin_datasets", "generator", "gpt", False),
     ("twin_datasets", "max_instructions", 0, True),
@@ -150,6 +167,34 @@ def test_a_run_with_the_forms_defaults_is_accepted_by_its_task(dag_id) -> None:
     assert task_accepts(dag_id, next(iter(params)), params.get_param(next(iter(params))).value)
 
 
+ALL_DAGS = sorted(p.stem for p in DAGS_FOLDER.glob("twin_*.py"))
+
+
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_every_form_can_be_submitted_with_its_defaults(dag_id) -> None:
+    """Airflow's form marks a Param required unless its type allows null, and refuses to
+    trigger while a required field is empty: a Param whose default is empty must be nullable,
+    and every default must pass its own schema."""
+    params = dag_params(dag_id)
+    for name in params:
+        param = params.get_param(name)
+        kind = param.schema.get("type")
+        if param.value in (None, ""):
+            assert isinstance(kind, list) and "null" in kind, f"{dag_id}.{name}: {param.schema}"
+        assert form_accepts(dag_id, name, param.value), f"{dag_id}.{name}={param.value!r}"
+
+
+def test_the_crawl_forms_author_is_left_to_the_platforms_setting() -> None:
+    """No author in the form: the run crawls for the configured author (TWIN_AUTHOR)."""
+    from twin.crawl.params import plan_crawl
+
+    assert dag_params("twin_crawl").get_param("author").value is None
+    assert form_accepts("twin_crawl", "author", None)
+    assert not form_accepts("twin_crawl", "author", "")
+    with pytest.raises(ValueError, match="author"):
+        plan_crawl({"author": " "})
+
+
 def test_smollm2_needs_a_cap_the_form_cannot_express() -> None:
     """The one rule across two Params: the form takes each value, the task refuses the pair."""
     from twin.datasets.tasks import dataset_options
@@ -169,7 +214,7 @@ def test_training_forms_defaults_are_demo_sized_and_the_librarys_are_not() -> No
     assert form == {"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}
     library = TrainingParams()
     assert (library.max_steps, library.dpo_max_steps, library.ranks) == (-1, -1, 1)
-    assert params.get_param("base_model").value == ""  # the task fills in the configured one
+    assert params.get_param("base_model").value is None  # the task fills in the configured one
 
 
 def test_deploy_thresholds_default_to_the_settings_class_defaults() -> None:

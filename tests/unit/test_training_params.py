@@ -66,21 +66,43 @@ def test_loose_input_is_validated_by_name_and_booleans_stay_booleans() -> None:
         parse_params({"lora_rank": 8})
     with pytest.raises(ParamsError, match="'dpo'"):
         parse_params({"dpo": "maybe"})
-    assert parse_params({"dpo": "false"}).dpo is False
-    assert parse_params({"target_modules": "q_proj, v_proj"}).target_modules == ("q_proj", "v_proj")
+    assert parse_params({"target_modules": ["q_proj", "v_proj"]}).target_modules == (
+        "q_proj",
+        "v_proj",
+    )
     version, params = split_params({"dataset_version": "abc12345", "lora_r": 4})
     assert (version, params.lora_r) == ("abc12345", 4)
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ({"dpo": "false"}, "dpo"),
+        ({"lora_r": "5"}, "lora_r"),
+        ({"learning_rate": "1e-4"}, "learning_rate"),
+        ({"max_steps": 2.0}, "max_steps"),
+        ({"target_modules": "q_proj, v_proj"}, "target_modules"),
+    ],
+)
+def test_strings_and_floats_the_form_refuses_are_refused_too(raw, param) -> None:
+    """The form's JSON schema takes no "5" for a number nor "false" for a flag; nor does the
+    task (a run started by `dags test -c` or the API would otherwise train something else)."""
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw)
+    assert caught.value.param == param
 
 
 def test_an_empty_base_model_is_the_configured_one(monkeypatch) -> None:
     from twin.settings import Settings
 
     monkeypatch.setenv("TWIN_TRAINING_BASE_MODEL", "tiny-llama")
-    assert split_params({"base_model": ""})[1].base_model == "tiny-llama"
+    assert split_params({"base_model": None})[1].base_model == "tiny-llama"
     assert split_params({})[1].base_model == "tiny-llama"
     assert split_params({"base_model": "smollm2-135m"})[1].base_model == "smollm2-135m"
     configured = Settings(training_base_model="some/hub-model")
-    assert split_params({"base_model": " "}, configured)[1].base_model == "some/hub-model"
+    assert split_params({"base_model": None}, configured)[1].base_model == "some/hub-model"
+    with pytest.raises(ParamsError, match="'base_model'"):
+        split_params({"base_model": ""}, configured)
 
 
 def test_config_hash_changes_with_what_is_trained_not_with_run_or_report_knobs() -> None:

@@ -38,25 +38,19 @@ PLATFORM_HELP: dict[Platform, tuple[str, str]] = {
 }
 
 
-def default_author() -> str:
-    """The author a run without one crawls: the demo's, as `Settings` declares it (read from
-    the class, so parsing the DAG loads no settings)."""
-    from twin.settings import Settings
-
-    return str(Settings.model_fields["author"].default)
-
-
 def param_schemas() -> dict[str, dict[str, Any]]:
     """Each Param's default and JSON schema (with title and description), in form order."""
     schemas: dict[str, dict[str, Any]] = {
         "author": {
-            "default": default_author(),
-            "type": "string",
+            # null: left empty, the run crawls for the platform's author (TWIN_AUTHOR)
+            "default": None,
+            "type": ["string", "null"],
             "minLength": 1,
             "maxLength": 200,
             "pattern": r"\S",
             "title": "Author",
-            "description": "Whose writing this is; documents are stored under this name.",
+            "description": "Whose writing this is; documents are stored under this name. "
+            "Empty: the platform's author (the TWIN_AUTHOR setting).",
         }
     }
     for platform in PLATFORMS:
@@ -125,10 +119,15 @@ def links_from_params(params: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def plan_crawl(params: dict[str, Any]) -> list[dict]:
-    """Check the run's Params, then plan one source per link (see `twin.crawl.tasks`)."""
+    """Check the run's Params, then plan one source per link (see `twin.crawl.tasks`). No
+    author (None) is the platform's author, `Settings.author`."""
     from twin.crawl.tasks import plan_sources
 
     author = params.get("author")
+    if author is None:
+        from twin.settings import load_settings
+
+        author = load_settings().author
     if not isinstance(author, str) or not author.strip():
         raise ValueError(f"invalid twin_crawl params:\n  author ({author!r}): must be a name")
     links = links_from_params(params)

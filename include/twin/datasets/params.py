@@ -22,8 +22,11 @@ class DatasetOptions(BaseModel):
 
     author: str = Field(
         min_length=1,
+        max_length=200,
+        pattern=r"\S",
         title="Author",
-        description="Whose clean marts to build from. Empty: the configured sample author.",
+        description="Whose clean marts to build from. Empty: the platform's author (the "
+        "TWIN_AUTHOR setting).",
     )
     generator: str = Field(
         default="offline",
@@ -84,6 +87,6 @@ FORM_FIELDS = (
 
 
 def param_schemas() -> dict[str, dict[str, Any]]:
-    """The twin_datasets Params: each one's default and JSON schema, in form order. An empty
-    author is the configured sample author (filled in by the task at run time)."""
-    return form_schemas(DatasetOptions, FORM_FIELDS, blank_means_configured=("author",))
+    """The twin_datasets Params: each one's default and JSON schema, in form order. The author
+    may be left empty (None): the task takes the platform's author (`Settings.author`)."""
+    return form_schemas(DatasetOptions, FORM_FIELDS, configured_when_empty=("author",))

@@ -9,22 +9,26 @@ SMOLLM2_MAX_INSTRUCTIONS = 200
 
 
 def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
-    """The build options from the DAG's Params, validated; a ValueError naming each bad Param.
+    """The build options from the DAG's Params, validated as strictly as the form does (no "5"
+    for a number); a ValueError naming each bad Param.
 
-    A Param left empty (None) takes the default the form shows; an empty author is the
-    configured sample author (read here, at run time).
+    A Param left empty (None) takes the default the form shows; no author is the platform's
+    author (`Settings.author`, read here, at run time).
     """
     from pydantic import ValidationError
 
     from twin.datasets.params import FORM_FIELDS, DatasetOptions
-    from twin.form import named_problems
+    from twin.form import named_problems, validate_strict
     from twin.settings import load_settings
 
+    unknown = sorted(set(params) - set(FORM_FIELDS))
+    if unknown:
+        raise ValueError(f"invalid twin_datasets Params: unknown Params {unknown}")
     values = {name: params[name] for name in FORM_FIELDS if params.get(name) is not None}
-    if not str(values.get("author") or "").strip():
+    if "author" not in values:
         values["author"] = load_settings().author
     try:
-        options = DatasetOptions.model_validate(values)
+        options = validate_strict(DatasetOptions, values)
     except ValidationError as exc:
         raise ValueError(f"invalid twin_datasets Params: {named_problems(exc)}") from None
     if options.generator == "smollm2" and not (
@@ -38,16 +42,23 @@ def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build (or find) the dataset version for the Params; the build's report as a dict."""
+    """Build (or find) the dataset version for the Params; the build's report as a dict.
+
+    Raises `NoAuthorDocuments` naming the author when the marts hold nothing of theirs.
+    """
     from airflow.sdk import get_current_context
 
     from twin.datasets.build import build_dataset
     from twin.datasets.params import DatasetOptions
     from twin.settings import load_settings
+    from twin.store.warehouse import require_author_documents, warehouse_connection
 
     params = params if params is not None else dict(get_current_context()["params"])
     options = DatasetOptions.model_validate(dataset_options(params))
-    return build_dataset(load_settings(), options).as_dict()
+    settings = load_settings()
+    with warehouse_connection(settings) as conn:  # no documents of the author: fail, named
+        require_author_documents(conn, options.author, "twin_datasets")
+    return build_dataset(settings, options).as_dict()
 
 
 def publish_if_new(result: dict[str, Any]) -> dict[str, Any]:

@@ -35,13 +35,18 @@ def sync_features_task() -> dict:
 
     Keys: index_version, model_name, dimension, documents_seen, documents_changed,
     documents_deleted, chunks_embedded, chunks_written, chunks_deleted, chunks_updated,
-    activated, failures, seconds, changed. Raises `FeatureSyncFailed` when any document failed.
+    activated, failures, seconds, changed. Raises `FeatureSyncFailed` when any document failed,
+    `NoAuthorDocuments` when the marts hold nothing of the platform's author (`TWIN_AUTHOR`).
     """
     with clear_service_errors("feature sync"):
         from twin.features.pipeline import sync_features
         from twin.settings import load_settings
+        from twin.store.warehouse import require_author_documents, warehouse_connection
 
-        result = sync_features(load_settings()).as_dict()
+        settings = load_settings()
+        with warehouse_connection(settings) as conn:  # the platform's author has documents
+            require_author_documents(conn, settings.author, "twin_features")
+        result = sync_features(settings).as_dict()
     if result.get("failures"):
         raise FeatureSyncFailed(result)
     return result

@@ -100,3 +100,18 @@ def dsn_url(params: dict[str, str], *, driver: str | None = None, socket_host: s
     scheme = "postgresql" + (f"+{driver}" if driver else "")
     tail = f"?{urlencode(query, safe='/')}" if query else ""
     return f"{scheme}://{netloc}/{quote(dbname, safe='')}{tail}"
+
+
+def require_author_documents(conn: psycopg.Connection, author: str, stage: str) -> int:
+    """How many documents of `author` `marts.documents` holds; `NoAuthorDocuments` naming the
+    stage and the author when none (or no marts yet)."""
+    from twin.errors import NoAuthorDocuments
+
+    if conn.execute("select to_regclass('marts.documents')").fetchone()[0] is None:
+        raise NoAuthorDocuments(stage, author, "documents: the warehouse has no marts yet")
+    count = conn.execute(
+        "select count(*) from marts.documents where author = %s", (author,)
+    ).fetchone()[0]
+    if not count:
+        raise NoAuthorDocuments(stage, author, "documents in marts.documents")
+    return int(count)

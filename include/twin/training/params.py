@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from twin.domain.samples import content_digest
 from twin.form import param_schemas as form_schemas
+from twin.form import validate_strict
 from twin.settings import Settings
 
 LATEST = "latest"
@@ -37,16 +38,24 @@ class ParamsError(ValueError):
 class DatasetChoice(BaseModel):
     """Which dataset version a run trains on (resolved by `twin.training.tasks`)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     dataset_version: str = Field(
         default=LATEST,
+        min_length=1,
+        pattern=r"\S",
         title="Dataset version",
         description="A dataset version id (or its first 8+ characters), 'latest' (the newest, "
         "see Author) or 'sample' (the bundled sample author's, no warehouse needed).",
     )
-    author: str = Field(
-        default="",
+    author: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
         title="Author",
-        description="With 'latest': whose newest dataset version. Empty: the newest of any author.",
+        description="With 'latest': whose newest dataset version. Empty: the platform's "
+        "author (the TWIN_AUTHOR setting).",
     )
 
 
@@ -206,13 +215,6 @@ class TrainingParams(BaseModel):
             raise ValueError("must be a positive step count, or -1 to run the epochs")
         return value
 
-    @field_validator("target_modules", mode="before")
-    @classmethod
-    def _split_targets(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
-
     def config_hash(self) -> str:
         """Digest of every field that changes the trained model (not `force`)."""
         payload = self.model_dump(mode="json", exclude=set(UNHASHED))
@@ -233,22 +235,33 @@ FORM_DEFAULTS: dict[str, Any] = {"max_steps": 30, "dpo_max_steps": 15, "ranks": 
 
 def param_schemas() -> dict[str, dict[str, Any]]:
     """The twin_training Params: each one's default and JSON schema, in form order. An empty
-    base model is the configured one (`TWIN_TRAINING_BASE_MODEL`, filled in by the task)."""
+    base model (None) is the configured one (`TWIN_TRAINING_BASE_MODEL`), an empty author the
+    platform's (`TWIN_AUTHOR`), both filled in by the task."""
     return {
         **form_schemas(DatasetChoice, tuple(DatasetChoice.model_fields)),
         **form_schemas(
             TrainingParams,
             FORM_FIELDS,
             defaults=FORM_DEFAULTS,
-            blank_means_configured=("base_model",),
+            configured_when_empty=("base_model",),
         ),
     }
 
 
-def parse_params(raw: dict[str, object]) -> TrainingParams:
-    """`TrainingParams` from loose input (DAG Params, CLI), errors naming the parameter."""
+def parse_choice(raw: dict[str, object]) -> DatasetChoice:
+    """`DatasetChoice` from a run's values, as strictly as the form checks them."""
     try:
-        return TrainingParams.model_validate(raw)
+        return validate_strict(DatasetChoice, raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ParamsError(".".join(str(p) for p in first["loc"]), first["msg"]) from None
+
+
+def parse_params(raw: dict[str, object]) -> TrainingParams:
+    """`TrainingParams` from a run's values (DAG Params, CLI JSON), as strictly as the form
+    checks them ("5" is no number, "false" no flag); errors name the parameter."""
+    try:
+        return validate_strict(TrainingParams, raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or "params"

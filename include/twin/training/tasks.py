@@ -10,8 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from twin.domain.samples import DatasetSnapshot
+from twin.errors import NoAuthorDocuments
 from twin.settings import Settings, load_settings
-from twin.training.params import LATEST, ParamsError, TrainingParams, parse_params
+from twin.training.params import (
+    LATEST,
+    DatasetChoice,
+    ParamsError,
+    TrainingParams,
+    parse_choice,
+    parse_params,
+)
 
 SAMPLE = "sample"
 
@@ -23,36 +31,45 @@ def snapshot_plugins() -> dict:
     return {entry.name: entry for entry in entry_points(group="twin.snapshots")}
 
 
+def read_run(
+    raw: dict[str, Any], settings: Settings | None = None
+) -> tuple[DatasetChoice, TrainingParams]:
+    """(which dataset, training parameters) from DAG/CLI params, as strictly as the form checks
+    them; unknown keys are refused. A missing (None) `base_model` is the configured one
+    (`TWIN_TRAINING_BASE_MODEL`); a missing author stays None: the platform's author."""
+    raw = {k: v for k, v in raw.items() if v is not None}
+    choice = parse_choice({k: raw.pop(k) for k in DatasetChoice.model_fields if k in raw})
+    if "base_model" not in raw:
+        raw["base_model"] = (settings or load_settings()).training_base_model
+    return choice, parse_params(raw)
+
+
 def split_params(
     raw: dict[str, Any], settings: Settings | None = None
 ) -> tuple[str, TrainingParams]:
-    """(dataset version, training parameters) from DAG/CLI params; unknown keys are refused. An
-    empty or missing `base_model` is the configured one (`TWIN_TRAINING_BASE_MODEL`)."""
-    raw = dict(raw)
-    dataset_version = str(raw.pop("dataset_version", LATEST) or LATEST).strip()
-    raw.pop("author", None)  # it picks the dataset version (`resolve_snapshot`), not the model
-    if not str(raw.get("base_model") or "").strip():
-        raw["base_model"] = (settings or load_settings()).training_base_model
-    return dataset_version, parse_params(raw)
+    """(dataset version, training parameters) from DAG/CLI params; see `read_run`."""
+    choice, params = read_run(raw, settings)
+    return choice.dataset_version.strip(), params
 
 
 def resolve_snapshot(
     settings: Settings, dataset_version: str, author: str | None = None
 ) -> DatasetSnapshot:
-    """The dataset version to train on: an id (or prefix), `latest` (of `author`), or the name of
-    a snapshot an installed package offers (entry point group `twin.snapshots`; the bundled
-    sample author offers `sample`, built from its writing without the warehouse)."""
+    """The dataset version to train on: an id (or prefix), `latest` of `author` (None: the
+    platform's author, `Settings.author`), or the name of a snapshot an installed package offers
+    (entry point group `twin.snapshots`; the bundled sample author offers `sample`, built from
+    its writing without the warehouse). No dataset of the author: `NoAuthorDocuments`."""
     offered = snapshot_plugins()
     if dataset_version in offered:
         return offered[dataset_version].load()()
     from twin.store.datasets import latest_dataset_version, load_dataset_snapshot
 
     if dataset_version == LATEST:
+        author = author or settings.author
         latest = latest_dataset_version(settings, author)
         if latest is None:
-            who = f" for {author}" if author else ""
-            raise ParamsError(
-                "dataset_version", f"no dataset version exists{who}: run twin_datasets first"
+            raise NoAuthorDocuments(
+                "twin_training", author, "dataset version", "run twin_datasets for them first"
             )
         dataset_version = latest.version
     try:
@@ -67,8 +84,9 @@ def plan_training(raw: dict[str, Any], settings: Settings | None = None) -> dict
     from twin.training.registry import find_trained_version
 
     settings = settings or load_settings()
-    dataset_version, params = split_params(raw, settings)
-    snapshot = resolve_snapshot(settings, dataset_version, raw.get("author"))
+    choice, params = read_run(raw, settings)
+    dataset_version = choice.dataset_version.strip()
+    snapshot = resolve_snapshot(settings, dataset_version, choice.author)
     validate_run(params, snapshot, settings)
     config_hash = params.config_hash()
     existing = find_trained_version(settings, snapshot.version.version, config_hash)
@@ -88,8 +106,8 @@ def train_and_register(raw: dict[str, Any], settings: Settings | None = None) ->
     from twin.training.pipeline import train_candidate
 
     settings = settings or load_settings()
-    dataset_version, params = split_params(raw, settings)
-    snapshot = resolve_snapshot(settings, dataset_version, raw.get("author"))
+    choice, params = read_run(raw, settings)
+    snapshot = resolve_snapshot(settings, choice.dataset_version.strip(), choice.author)
     return train_candidate(settings, params, snapshot).as_dict()
 
 
@@ -121,8 +139,9 @@ def publish_candidate(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def dag_params_to_raw(params: dict[str, Any]) -> dict[str, Any]:
-    """DAG Params as training input: empty strings mean "default", `author` only picks `latest`."""
-    return {k: v for k, v in params.items() if v not in ("", None)}
+    """DAG Params as training input: a Param left empty (None) means "the configured one"; an
+    empty string is a value, refused like the form refuses it."""
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def plan_task() -> dict[str, Any]:

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     serving_shadow_share: float = Field(default=0.0, ge=0.0, le=1.0)
     serving_llm_backend: str = Field(default="python", pattern="^(python|tensorrtllm)$")
     serving_request_timeout_s: float = Field(default=120.0, gt=0)
+    # generations twin_llm_stream runs at once; a request beyond them is refused as busy
+    serving_stream_max_concurrent: int = Field(default=4, ge=1, le=64)
+    # days serving.inference_log and serving.shadow_comparisons keep a row (users' questions)
+    serving_log_retention_days: int = Field(default=30, ge=1)
     # retrieval: a cross-encoder reranker folder (default: MMR over the embeddings)
     rerank_model_path: Path | None = Field(default=None, validation_alias="TWIN_RERANK_MODEL_PATH")
     # deployment and monitoring (twin.deploy; thresholds are the twin_deploy Params' defaults)

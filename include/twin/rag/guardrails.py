@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+
+from twin.domain.pii import redact
 
 NOT_WRITTEN = "I have not written about that."
 REMOVED = "[removed instruction]"
@@ -44,10 +45,6 @@ _TEMPLATE_TOKENS = re.compile(
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
 # control characters other than tab and line breaks
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-# Answers are redacted with the warehouse's own rules (twin.domain.pii, one definition); card
-# numbers, which the warehouse rules do not cover, are added here with a Luhn check.
-_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 
 
 @dataclass(frozen=True)
@@ -98,39 +95,8 @@ def strip_instructions(text: str) -> Sanitised:
     return Sanitised("".join(kept).strip(), removed + roles + tokens)
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
-@lru_cache(maxsize=1)
-def _pii_rules() -> list[tuple[re.Pattern[str], str]]:
-    from twin.domain.pii import RULES
-
-    return [
-        # PostgreSQL's `.` matches newlines, as DOTALL makes Python's do
-        (re.compile(r.pattern, re.DOTALL | (re.IGNORECASE if r.ignore_case else 0)), r.replacement)
-        for r in RULES
-    ]
-
-
 def redact_pii(text: str) -> tuple[str, int]:
-    """`text` with the warehouse's PII and secrets rules applied (`[EMAIL]`, `[PHONE]`, `[IBAN]`,
-    `[SECRET]`, ...) and Luhn-valid card numbers replaced by `[CARD]`; returns the text and how
-    many replacements were made."""
-    count = 0
-    for pattern, replacement in _pii_rules():
-        text, n = pattern.subn(replacement, text)
-        count += n
-
-    def card(match: re.Match[str]) -> str:
-        nonlocal count
-        if not _luhn(re.sub(r"\D", "", match.group(0))):
-            return match.group(0)
-        count += 1
-        return "[CARD]"
-
-    return _CARD.sub(card, text), count
+    """`text` with the warehouse's PII and secrets rules applied and Luhn-valid card numbers
+    replaced by `[CARD]` (`twin.domain.pii.redact`); returns the text and how many replacements
+    were made."""
+    return redact(text)

@@ -1,10 +1,14 @@
 """The `serving` schema: one row per twin_rag request, one per mirrored (shadow) request.
 
-`serving.inference_log` holds what monitoring needs and nothing more: the query text (users' own
-questions; answers are PII-redacted before they are stored), the retrieved chunk ids and scores,
-the model version, token counts and per-step latencies. `serving.shadow_comparisons` holds the
-champion's and the shadow's answers to the same prompt, for the deployment stage to judge.
-"""
+`serving.inference_log` holds what monitoring needs and nothing more: the query text, the
+retrieved chunk ids and scores, the model version, token counts and per-step latencies.
+`serving.shadow_comparisons` holds the champion's and the shadow's answers to the same prompt, for
+the deployment stage to judge. Every writer goes through `write_inference_log` and
+`write_shadow_comparisons`, which redact personal data and secrets from the free-text columns
+(users' questions, prompts, answers, errors) with `twin.domain.pii.redact` before a row is stored;
+`delete_expired` keeps both tables within the retention period (`serving_log_retention_days`).
+A row Postgres refuses is kept in `serving.log_quarantine` (redacted, with the cause) by
+`quarantine_row`, so one bad row never blocks the others."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
+
+from twin.domain.pii import redact
 
 SERVING_DDL = """
 create schema if not exists serving;
@@ -48,6 +54,16 @@ create table if not exists serving.shadow_comparisons (
     shadow_latency_ms double precision,
     token_overlap double precision
 );
+create index if not exists shadow_comparisons_compared_at
+    on serving.shadow_comparisons (compared_at);
+create table if not exists serving.log_quarantine (
+    id bigint generated always as identity primary key,
+    quarantined_at timestamptz not null default now(),
+    target text not null,
+    request_id text,
+    error text not null,
+    row_json text not null
+);
 """
 
 _LOG_COLUMNS = (
@@ -80,12 +96,35 @@ _SHADOW_COLUMNS = (
     "token_overlap",
 )
 _JSON_COLUMNS = {"retrieved", "latency_ms"}
+# free text that may carry a user's personal data or a secret: redacted before it is stored
+_REDACTED_COLUMNS = {
+    "inference_log": ("query", "error"),
+    "shadow_comparisons": ("prompt", "champion_answer", "shadow_answer", "shadow_error"),
+    "log_quarantine": (
+        "query",
+        "error",
+        "prompt",
+        "champion_answer",
+        "shadow_answer",
+        "shadow_error",
+    ),
+}
+_TIME_COLUMNS = {"inference_log": "logged_at", "shadow_comparisons": "compared_at"}
 
 
 def ensure_serving_schema(conn: psycopg.Connection) -> None:
     """Create the `serving` schema and its tables when missing (idempotent)."""
     with conn.transaction():
         conn.execute(SERVING_DDL)
+
+
+def redact_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with its free-text columns of `table` redacted (`twin.domain.pii.redact`)."""
+    out = dict(row)
+    for column in _REDACTED_COLUMNS.get(table, ()):
+        if isinstance(out.get(column), str):
+            out[column] = redact(out[column])[0]
+    return out
 
 
 def _insert(
@@ -100,7 +139,7 @@ def _insert(
     )
     values = [
         [json.dumps(row.get(c), default=str) if c in _JSON_COLUMNS else row.get(c) for c in columns]
-        for row in rows
+        for row in (redact_row(table, row) for row in rows)
     ]
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(statement, values)
@@ -115,3 +154,37 @@ def write_inference_log(conn: psycopg.Connection, rows: Sequence[Mapping[str, An
 def write_shadow_comparisons(conn: psycopg.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert shadow comparison rows (keys: the table's columns); idempotent per request_id."""
     return _insert(conn, "shadow_comparisons", _SHADOW_COLUMNS, rows)
+
+
+def quarantine_row(
+    conn: psycopg.Connection, table: str, row: Mapping[str, Any], error: BaseException | str
+) -> None:
+    """Keep a row Postgres refused for `table` in `serving.log_quarantine`: its request id, the
+    cause, and the row as JSON (redacted; NUL characters escaped, so it always stores)."""
+    cause = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    text = json.dumps(redact_row("log_quarantine", row), default=str, ensure_ascii=True)
+    request_id = row.get("request_id")
+    conn.execute(
+        "insert into serving.log_quarantine (target, request_id, error, row_json) "
+        "values (%s, %s, %s, %s)",
+        (
+            table,
+            None if request_id is None else str(request_id).replace("\x00", "\\x00"),
+            redact(cause.replace("\x00", "\\x00"))[0][:1000],
+            text,
+        ),
+    )
+
+
+def delete_expired(conn: psycopg.Connection, retention_days: int) -> dict[str, int]:
+    """Delete inference-log rows and shadow comparisons older than `retention_days`; how many
+    rows went from each table."""
+    deleted: dict[str, int] = {}
+    with conn.transaction():
+        for table, column in _TIME_COLUMNS.items():
+            cursor = conn.execute(
+                f"delete from serving.{table} where {column} < now() - make_interval(days => %s)",
+                (retention_days,),
+            )
+            deleted[table] = cursor.rowcount
+    return deleted

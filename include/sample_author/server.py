@@ -298,15 +298,22 @@ class SampleServer:
         return _message(status, f'Moved to <a href="{target}">{target}</a>', Location=target)
 
     def _description(self) -> Response:
-        """Who this demo author is and where their sources are, for the platform to record."""
+        """Who this demo author is and where their sources are, for the platform to record: the
+        site's own `_description.json` when it has one (a second author), else the sample's."""
         from sample_author.content import AUTHOR
-        from sample_author.links import sample_links, sample_prefixes
+        from sample_author.links import PREFIXES, SOURCE_PATHS
 
+        author, paths, prefixes = AUTHOR.name, SOURCE_PATHS, PREFIXES
+        described = self.site_dir / "_description.json"
+        if described.is_file():
+            own = json.loads(described.read_text("utf-8"))
+            author, paths, prefixes = own["author"], own["source_paths"], own["prefixes"]
+        base = self.base_url.rstrip("/")
         body = json.dumps(
             {
-                "author": AUTHOR.name,
-                "links": sample_links(self.base_url),
-                "platform_prefixes": sample_prefixes(self.base_url),
+                "author": author,
+                "links": {p: [base + path for path in paths[p]] for p in paths},
+                "platform_prefixes": {base + prefix: p for prefix, p in prefixes.items()},
             }
         ).encode()
         return Response(200, {"Content-Type": "application/json"}, body)

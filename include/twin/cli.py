@@ -245,10 +245,12 @@ def crawl_summary() -> None:
 
 @app.command("warehouse-summary")
 def warehouse_summary() -> None:
-    """Print what the warehouse holds: mart documents per platform, and the latest gate results."""
+    """Print what the warehouse holds: mart documents per platform, the latest gate results, and
+    the documents the load refused (raw.quarantine)."""
     import psycopg
 
     from twin.settings import load_settings
+    from twin.store.extract_load import quarantine_report
 
     settings = load_settings()
     with psycopg.connect(settings.require("warehouse_dsn")) as conn:
@@ -261,6 +263,7 @@ def warehouse_summary() -> None:
             "select distinct on (gate) gate, success, evaluated, failed_count, row_count, "
             "validated_at from quality.validation_results order by gate, validated_at desc"
         ).fetchall()
+        quarantined = quarantine_report(conn)
     table = Table(title="marts.documents")
     for column in ("platform", "documents", "words"):
         table.add_column(column, justify="left" if column == "platform" else "right")
@@ -274,6 +277,8 @@ def warehouse_summary() -> None:
             f"quality gate {escape(gate)}: {verdict}, {evaluated} expectations, {rows} rows, "
             f"{when:%Y-%m-%d %H:%M:%S}"
         )
+    if quarantined:
+        out.print(quarantined, markup=False, highlight=False)
 
 
 @app.command("search")

@@ -21,6 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The dbt project: the warehouse runs it, the quality stage writes its generated PII macros.
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
+# The header that carries the platform's key to Triton's model-repository API (load, unload).
+TRITON_REPOSITORY_KEY_HEADER = "twin-repository-key"
+
 # Airflow connection ids (DESIGN.md) and the settings field each one backs.
 CONNECTION_IDS: dict[str, str] = {
     "mongo_uri": "mongo_default",
@@ -45,9 +48,14 @@ class Settings(BaseSettings):
     mongo_database: str = "twin"
     warehouse_dsn: str | None = None
     mlflow_tracking_uri: str | None = None
+    # MLflow basic auth (the embedded stack's platform user); exported for MLflow's clients
+    mlflow_tracking_username: str | None = None
+    mlflow_tracking_password: str | None = Field(default=None, repr=False)
     triton_http_url: str | None = None
     triton_grpc_url: str | None = None
     triton_model_repository: Path | None = None
+    # sent as TRITON_REPOSITORY_KEY_HEADER: Triton's model-repository API (load, unload) wants it
+    triton_repository_key: str | None = Field(default=None, repr=False)
     object_store_url: str | None = None
     airflow_home: Path | None = None
     # the author whose twin the platform builds (the demo sets the bundled sample author)
@@ -177,9 +185,21 @@ def load_settings(home: Path | None = None) -> Settings:
     home = home or default_home()
     env_file = home / "stack.env"
     try:
-        return Settings(_env_file=env_file if env_file.exists() else None, TWIN_HOME=home)
+        settings = Settings(_env_file=env_file if env_file.exists() else None, TWIN_HOME=home)
     except ValidationError as err:
         raise SettingsError(describe_errors(err, env_file)) from None
+    export_mlflow_credentials(settings)
+    return settings
+
+
+def export_mlflow_credentials(settings: Settings) -> None:
+    """MLflow's clients read their credentials from the process environment only: put the
+    stack's there (as `airflow dags test` after sourcing stack.env has them), never over values
+    the environment already sets."""
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        value = getattr(settings, name.lower())
+        if value and not os.environ.get(name):
+            os.environ[name] = value
 
 
 def describe_errors(err: ValidationError, env_file: Path) -> str:

@@ -50,7 +50,20 @@ create table marts.documents (
     clean_hash    text,
     updated_at    timestamptz
 );
+create table marts.document_files (
+    document_id  text,
+    path         text,
+    language     text,
+    content      text,
+    content_hash text,
+    redactions   integer
+);
 """
+# a repository's source files: code, where secrets are most often left behind
+FILES = {
+    "src/loader.py": "def load(path):\n    # read the export once\n    return open(path).read()\n",
+    "src/settings.py": 'TIMEOUT_S = 30\nAPI_TOKEN = os.environ["API_TOKEN"]  # [SECRET]\n',
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +82,7 @@ def settings(
 def warehouse(settings: Settings) -> Iterator[psycopg.Connection]:
     """A connection to the scratch warehouse, its raw and mart tables freshly loaded, clean."""
     with psycopg.connect(settings.require("warehouse_dsn"), autocommit=True) as conn:
-        conn.execute("drop table if exists raw.documents, marts.documents")
+        conn.execute("drop table if exists raw.documents, marts.documents, marts.document_files")
         ensure_raw_schema(conn)
         conn.execute(MARTS_DDL)
         load_clean_rows(conn)
@@ -134,6 +147,15 @@ def load_clean_rows(conn: psycopg.Connection) -> None:
             "insert into marts.documents values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             mart_rows,
         )
+        cur.executemany(
+            "insert into marts.document_files values (%s, %s, 'python', %s, md5(%s), 0)",
+            [
+                (f"doc-{i:02d}", path, text, text)
+                for i in range(ROWS)
+                if PLATFORM_KINDS[platforms[i % len(platforms)]] == "repository"
+                for path, text in FILES.items()
+            ],
+        )
 
 
 def stored_runs(conn: psycopg.Connection, run_id: str) -> list[tuple]:
@@ -188,8 +210,8 @@ def test_clean_data_passes_both_gates_and_every_run_is_kept(
     settings: Settings, warehouse: psycopg.Connection
 ) -> None:
     store = object_store(settings)
-    # marts: 8 GX expectations plus the PII detector on title and body
-    for gate, evaluated in (("raw_documents", 16), ("marts_documents", 10)):
+    # marts: 8 GX expectations plus the PII detector on title, body and the files' content
+    for gate, evaluated in (("raw_documents", 16), ("marts_documents", 11)):
         result = run_gate(gate, settings)
 
         assert result.success, result.report()
@@ -291,6 +313,24 @@ MARTS_CASES = {
         1,
         "secret",
     ),
+    "cloud key left in a repository file": (
+        "update marts.document_files set content = content || "
+        "'AWS_ACCESS_KEY_ID = \"AKIAIOSFODNN7EXAMPLE\"\n' "
+        "where document_id = 'doc-03' and path = 'src/settings.py'",
+        PII_EXPECTATION,
+        "document_files.content",
+        1,
+        "secret 2; rows doc-03:src/settings.py",
+    ),
+    "e-mail left in a code comment": (
+        "update marts.document_files set content = "
+        "'# maintainer: ada.lindqvist@example.com\n' || content "
+        "where document_id = 'doc-08' and path = 'src/loader.py'",
+        PII_EXPECTATION,
+        "document_files.content",
+        1,
+        "email 1; rows doc-08:src/loader.py",
+    ),
     "zero word count": (
         "update marts.documents set word_count = 0 where document_id = 'doc-07'",
         "expect_column_values_to_be_between",
@@ -338,7 +378,8 @@ def test_marts_gate_stops_bad_rows(settings: Settings, warehouse: psycopg.Connec
     html = "".join(
         object_store(settings).get(key).decode() for key in docs if key.endswith(".html")
     )
-    for secret in ("ada.lindqvist@example.com", "555 01 99", "(212) 555-0142", "ghp_Ab3"):
+    planted = ("ada.lindqvist@example.com", "555 01 99", "(212) 555-0142", "ghp_Ab3", "AKIAIOSFOD")
+    for secret in planted:
         assert secret not in stored
         assert secret not in html
 
@@ -367,7 +408,7 @@ def test_marts_row_count_collapse_against_last_successful_run(
 
 
 def load_clean_rows_again(conn: psycopg.Connection) -> None:
-    conn.execute("truncate raw.documents, marts.documents")
+    conn.execute("truncate raw.documents, marts.documents, marts.document_files")
     load_clean_rows(conn)
 
 

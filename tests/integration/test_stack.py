@@ -173,7 +173,7 @@ def test_secrets_and_stack_env_are_private_from_their_first_byte(tmp_path, monke
         stack = Stack(tmp_path / "home", ("postgres", "mongo"))
         stack.ctx.ports.update({"postgres": 5999, "mongo": 5998})
         try:
-            password = stack.ctx.secret("postgres_password")
+            password = stack.services["postgres"].role_password("twin")
             stack.home.mkdir(exist_ok=True)
             stack.write_env()
         except RuntimeError:
@@ -185,7 +185,7 @@ def test_secrets_and_stack_env_are_private_from_their_first_byte(tmp_path, monke
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
         secrets_dir = stack.home / "secrets"
         assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
-        assert (secrets_dir / "postgres_password").read_text().strip() == password
+        assert (secrets_dir / "postgres_twin_password").read_text().strip() == password
         assert password in stack.env_path.read_text()
     finally:
         os.umask(old_umask)

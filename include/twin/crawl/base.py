@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from twin.crawl.decode import without_nul
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import BlockedURL, FetchError, FetchResult, PoliteClient
 from twin.crawl.pool import Extractor, run_here
@@ -120,8 +121,10 @@ class Crawler(ABC):
         return result
 
     def document(self, kind: DocumentKind, **fields: Any) -> RawDocument:
-        """A raw document of this crawler's platform, by the crawl's author; `fields` the rest."""
-        return RawDocument(platform=self.platform, kind=kind, author=self.ctx.author, **fields)
+        """A raw document of this crawler's platform, by the crawl's author; `fields` the rest,
+        with NUL characters removed from their text (exports, APIs and feeds can carry them)."""
+        clean = {name: without_nul(value) for name, value in fields.items()}
+        return RawDocument(platform=self.platform, kind=kind, author=self.ctx.author, **clean)
 
     def extract(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)`: CPU-bound page reading, in the crawl's process pool when it has one, else

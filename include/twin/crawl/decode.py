@@ -1,9 +1,11 @@
-"""Bytes to text for fetched bodies, and the media-type helpers of Content-Type values."""
+"""Bytes to text for fetched bodies, NUL-free text for documents, and the media-type helpers of
+Content-Type values."""
 
 from __future__ import annotations
 
 import codecs
 import re
+from typing import Any
 
 import charset_normalizer
 
@@ -47,6 +49,22 @@ def decode_body(data: bytes, content_type: str) -> str:
     if guess is not None:
         return str(guess)
     return western if western is not None else data.decode("cp1252", errors="replace")
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters removed from every string in it (in lists, tuples and dicts,
+    keys included); other values as they are.
+
+    No one writes a NUL in prose or code, but a broken export or API can carry one, and Postgres
+    refuses text that holds it: left in, it would stop the warehouse load.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list | tuple):
+        return type(value)(without_nul(item) for item in value)
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
 
 
 def media_type(content_type: str) -> str:

@@ -192,8 +192,8 @@ def read_repository(root: Path) -> tuple[list[RepositoryFile], list[tuple[str, s
         if head is None:
             skipped.append((rel, "symbolic link or unreadable file (not followed)"))
             continue
-        if b"\0" in head[:8192]:
-            skipped.append((rel, "binary file"))
+        if b"\0" in head:  # anywhere, not only near the start: text never holds a NUL
+            skipped.append((rel, "binary file (holds a NUL byte)"))
             continue
         if path.name in DEPENDENCY_FILES:
             skipped.append((rel, "dependency manifest or lock file"))

@@ -14,6 +14,9 @@ Choices worth knowing:
 - Crawl-delay and Request-rate of robots.txt lower that host's rate.
 - Environment proxies are ignored and cookies are never kept: the address the SSRF guard checked
   must be the address connected to, and one site's cookies must not follow the crawler elsewhere.
+- Bodies are read raw and decoded here (`codings`), never more than `max_body_bytes` at any
+  step: a compressed body cannot expand past the limit in memory, and chained or unknown
+  content codings are refused.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from tenacity import (
 )
 
 from twin.crawl.closing import Closing
+from twin.crawl.codings import ACCEPT_ENCODING, BodyRefused, BoundedBody
 from twin.crawl.decode import decode_body, media_type, type_allowed
 from twin.crawl.errors import BlockedURL, FetchError
 from twin.crawl.limits import HostGate, HostGates
@@ -160,7 +164,7 @@ class PoliteClient(Closing):
         self._client = httpx.Client(
             transport=transport
             or GuardedTransport(self.policy.allow_private_hosts, self._resolver),
-            headers={"User-Agent": self.policy.user_agent},
+            headers={"User-Agent": self.policy.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=timeout,
             follow_redirects=False,
             cookies=http.cookiejar.CookieJar(policy=NoCookies()),
@@ -384,12 +388,13 @@ class PoliteClient(Closing):
         if declared.isdigit() and int(declared) > limit:
             reason = f"body larger than {limit} bytes (Content-Length {declared})"
             raise FetchError(url, _at(reason, url, current))
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise FetchError(url, _at(f"body larger than {limit} bytes", url, current))
-        return _Reply(status, headers, bytes(body), None)
+        try:
+            body = BoundedBody(response.headers.get("content-encoding", ""), limit)
+            for chunk in response.iter_raw():
+                body.feed(chunk)
+        except BodyRefused as exc:
+            raise FetchError(url, _at(str(exc), url, current)) from None
+        return _Reply(status, headers, body.finish(), None)
 
     def _wait(self, state: RetryCallState) -> float:
         """Seconds before the next attempt: the server's Retry-After, else exponential + jitter."""

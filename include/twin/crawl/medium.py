@@ -43,6 +43,7 @@ from lxml import html as lxml_html
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import feed_entry_date, parse_date
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
+from twin.crawl.feeds import parse_feed
 from twin.crawl.markdown import fragment_to_markdown, html_to_markdown
 from twin.crawl.pages import (
     FEED_TYPES,
@@ -185,7 +186,7 @@ class MediumCrawler(Crawler):
         result = self.fetch(feed_url, outcome, accept=FEED_TYPES)
         if result is None:
             return [], False
-        parsed = feedparser.parse(result.content)
+        parsed = parse_feed(result.content)
         error = parsed.get("bozo_exception")
         ok = not (parsed.get("bozo") and not isinstance(error, BENIGN_FEED_ERRORS))
         if not ok:

@@ -38,7 +38,7 @@ class CrawlPolicy(BaseModel):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=15.0, gt=0)
     max_body_bytes: int = Field(default=5_000_000, ge=1)
-    """Bodies larger than this (after decompression) are aborted while streaming."""
+    """Bodies larger than this, raw or decoded, are aborted while streaming (decoding included)."""
     max_redirects: int = Field(default=5, ge=0)
     retries: int = Field(default=4, ge=0)
     """Extra attempts on 429, 502, 503, 504 and connect/read errors (attempts = retries + 1)."""

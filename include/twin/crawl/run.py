@@ -214,7 +214,11 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
                 known_validators=store.known_validators,
                 max_workers=settings.crawl_workers,
                 upload_dir=upload_dir(settings),
-                git_limits=GitLimits(settings.crawl_git_timeout_s, settings.crawl_git_max_bytes),
+                git_limits=GitLimits(
+                    settings.crawl_git_timeout_s,
+                    settings.crawl_git_max_bytes,
+                    settings.crawl_git_max_files,
+                ),
                 extractor=extractor,
             )
             crawler = crawler_for(src.url, src.platform)(ctx)

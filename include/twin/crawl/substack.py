@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-import feedparser
 from lxml import html as lxml_html
 
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import feed_entry_date, parse_date
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
+from twin.crawl.feeds import parse_feed
 from twin.crawl.http import FetchError
 from twin.crawl.markdown import html_to_markdown
 from twin.crawl.pages import (
@@ -224,7 +224,7 @@ class SubstackCrawler(Crawler):
         result = self.fetch(feed_url, outcome, accept=FEED_TYPES)
         if result is None:
             return []
-        parsed = feedparser.parse(result.content)
+        parsed = parse_feed(result.content)
         if parsed.get("bozo") and not parsed.entries:
             error = parsed.get("bozo_exception")
             outcome.failures.append(ItemFailure(feed_url, f"malformed feed: {error}"))

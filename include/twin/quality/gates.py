@@ -14,7 +14,6 @@ import json
 import logging
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from twin.quality.pii_gate import EXPECTATION as PII_EXPECTATION
-from twin.quality.pii_gate import scan_for_pii
+from twin.quality.pii_gate import scan_for_pii, scanned_columns
 from twin.quality.results import (
     DATA_DOCS_SITE,
     connect,
@@ -32,8 +31,17 @@ from twin.quality.results import (
     record_result,
 )
 from twin.quality.suites import GateDefinition, load_gate, resolve_parameters
+from twin.quality.verdict import FailedExpectation, GateResult, QualityGateFailed
 from twin.settings import Settings
 from twin.store.warehouse import dsn_url, parse_dsn
+
+__all__ = [
+    "FailedExpectation",
+    "GateResult",
+    "QualityGateFailed",
+    "enforce_gate",
+    "run_gate",
+]
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -56,74 +64,6 @@ SAMPLE_KEYS = (
     "unexpected_index_list",
     "unexpected_rows",
 )
-
-
-@dataclass(frozen=True)
-class FailedExpectation:
-    """One expectation that did not hold: its GX type, column, how many rows broke it, and why."""
-
-    expectation: str
-    column: str | None
-    unexpected_count: int | None
-    detail: str
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The outcome of one gate run, as stored in `quality.validation_results`."""
-
-    gate: str
-    success: bool
-    evaluated: int
-    failed: list[FailedExpectation]
-    run_id: str
-    row_count: int
-    data_docs_key: str | None
-    table: str = ""
-    validated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def report(self) -> str:
-        """Readable text: the verdict, then each failed expectation with column and count."""
-        verdict = "PASSED" if self.success else "FAILED"
-        where = f" on {self.table}" if self.table else ""
-        lines = [
-            f"Quality gate {self.gate}{where}: {verdict} - {len(self.failed)} of {self.evaluated} "
-            f"expectations failed, {self.row_count} rows (run {self.run_id})"
-        ]
-        for failure in self.failed:
-            column = f" [{failure.column}]" if failure.column else ""
-            count = (
-                f": {failure.unexpected_count} unexpected"
-                if failure.unexpected_count is not None
-                else ""
-            )
-            lines.append(f"  x {failure.expectation}{column}{count} - {failure.detail}")
-        if self.data_docs_key:
-            lines.append(f"Data Docs: {self.data_docs_key}")
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (what `enforce_gate` returns for XCom)."""
-        return {
-            "gate": self.gate,
-            "table": self.table,
-            "success": self.success,
-            "run_id": self.run_id,
-            "validated_at": self.validated_at.isoformat(),
-            "evaluated": self.evaluated,
-            "failed_count": len(self.failed),
-            "row_count": self.row_count,
-            "data_docs_key": self.data_docs_key,
-            "failures": [asdict(failure) for failure in self.failed],
-        }
-
-
-class QualityGateFailed(RuntimeError):
-    """A gate found bad data; `str()` is the gate's report and `.result` the full outcome."""
-
-    def __init__(self, result: GateResult) -> None:
-        super().__init__(result.report())
-        self.result = result
 
 
 def enforce_gate(gate: str, settings: Settings) -> dict[str, Any]:
@@ -167,7 +107,7 @@ def run_gate(gate: str, settings: Settings) -> GateResult:
     with connect(dsn) as conn:
         pii = scan_for_pii(conn, definition.schema, definition.table, definition.pii_scan)
     failed += [FailedExpectation(PII_EXPECTATION, f.column, f.rows, f.detail) for f in pii]
-    scanned = len((definition.pii_scan or {}).get("columns", []))
+    scanned = scanned_columns(definition.pii_scan)
 
     result = GateResult(
         gate=gate,

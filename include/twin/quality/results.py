@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from twin.quality.verdict import GateResult
 from twin.settings import Settings
 from twin.store.object_store import object_store
 
 if TYPE_CHECKING:
     from great_expectations.data_context import EphemeralDataContext
-
-    from twin.quality.gates import GateResult
 
 log = logging.getLogger("twin.quality")
 

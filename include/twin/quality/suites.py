@@ -36,8 +36,9 @@ class GateDefinition:
     suite: dict[str, Any]
     result_format: dict[str, Any]
     parameters: dict[str, dict[str, Any]]
-    # `{"key": column, "columns": [text columns]}`: scan with the independent PII detector
-    pii_scan: dict[str, Any] | None = None
+    # `{"key": column, "columns": [text columns]}` or a list of such scans (a scan may name another
+    # `table`): text scanned with the independent PII detector (twin.quality.pii_gate)
+    pii_scan: dict[str, Any] | list[dict[str, Any]] | None = None
 
     @property
     def qualified_table(self) -> str:

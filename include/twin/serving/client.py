@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from twin.settings import Settings
+from twin.settings import TRITON_REPOSITORY_KEY_HEADER, Settings
 
 
 def http_client(settings: Settings, *, timeout_s: float | None = None):
@@ -20,9 +20,10 @@ def http_client(settings: Settings, *, timeout_s: float | None = None):
 
     url = urlsplit(settings.require("triton_http_url"))
     timeout = timeout_s or settings.service_timeout_s
-    return triton_http.InferenceServerClient(
+    client = triton_http.InferenceServerClient(
         url.netloc, ssl=url.scheme == "https", connection_timeout=timeout, network_timeout=timeout
     )
+    return _with_repository_key(client, settings)
 
 
 def grpc_client(settings: Settings):
@@ -30,7 +31,24 @@ def grpc_client(settings: Settings):
     import tritonclient.grpc as triton_grpc
 
     target = settings.require("triton_grpc_url")
-    return triton_grpc.InferenceServerClient(target.removeprefix("grpc://"))
+    client = triton_grpc.InferenceServerClient(target.removeprefix("grpc://"))
+    return _with_repository_key(client, settings)
+
+
+def _with_repository_key(client, settings: Settings):
+    """`client`, sending the platform's key that Triton's model-repository API (load, unload)
+    asks for, when one is configured (`TRITON_REPOSITORY_KEY`)."""
+    from tritonclient._plugin import InferenceServerClientPlugin
+
+    key = settings.triton_repository_key
+
+    class RepositoryKey(InferenceServerClientPlugin):
+        def __call__(self, request) -> None:
+            request.headers[TRITON_REPOSITORY_KEY_HEADER] = key
+
+    if key:
+        client.register_plugin(RepositoryKey())
+    return client
 
 
 def _inputs(module, values: dict[str, Any], batched: bool) -> list:

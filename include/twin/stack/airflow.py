@@ -28,6 +28,7 @@ from twin.stack.airflow_objects import (
 from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext
 from twin.stack.files import write_private
 from twin.stack.postgres import PostgresService
+from twin.stack.servers import MLFLOW_PASSWORD_SECRET, MLFLOW_USER
 
 # The DAGs of the pipeline chain (crawl → warehouse → features → …), unpaused in the embedded
 # stack the first time the DAG processor has stored them; a later pause by the user is kept.
@@ -108,6 +109,9 @@ class AirflowService(Service):
         env = {k: v for k, v in super().env().items() if not k.startswith("AIRFLOW_CONN_")}
         env["AIRFLOW_HOME"] = str(self.home)
         env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
+        # MLflow's clients in tasks read the platform's MLflow credentials from the environment.
+        env["MLFLOW_TRACKING_USERNAME"] = MLFLOW_USER
+        env["MLFLOW_TRACKING_PASSWORD"] = self.ctx.secret(MLFLOW_PASSWORD_SECRET)
         return env
 
     @property

@@ -21,7 +21,7 @@ import psutil
 
 from twin.stack.airflow import AirflowService
 from twin.stack.base import Service, ServiceError, StackContext
-from twin.stack.files import write_private
+from twin.stack.files import private_dir, write_private
 from twin.stack.mongo import MongoService
 from twin.stack.postgres import PostgresService
 from twin.stack.process import free_port, group_members, port_is_free
@@ -151,8 +151,12 @@ class Stack:
     def up(self, progress: Callable[[str], None] = lambda _msg: None) -> UpResult:
         """Bring every wanted service to healthy; start only what is not already healthy."""
         self.home.mkdir(parents=True, exist_ok=True)
-        for sub in ("run", "logs"):
-            (self.home / sub).mkdir(exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        # PID files and raw payloads (whole data exports) are the owner's only.
+        for sub in ("run", "objects"):
+            private_dir(self.home / sub)
+        for service in self.services.values():
+            service.process.rewrite_record()
         started: list[str] = []
         reused: list[str] = []
         try:

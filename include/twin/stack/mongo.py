@@ -1,12 +1,19 @@
 """A MongoDB wire-protocol server (secantusdb) on loopback, with SCRAM authentication.
 
-secantusdb has no localhost exception: users are created once by starting the server without
-`--auth` on a fresh loopback port, creating the stack's user, and stopping it again; from then on
-it always runs with `--auth` and every command but the handshake needs the password.
+secantusdb has no localhost exception: its first user is created on a run without `--auth`. That
+run listens on a fresh loopback port with mutual TLS required, against a throwaway certificate
+authority whose keys lie in a private folder (deleted afterwards), so no other client can talk to
+it; from then on the server always runs with `--auth` and every command but the handshake needs the
+password.
+
+The platform's user has no administrative role: it reads, writes and manages collections and
+indexes (and may drop the scratch databases tests make), but cannot create users, grant roles,
+read the user store or touch the server itself.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,9 +22,15 @@ from urllib.parse import quote
 from twin.settings import endpoint_to_connection
 from twin.stack.base import LOOPBACK, Service, ServiceError
 from twin.stack.process import free_port
+from twin.stack.tls import MutualTls, mutual_tls
 
 USER = "twin"
 PROVISION_TIMEOUT_S = 60
+# Least roles of the platform's user (`docker/` narrows them to the `twin` database alone).
+PLATFORM_ROLES = (
+    {"role": "readWriteAnyDatabase", "db": "admin"},
+    {"role": "dbAdminAnyDatabase", "db": "admin"},
+)
 
 
 class MongoService(Service):
@@ -41,12 +54,25 @@ class MongoService(Service):
         (self.dir / "data").chmod(0o700)
         # An explicit (empty) config turns off the server's config-file auto-discovery.
         (self.dir / "secantusd.toml").touch()
-        if self.users_marker.exists() and self.users_marker.read_text().strip() == self.user:
+        if self.users_marker.exists() and self.users_marker.read_text().strip() == self.marker:
             return
         self._provision_user()
-        self.users_marker.write_text(self.user + "\n")
+        self.users_marker.write_text(self.marker + "\n")
 
-    def _server(self, port: int, auth: bool) -> list[str]:
+    @property
+    def marker(self) -> str:
+        """The user and its roles, as provisioned (a change provisions them again)."""
+        return f"{self.user} " + ",".join(r["role"] for r in PLATFORM_ROLES)
+
+    def _server(self, port: int, auth: bool, tls: MutualTls | None = None) -> list[str]:
+        tls_flags = []
+        if tls is not None:
+            tls_flags = [
+                f"--tls-cert-file={tls.server_cert}",
+                f"--tls-key-file={tls.server_key}",
+                f"--tls-ca-file={tls.ca_file}",
+                "--tls-require-client-cert",
+            ]
         return [
             str(self.ctx.bin_dir / "secantusd-py"),
             "--config",
@@ -61,17 +87,27 @@ class MongoService(Service):
             "--log-level",
             "WARNING",
             *(["--auth"] if auth else []),
+            *tls_flags,
         ]
 
     def _provision_user(self) -> None:
-        """Create (or reset the password of) the stack's user on a briefly unauthenticated run."""
+        """Create (or reset the password and roles of) the stack's user, on a run that answers
+        only a client holding this call's TLS certificate."""
+        folder = self.ctx.secrets_dir / "mongo-provisioning"
+        try:
+            self._provision_over(mutual_tls(folder, LOOPBACK))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _provision_over(self, tls: MutualTls) -> None:
         from pymongo import MongoClient
         from pymongo.errors import OperationFailure, PyMongoError
 
         port = free_port()
+        self.process.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.process.log_path, "ab") as log:
             server = subprocess.Popen(
-                self._server(port, auth=False),
+                self._server(port, auth=False, tls=tls),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -84,6 +120,9 @@ class MongoService(Service):
             with MongoClient(
                 f"mongodb://{LOOPBACK}:{port}/?directConnection=true",
                 serverSelectionTimeoutMS=1000,
+                tls=True,
+                tlsCAFile=str(tls.ca_file),
+                tlsCertificateKeyFile=str(tls.client_pem),
             ) as client:
                 while True:
                     if server.poll() is not None:
@@ -99,7 +138,7 @@ class MongoService(Service):
                             raise ServiceError(
                                 f"mongo: no answer while creating its user: {err}"
                             ) from err
-                roles = [{"role": "root", "db": "admin"}]
+                roles = list(PLATFORM_ROLES)
                 try:
                     client.admin.command("createUser", self.user, pwd=self.password, roles=roles)
                 except OperationFailure as err:

@@ -1,5 +1,11 @@
 """PostgreSQL 16 + pgvector (pgserver's binaries): password logins only, private socket folder.
 
+Each component logs in as its own role, owner of its own database and nothing more: `twin` (the
+platform: the warehouse, pgvector, dbt's schemas; it may create scratch databases, which inherit
+pgvector from `template1`), `mlflow` and `airflow`. The superuser `postgres` is used by the stack
+alone, to create those roles and databases. Role passwords are stored as SCRAM verifiers computed
+here, so no plain password reaches the server's statements or logs.
+
 Postgres refuses to run as root. Run as root, the stack starts it as the dedicated system user
 `pgserver` when that user can reach the stack's home and the binaries as they are, and otherwise
 in a user namespace where root appears as an unprivileged user; it never changes the permissions
@@ -8,12 +14,18 @@ of a folder outside the stack's home.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import os
 import pwd
+import secrets
+import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 from twin.settings import endpoint_to_connection
@@ -31,15 +43,27 @@ host    all   all   ::1/128        scram-sha-256
 """
 
 
+# Where system tools live; a user's PATH often lacks the sbin folders (`sudo`, `su`, CI shells).
+SYSTEM_TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def system_tool(name: str) -> str:
+    """The path of a system administration tool: on PATH, else in the sbin folders."""
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), *SYSTEM_TOOL_DIRS])
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise ServiceError(f"postgres: `{name}` is not installed (looked on PATH and in sbin)")
+    return found
+
+
 def ensure_system_user(name: str) -> pwd.struct_passwd:
     """The system user `name`, created (no login, no home) when missing."""
     try:
         return pwd.getpwnam(name)
     except KeyError:
+        command = [system_tool("useradd"), "--system", "--no-create-home"]
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
-            capture_output=True,
+            [*command, "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True
         )
         return pwd.getpwnam(name)
 
@@ -73,12 +97,84 @@ def user_namespaces_work() -> bool:
     return result.returncode == 0
 
 
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier Postgres stores for `password` (RFC 7677, as libpq makes it)."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}$"
+        f"{b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+# Objects of a database created before it had its own owner, handed from the superuser to that
+# owner (extension members and system schemas stay as they are).
+HAND_OVER = r"""
+do $$
+declare
+  target text := {target};
+  r record;
+begin
+  for r in
+    select n.nspname from pg_namespace n
+    where n.nspowner = 'postgres'::regrole and n.nspname not like 'pg\_%'
+      and n.nspname not in ('information_schema', 'public')
+  loop
+    execute format('alter schema %I owner to %I', r.nspname, target);
+  end loop;
+  for r in
+    select c.oid::regclass::text as name,
+           case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                          when 'S' then 'sequence' when 'f' then 'foreign table'
+                          else 'table' end as kind
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relowner = 'postgres'::regrole and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+      and n.nspname not like 'pg\_%' and n.nspname <> 'information_schema'
+      and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
+                      and d.objid = c.oid and d.deptype in ('a', 'i', 'e'))
+  loop
+    execute format('alter %s %s owner to %I', r.kind, r.name, target);
+  end loop;
+  for r in
+    select t.oid::regtype::text as name, t.typtype from pg_type t
+    join pg_namespace n on n.oid = t.typnamespace
+    where t.typowner = 'postgres'::regrole and t.typtype in ('e', 'd')
+      and n.nspname not like 'pg\_%' and n.nspname <> 'information_schema'
+      and not exists (select 1 from pg_depend d where d.classid = 'pg_type'::regclass
+                      and d.objid = t.oid and d.deptype = 'e')
+  loop
+    execute format('alter %s %s owner to %I',
+                   case r.typtype when 'd' then 'domain' else 'type' end, r.name, target);
+  end loop;
+  for r in
+    select p.oid::regprocedure::text as name, p.prokind from pg_proc p
+    join pg_namespace n on n.oid = p.pronamespace
+    where p.proowner = 'postgres'::regrole and p.prokind in ('f', 'p')
+      and n.nspname not like 'pg\_%' and n.nspname <> 'information_schema'
+      and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass
+                      and d.objid = p.oid and d.deptype = 'e')
+  loop
+    execute format('alter %s %s owner to %I',
+                   case r.prokind when 'p' then 'procedure' else 'function' end, r.name, target);
+  end loop;
+end
+$$
+"""
+
+
 class PostgresService(Service):
     """PostgreSQL 16 + pgvector from the pgserver package, on loopback TCP and a Unix socket."""
 
     name = "postgres"
     ports = ("postgres",)
-    databases = ("twin", "mlflow", "airflow")
+    # database -> the login role that owns it (the same roles as docker/postgres/init.sh)
+    owners: ClassVar[dict[str, str]] = {"twin": "twin", "mlflow": "mlflow", "airflow": "airflow"}
+    databases = tuple(owners)
+    platform_role = "twin"  # may also create (scratch) databases
     system_user = SYSTEM_USER
 
     def __init__(self, ctx: StackContext) -> None:
@@ -100,7 +196,12 @@ class PostgresService(Service):
 
     @property
     def password(self) -> str:
+        """The superuser's password (the stack's own administration only)."""
         return self.ctx.secret("postgres_password")
+
+    def role_password(self, role: str) -> str:
+        """The password of a component's login role (a stack secret, 0600)."""
+        return self.ctx.secret(f"postgres_{role}_password")
 
     def mode(self) -> str:
         """How the server runs: `self` (not root), `system-user` or `namespace` (as root)."""
@@ -204,32 +305,87 @@ class PostgresService(Service):
         )
 
     def dsn(self, database: str = "twin", driver: str = "postgresql") -> str:
-        return (
-            f"{driver}://postgres:{quote(self.password, safe='')}@{LOOPBACK}:{self.port()}"
-            f"/{database}"
-        )
+        """The DSN of `database` as the role that owns it (the platform's role for `twin`)."""
+        role = self.owners[database]
+        return self._dsn(role, self.role_password(role), database, driver)
+
+    def admin_dsn(self, database: str = "postgres") -> str:
+        """The superuser's DSN: the stack's own administration, never handed to a component."""
+        return self._dsn("postgres", self.password, database, "postgresql")
+
+    def _dsn(self, role: str, password: str, database: str, driver: str) -> str:
+        return f"{driver}://{role}:{quote(password, safe='')}@{LOOPBACK}:{self.port()}/{database}"
 
     def check(self, timeout_s: float) -> str:
         import psycopg
 
-        with psycopg.connect(self.dsn("postgres"), connect_timeout=max(1, int(timeout_s))) as conn:
+        timeout = max(1, int(timeout_s))
+        with psycopg.connect(self.admin_dsn(), connect_timeout=timeout) as conn:
             version = conn.execute("show server_version").fetchone()[0]
         return f"PostgreSQL {version}"
 
     def after_start(self) -> None:
+        """Each component's role and database, pgvector in `twin` and in `template1`."""
         import psycopg
+        from psycopg import sql
 
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("select datname from pg_database")}
-            for database in self.databases:
-                if database not in existing:
-                    conn.execute(f'create database "{database}"')
-        with psycopg.connect(self.dsn("twin"), autocommit=True) as conn:
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            roles = {row[0] for row in conn.execute("select rolname from pg_roles")}
+            for role in dict.fromkeys(self.owners.values()):
+                verb = "alter" if role in roles else "create"
+                conn.execute(
+                    sql.SQL("{} role {} login nosuperuser nocreaterole password {}").format(
+                        sql.SQL(verb),
+                        sql.Identifier(role),
+                        sql.Literal(scram_verifier(self.role_password(role))),
+                    )
+                )
+            conn.execute(
+                sql.SQL("alter role {} createdb").format(sql.Identifier(self.platform_role))
+            )
+            owned = dict(
+                conn.execute("select datname, pg_get_userbyid(datdba) from pg_database").fetchall()
+            )
+        # pgvector is not a trusted extension: new databases (the platform's scratch databases)
+        # get it from the template, so their owner needs no superuser.
+        with psycopg.connect(self.admin_dsn("template1"), autocommit=True) as conn:
             conn.execute("create extension if not exists vector")
+        for database, role in self.owners.items():
+            if database not in owned:
+                self._create_database(database)
+            elif owned[database] != role:
+                self._hand_over(database, role)
+        with psycopg.connect(self.admin_dsn("twin"), autocommit=True) as conn:
+            conn.execute("create extension if not exists vector")
+
+    def _create_database(self, database: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(database), sql.Identifier(self.owners[database])
+                )
+            )
+
+    def _hand_over(self, database: str, role: str) -> None:
+        """Give a database made before it had its own role (and what is in it) to that role."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("alter database {} owner to {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
+        with psycopg.connect(self.admin_dsn(database), autocommit=True) as conn:
+            conn.execute(sql.SQL(HAND_OVER).format(target=sql.Literal(role)))
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@{LOOPBACK}:{self.port()}/twin"
+        return f"postgresql://{self.platform_role}@{LOOPBACK}:{self.port()}/twin"
 
     def endpoints(self) -> dict[str, str]:
         dsn = self.dsn("twin")

@@ -1,7 +1,9 @@
 """Server processes of the embedded stack: start in their own process group, track, stop.
 
-A PID file records the PID and the process's start time, so a PID reused by an unrelated process
-is never mistaken for ours, and `stop` signals only process groups this stack started.
+A PID file records the PID, the process's start time and the program it runs (never its
+arguments, which may name files holding secrets), so a PID reused by an unrelated process is never
+mistaken for ours, and `stop` signals only process groups this stack started. PID files are
+private (0600), in a private folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from twin.stack.files import private_dir, write_private
+
 
 @dataclass(frozen=True)
 class ProcessRecord:
@@ -24,7 +28,7 @@ class ProcessRecord:
 
     pid: int
     create_time: float
-    command: list[str]
+    program: str
 
     def process(self) -> psutil.Process | None:
         """The live process this record names, or None when it is gone (or the PID was reused)."""
@@ -51,11 +55,18 @@ class ManagedProcess:
         """The PID file's record, or None when there is none or it is unreadable."""
         try:
             data = json.loads(self.pid_path.read_text())
-            return ProcessRecord(
-                int(data["pid"]), float(data["create_time"]), list(data["command"])
-            )
+            program = data.get("program") or data["command"][0]  # older files held the command
+            return ProcessRecord(int(data["pid"]), float(data["create_time"]), str(program))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def rewrite_record(self) -> None:
+        """Write an existing PID file again in today's private form (older ones were 0644 and
+        held the whole command line)."""
+        rec = self.record()
+        if rec is not None:
+            data = {"pid": rec.pid, "create_time": rec.create_time, "program": rec.program}
+            write_private(self.pid_path, json.dumps(data))
 
     def running(self) -> psutil.Process | None:
         """The live server process, or None."""
@@ -71,7 +82,7 @@ class ManagedProcess:
         self, command: list[str], env: dict[str, str], cwd: Path, user: str | None = None
     ) -> psutil.Process:
         """Start `command` in a new session (its own process group), logging to the log file."""
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.pid_path.parent)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {self.name}\n".encode())
@@ -87,8 +98,8 @@ class ManagedProcess:
                 user=user,
             )
         proc = psutil.Process(popen.pid)
-        record = {"pid": popen.pid, "create_time": proc.create_time(), "command": command}
-        self.pid_path.write_text(json.dumps(record))
+        record = {"pid": popen.pid, "create_time": proc.create_time(), "program": command[0]}
+        write_private(self.pid_path, json.dumps(record))
         return proc
 
     def stop(self, timeout_s: float = 15.0) -> bool:

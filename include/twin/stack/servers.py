@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -12,20 +14,52 @@ from typing import ClassVar
 
 import httpx
 
-from twin.settings import endpoint_to_connection
-from twin.stack.base import LOOPBACK, Service, StackContext, package_dir
+from twin.settings import TRITON_REPOSITORY_KEY_HEADER, endpoint_to_connection
+from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext, package_dir
+from twin.stack.files import private_dir, write_private
 from twin.stack.postgres import PostgresService
+
+# The platform's MLflow user: the basic-auth app's admin, the only one who may write (runs,
+# versions, the registry's review tags). Anonymous requests are refused.
+MLFLOW_USER = "twin"
+MLFLOW_PASSWORD_SECRET = "mlflow_password"  # its file in the stack's secrets folder
+MLFLOW_AUTH_CONFIG = """\
+# Written by `twin stack up`; edits are overwritten.
+[mlflow]
+default_permission = READ
+database_uri = {database_uri}
+admin_username = {admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
 
 
 class MlflowService(Service):
-    """The MLflow tracking server: Postgres backend store, artifacts served from a local folder."""
+    """The MLflow tracking server: Postgres backend store, artifacts served from a local folder,
+    MLflow's basic-auth app in front (users in a private SQLite file)."""
 
     name = "mlflow"
     ports = ("mlflow",)
+    user = MLFLOW_USER
 
     def __init__(self, ctx: StackContext, postgres: PostgresService) -> None:
         super().__init__(ctx)
         self.postgres = postgres
+
+    @property
+    def password(self) -> str:
+        """The platform user's password (a stack secret, 0600)."""
+        return self.ctx.secret(MLFLOW_PASSWORD_SECRET)
+
+    @property
+    def auth_dir(self) -> Path:
+        return self.dir / "auth"
+
+    def prepare(self) -> None:
+        super().prepare()
+        private_dir(self.auth_dir)
+        database_uri = f"sqlite:///{self.auth_dir / 'basic_auth.db'}"
+        text = MLFLOW_AUTH_CONFIG.format(database_uri=database_uri, admin=self.user)
+        write_private(self.auth_dir / "basic_auth.ini", text)
 
     def command(self) -> list[str]:
         artifacts = self.dir / "artifacts"
@@ -33,8 +67,8 @@ class MlflowService(Service):
         return [
             str(self.ctx.bin_dir / "mlflow"),
             "server",
-            "--backend-store-uri",
-            self.postgres.dsn("mlflow", "postgresql+psycopg2"),
+            "--app-name",
+            "basic-auth",
             "--artifacts-destination",
             artifacts.as_uri(),
             "--host",
@@ -48,6 +82,13 @@ class MlflowService(Service):
     def env(self) -> dict[str, str]:
         env = super().env()
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        # The backend store's DSN holds the `mlflow` role's password: the environment (readable by
+        # its owner only), never the command line that `ps` shows everyone.
+        env["MLFLOW_BACKEND_STORE_URI"] = self.postgres.dsn("mlflow", "postgresql+psycopg2")
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(self.auth_dir / "basic_auth.ini")
+        env["MLFLOW_AUTH_ADMIN_USERNAME"] = self.user
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.password
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.ctx.secret("mlflow_flask_secret_key")
         return env
 
     def check(self, timeout_s: float) -> str:
@@ -55,6 +96,7 @@ class MlflowService(Service):
             f"{self.url}/api/2.0/mlflow/experiments/search",
             params={"max_results": 1},
             timeout=timeout_s,
+            auth=(self.user, self.password),
         )
         resp.raise_for_status()
         return "tracking API answers"
@@ -66,15 +108,60 @@ class MlflowService(Service):
     def endpoints(self) -> dict[str, str]:
         return {
             "MLFLOW_TRACKING_URI": self.url,
+            # MLflow's clients read their credentials from these (never from the URL, which
+            # MLflow prints in run links).
+            "MLFLOW_TRACKING_USERNAME": self.user,
+            "MLFLOW_TRACKING_PASSWORD": self.password,
             "AIRFLOW_CONN_MLFLOW_DEFAULT": endpoint_to_connection("mlflow_tracking_uri", self.url),
         }
 
 
+# Triton takes its restricted-API key on the command line only: the command carries this
+# placeholder, and a preloaded shim (argv_secret.c) hands the server the real key before main().
+KEY_PLACEHOLDER = "@TWIN_TRITON_REPOSITORY_KEY@"
+ARGV_SHIM_SOURCE = Path(__file__).with_name("argv_secret.c")
+
+
 class TritonService(Service):
-    """NVIDIA Triton Inference Server (from nvidia-pytriton) with the Python backend, on CPU."""
+    """NVIDIA Triton Inference Server (from nvidia-pytriton) with the Python backend, on CPU.
+
+    The model-repository API (load, also with files, unload, index) answers only requests that
+    carry the platform's key (`TRITON_REPOSITORY_KEY_HEADER`, a stack secret), over HTTP and
+    gRPC; health, metadata and inference stay open to local clients.
+    """
 
     name = "triton"
     ports = ("triton_http", "triton_grpc", "triton_metrics")
+
+    @property
+    def repository_key(self) -> str:
+        return self.ctx.secret("triton_repository_key")
+
+    @property
+    def argv_shim(self) -> Path:
+        digest = hashlib.sha256(ARGV_SHIM_SOURCE.read_bytes()).hexdigest()[:12]
+        return self.dir / f"argv_secret-{digest}.so"
+
+    def _build_argv_shim(self) -> None:
+        if self.argv_shim.exists():
+            return
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise ServiceError(
+                "triton: a C compiler (cc) is needed to keep the repository key off the command "
+                "line; install one (Debian: apt-get install gcc)"
+            )
+        tmp = self.argv_shim.with_suffix(".tmp")
+        result = subprocess.run(
+            [compiler, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(ARGV_SHIM_SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"triton: building {ARGV_SHIM_SOURCE.name} failed:\n{result.stderr}")
+        tmp.replace(self.argv_shim)
 
     @property
     def package_dir(self) -> Path:
@@ -90,6 +177,7 @@ class TritonService(Service):
 
     def prepare(self) -> None:
         super().prepare()
+        self._build_argv_shim()
         self.repository.mkdir(exist_ok=True)
         python_backend = self.backends / "python"
         python_backend.mkdir(parents=True, exist_ok=True)
@@ -113,6 +201,9 @@ class TritonService(Service):
             f"--http-port={self.port('triton_http')}",
             f"--grpc-port={self.port('triton_grpc')}",
             f"--metrics-port={self.port('triton_metrics')}",
+            f"--http-restricted-api=model-repository:{TRITON_REPOSITORY_KEY_HEADER}={KEY_PLACEHOLDER}",
+            f"--grpc-restricted-protocol=model-repository:{TRITON_REPOSITORY_KEY_HEADER}="
+            f"{KEY_PLACEHOLDER}",
             "--allow-gpu-metrics=false",
             "--strict-readiness=false",
             "--log-verbose=0",
@@ -128,12 +219,26 @@ class TritonService(Service):
         if env.get("LD_LIBRARY_PATH"):
             libdirs.append(env["LD_LIBRARY_PATH"])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libdirs)
+        env["LD_PRELOAD"] = str(self.argv_shim)
+        env["TWIN_ARGV_PLACEHOLDER"] = KEY_PLACEHOLDER
+        env["TWIN_ARGV_SECRET"] = self.repository_key
         return env
 
     def check(self, timeout_s: float) -> str:
         resp = httpx.get(f"{self.url}/v2/health/ready", timeout=timeout_s)
         resp.raise_for_status()
         meta = httpx.get(f"{self.url}/v2", timeout=timeout_s).json()
+        # The repository API must take the key (proving the server got it, not the placeholder).
+        index = httpx.post(
+            f"{self.url}/v2/repository/index",
+            headers={TRITON_REPOSITORY_KEY_HEADER: self.repository_key},
+            json={},
+            timeout=timeout_s,
+        )
+        if index.status_code != 200:
+            raise ServiceError(
+                f"triton: the repository API refuses the platform's key ({index.status_code})"
+            )
         return f"Triton {meta.get('version', '?')}"
 
     @property
@@ -150,6 +255,7 @@ class TritonService(Service):
             "TRITON_GRPC_URL": self.grpc_url,
             "TRITON_METRICS_URL": f"http://{LOOPBACK}:{self.port('triton_metrics')}/metrics",
             "TRITON_MODEL_REPOSITORY": str(self.repository),
+            "TRITON_REPOSITORY_KEY": self.repository_key,
             "AIRFLOW_CONN_TRITON_DEFAULT": endpoint_to_connection(
                 "triton_http_url", self.url, grpc_url=self.grpc_url
             ),

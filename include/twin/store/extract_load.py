@@ -14,12 +14,20 @@ Each batch is one transaction: COPY into a temporary table, upsert into `raw.doc
 content hash or deletion mark), then advance the watermark in the same transaction. One load
 runs at a time (a Postgres advisory lock); a killed or retried load therefore never leaves a
 partial batch or a duplicate, and a late or back-dated write is still loaded.
+
+A document Postgres refuses (a NUL byte in its text, a URL another document already holds) would
+roll its batch back on every run and stop the warehouse for good. When a batch is refused for its
+data, it is loaded again one document at a time, each in a savepoint: the refused ones go to
+`raw.quarantine` with Postgres' reason, the others land, and the watermark advances. A
+quarantined document is not tried again until it changes (a new version, content hash or
+deletion mark); once it loads, its quarantine row goes. `twin warehouse-summary` lists them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +83,17 @@ create table if not exists raw.load_watermarks (
 );
 -- The server-assigned mark; a watermark written before it existed rescans everything once.
 alter table raw.load_watermarks add column if not exists stored_at timestamptz;
+-- Documents Postgres refused, with its reason; the key says which state of them was refused.
+create table if not exists raw.quarantine (
+    document_id     text primary key,
+    url             text,
+    platform        text,
+    version         integer not null,
+    content_hash    text,
+    deleted_at      timestamptz,
+    reason          text not null,
+    quarantined_at  timestamptz not null default now()
+);
 """
 
 COLUMNS = (
@@ -111,6 +130,24 @@ where raw.documents.version < excluded.version
 returning (xmax = 0) as inserted
 """
 
+QUARANTINE = """
+insert into raw.quarantine (document_id, url, platform, version, content_hash, deleted_at, reason)
+values (%s, %s, %s, %s, %s, %s, %s)
+on conflict (document_id) do update set
+    url = excluded.url,
+    platform = excluded.platform,
+    version = excluded.version,
+    content_hash = excluded.content_hash,
+    deleted_at = excluded.deleted_at,
+    reason = excluded.reason,
+    quarantined_at = now()
+where (raw.quarantine.version, raw.quarantine.content_hash, raw.quarantine.deleted_at)
+      is distinct from (excluded.version, excluded.content_hash, excluded.deleted_at)
+"""
+# What Postgres refuses a row for (bad text or value, a broken constraint); a lost connection
+# or a cancelled statement is no fault of the row and fails the load instead.
+ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+
 ADVANCE = """
 insert into raw.load_watermarks (pipeline, last_changed, last_document_id, stored_at)
 values (%(pipeline)s, %(mark)s, %(id)s, %(mark)s)
@@ -127,7 +164,8 @@ class LoadResult:
     """What one extract-load run did.
 
     `scanned`: document keys compared with the warehouse; `read`: documents read whole because
-    they were new or differed; `unchanged`: those that turned out equal after all."""
+    they were new or differed; `unchanged`: those that turned out equal after all;
+    `quarantined`: documents Postgres refused in this run (kept in `raw.quarantine`)."""
 
     read: int = 0
     inserted: int = 0
@@ -137,13 +175,23 @@ class LoadResult:
     watermark: str | None = None
     seconds: float = 0.0
     scanned: int = 0
+    quarantined: int = 0
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
+@dataclass(frozen=True)
+class BatchLoad:
+    """What one batch did: rows inserted and updated, documents quarantined."""
+
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+
+
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
-    """Create the raw schema, table and watermark table (idempotent)."""
+    """Create the raw schema, the documents, watermark and quarantine tables (idempotent)."""
     conn.execute(DDL)
 
 
@@ -173,20 +221,25 @@ def changed_keys(db: Database, mark: datetime, batch_size: int, overlap: timedel
 
 
 def differing(conn: psycopg.Connection, keys: list[dict]) -> list[str]:
-    """Ids of the documents whose key differs from their warehouse row (or that have none)."""
+    """Ids of the documents whose key differs from their warehouse row (or that have none),
+    less those quarantined in the very state they are in now."""
+    ids = ([k["_id"] for k in keys],)
+    key_columns = "select document_id, version, content_hash, deleted_at from"
     loaded = {
         row[0]: row[1:]
-        for row in conn.execute(
-            "select document_id, version, content_hash, deleted_at from raw.documents"
-            " where document_id = any(%s)",
-            ([k["_id"] for k in keys],),
-        )
+        for row in conn.execute(f"{key_columns} raw.documents where document_id = any(%s)", ids)
+    }
+    refused = {
+        row[0]: row[1:]
+        for row in conn.execute(f"{key_columns} raw.quarantine where document_id = any(%s)", ids)
     }
     conn.commit()
     stale = []
     for key in keys:
         row = loaded.get(key["_id"])
         mongo = (int(key.get("version", 1)), key.get("content_hash"), as_utc(key.get("deleted_at")))
+        if refused.get(key["_id"]) == mongo:
+            continue  # Postgres refused this very state: tried again once the document changes
         if row is None or row[0] < mongo[0] or (row[0] == mongo[0] and row[1:] != mongo[1:]):
             stale.append(key["_id"])
     return stale
@@ -224,28 +277,140 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 def load_batch(
     conn: psycopg.Connection, docs: list[dict], mark: tuple[datetime, str] | None = None
-) -> tuple[int, int]:
+) -> BatchLoad:
     """Load one batch and advance the watermark to `mark` (by default the last document's
-    `stored_at` and id), all in one transaction: (inserted, updated)."""
+    `stored_at` and id), all in one transaction.
+
+    When Postgres refuses the batch for a row's data, the batch is loaded again one document at
+    a time: the refused documents are quarantined (see the module docstring), the others land.
+    """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         # Inside an open transaction this would be a savepoint, committed only with the caller's.
         raise RuntimeError("load_batch needs an idle connection: commit or roll back first")
     if mark is None:
         mark = (as_utc(docs[-1].get(STORED_AT)) or EPOCH, docs[-1]["_id"])
-    flags: list[bool] = []
+    try:
+        with conn.transaction():
+            flags = _upsert(conn, docs) if docs else []
+            _loaded(conn, docs)
+            conn.execute(ADVANCE, {"pipeline": PIPELINE, "mark": as_utc(mark[0]), "id": mark[1]})
+        return _counted(flags)
+    except ROW_ERRORS as exc:
+        log.warning(
+            "batch refused (%s): loading its %d documents one by one", _reason(exc), len(docs)
+        )
     with conn.transaction():
-        if docs:
-            conn.execute(
-                "create temporary table batch (like raw.documents including defaults)"
-                " on commit drop"
-            )
-            with conn.cursor().copy(f"copy batch ({', '.join(COLUMNS)}) from stdin") as copy:
-                for doc in docs:
-                    copy.write_row(row_of(doc))
-            flags = [row[0] for row in conn.execute(UPSERT).fetchall()]
+        written: list[bool] = []
+        refused: set[str] = set()
+        for doc in sorted(docs, key=lambda d: d["_id"]):
+            try:
+                with conn.transaction():  # a savepoint: a refused row undoes itself only
+                    written += _upsert(conn, [doc])
+            except ROW_ERRORS as exc:
+                refused.add(doc["_id"])
+                _quarantine(conn, doc, _reason(exc, doc))
+        _loaded(conn, [d for d in docs if d["_id"] not in refused])
         conn.execute(ADVANCE, {"pipeline": PIPELINE, "mark": as_utc(mark[0]), "id": mark[1]})
+    counted = _counted(written)
+    return BatchLoad(counted.inserted, counted.updated, len(refused))
+
+
+def _upsert(conn: psycopg.Connection, docs: list[dict]) -> list[bool]:
+    """COPY `docs` into the transaction's temporary table, upsert it into `raw.documents`;
+    one flag per row written (True: inserted)."""
+    conn.execute(
+        "create temporary table if not exists batch"
+        " (like raw.documents including defaults) on commit drop"
+    )
+    conn.execute("truncate batch")
+    with conn.cursor().copy(f"copy batch ({', '.join(COLUMNS)}) from stdin") as copy:
+        for doc in docs:
+            copy.write_row(row_of(doc))
+    return [row[0] for row in conn.execute(UPSERT).fetchall()]
+
+
+def _counted(flags: list[bool]) -> BatchLoad:
     inserted = sum(1 for f in flags if f)
-    return inserted, len(flags) - inserted
+    return BatchLoad(inserted, len(flags) - inserted)
+
+
+def _loaded(conn: psycopg.Connection, docs: list[dict]) -> None:
+    """Documents that loaded are out of quarantine, if they were in it."""
+    if docs:
+        ids = [d["_id"] for d in docs]
+        conn.execute("delete from raw.quarantine where document_id = any(%s)", (ids,))
+
+
+def _quarantine(conn: psycopg.Connection, doc: dict, reason: str) -> None:
+    """Record `doc` as refused for `reason` (its state: version, content hash, deletion mark)."""
+    conn.execute(
+        QUARANTINE,
+        (
+            _printable(doc["_id"]),
+            _printable(doc.get("url")),
+            _printable(doc.get("platform")),
+            int(doc.get("version", 1)),
+            _printable(doc.get("content_hash")),
+            as_utc(doc.get("deleted_at")),
+            reason,
+        ),
+    )
+    log.warning("document %s (%s) quarantined: %s", doc["_id"], doc.get("url"), reason)
+
+
+def _reason(exc: psycopg.Error, doc: dict | None = None) -> str:
+    """Why Postgres (or psycopg, before sending) refused a row, with the column when known;
+    never the row's data, which the full error context may quote."""
+    diag = exc.diag
+    message = diag.message_primary or (str(exc).splitlines() or [""])[0]
+    detail = f": {diag.message_detail}" if diag.message_detail else ""
+    column = diag.column_name or _copy_column(diag.context or "") or _nul_column(doc)
+    where = f" (column {column})" if column else ""
+    return _printable(f"{type(exc).__name__}: {message}{detail}{where}") or type(exc).__name__
+
+
+def _copy_column(context: str) -> str | None:
+    match = re.search(r"COPY \w+, line \d+, column (\w+)", context)
+    return match.group(1) if match else None
+
+
+def _nul_column(doc: dict | None) -> str | None:
+    """The first text column of `doc`'s row that holds a NUL (psycopg refuses those itself)."""
+    if doc is None:
+        return None
+    values = row_of(doc)
+    return next(
+        (c for c, v in zip(COLUMNS, values, strict=True) if isinstance(v, str) and "\x00" in v),
+        None,
+    )
+
+
+def _printable(value: object) -> str | None:
+    """`value` as text Postgres accepts (a NUL written as `\\x00`), or None."""
+    return None if value is None else str(value).replace("\x00", "\\x00")
+
+
+def quarantine_report(conn: psycopg.Connection, limit: int = 20) -> str | None:
+    """What `twin warehouse-summary` shows of `raw.quarantine`: how many documents the load
+    refused, then the latest `limit` with URL and reason; None when there are none."""
+    if conn.execute("select to_regclass('raw.quarantine')").fetchone()[0] is None:
+        return None
+    total = conn.execute("select count(*) from raw.quarantine").fetchone()[0]
+    if not total:
+        return None
+    rows = conn.execute(
+        "select document_id, url, reason, quarantined_at from raw.quarantine"
+        " order by quarantined_at desc, document_id limit %s",
+        (limit,),
+    ).fetchall()
+    lines = [f"{total} document(s) refused by the warehouse load, kept in raw.quarantine:"]
+    lines += [
+        f"  {when:%Y-%m-%d %H:%M:%S} {url or document_id}: {reason}"
+        for document_id, url, reason, when in rows
+    ]
+    if total > limit:
+        lines.append(f"  ... and {total - limit} more")
+    return "\n".join(lines)
 
 
 @contextmanager
@@ -274,7 +439,7 @@ def extract_load(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     began = time.monotonic()
-    scanned = read = inserted = updated = batches = 0
+    scanned = read = inserted = updated = batches = quarantined = 0
     with one_load_at_a_time(conn):
         ensure_raw_schema(conn)  # under the lock: concurrent `create ... if not exists` collide
         conn.commit()
@@ -288,22 +453,25 @@ def extract_load(
                 docs = [found[i] for i in stale if i in found]  # order of the scan
             last = keys[-1]
             mark = (as_utc(last.get(STORED_AT)) or EPOCH, last["_id"])
-            new, changed = load_batch(conn, docs, mark)
-            scanned, read, inserted, updated = (
+            done = load_batch(conn, docs, mark)
+            scanned, read, inserted, updated, quarantined = (
                 scanned + len(keys),
                 read + len(docs),
-                inserted + new,
-                updated + changed,
+                inserted + done.inserted,
+                updated + done.updated,
+                quarantined + done.quarantined,
             )
             batches += 1 if docs else 0
             if docs:
                 log.info(
-                    "batch %d: %d keys scanned, %d documents read, %d inserted, %d updated",
+                    "batch %d: %d keys scanned, %d documents read, %d inserted, %d updated, "
+                    "%d quarantined",
                     batches,
                     len(keys),
                     len(docs),
-                    new,
-                    changed,
+                    done.inserted,
+                    done.updated,
+                    done.quarantined,
                 )
         mark = read_watermark(conn)[0]
         conn.commit()
@@ -311,11 +479,12 @@ def extract_load(
         read=read,
         inserted=inserted,
         updated=updated,
-        unchanged=read - inserted - updated,
+        unchanged=read - inserted - updated - quarantined,
         batches=batches,
         watermark=mark.isoformat() if mark != EPOCH else None,
         seconds=round(time.monotonic() - began, 3),
         scanned=scanned,
+        quarantined=quarantined,
     )
 
 

@@ -80,7 +80,11 @@ status: $(STAMP) ## each service, its URL and its health
 down: $(STAMP) ## stop everything the stack started
 	$(BIN)/twin stack down
 
+# The demo's author is set, not assumed: every stage below reads TWIN_AUTHOR (set your own to build
+# your twin; see the README's "Build a twin for yourself").
+demo: export TWIN_AUTHOR ?= Ada Lindqvist
 demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on the sample author
+	@echo "== the platform's author: $$TWIN_AUTHOR (TWIN_AUTHOR)"
 	$(BIN)/twin stack up --sample
 	@$(MAKE) --no-print-directory dag DAG=twin_healthcheck
 	@$(BIN)/twin healthcheck

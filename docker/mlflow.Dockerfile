@@ -6,7 +6,7 @@ FROM python:3.11-slim
 
 COPY requirements.txt /tmp/constraints.txt
 RUN pip install --no-cache-dir --disable-pip-version-check -c /tmp/constraints.txt \
-      mlflow==3.17.2 psycopg2-binary==2.9.13 boto3==1.44.5 \
+      mlflow==3.17.2 flask-wtf==1.3.0 psycopg2-binary==2.9.13 boto3==1.44.5 \
  && rm /tmp/constraints.txt \
  && useradd --create-home --uid 10001 mlflow
 

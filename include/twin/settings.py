@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # evaluation gate a new version must pass to be deployable (tag `evaluation_passed`)
     eval_max_perplexity_ratio: float = Field(default=1.0, gt=0)  # tuned / base held-out ppl
     eval_max_style_drop: float = Field(default=0.1, ge=0, le=2)  # base - tuned style similarity
+    # absolute floors of the evaluation gate, whatever any champion does
+    eval_max_repeat_rate: float = Field(default=0.05, ge=0, le=1)  # repeated 4-grams per answer
+    eval_min_voice_gain: float = Field(default=0.0, ge=0, le=10)  # relative to the base's voice
     # serving (Triton models twin_llm, twin_llm_stream, twin_rag; see twin.serving)
     serving_max_batch_size: int = Field(default=8, ge=1, le=64)
     serving_dynamic_batching: bool = True  # False: each request generated alone

@@ -1,18 +1,27 @@
-"""The evaluation gate decides whether a tuned version may deploy, from held-out figures."""
+"""The evaluation gate decides whether a tuned version may deploy, from held-out figures: relative
+to its base, and absolutely (loops and a voice no better than the base's are refused whatever a
+champion does)."""
 
 from __future__ import annotations
 
 from twin.training.gate import evaluation_gate
 
 
+def row(name: str, ppl: float, style: float, words: float, **extra: float) -> dict:
+    figures = {"voice_similarity": 0.40, "voice_similarity_sd": 0.01, "repeat_rate": 0.01}
+    figures |= {"voice_similarity": 0.50} if name != "base" else {}
+    return {
+        "model": name,
+        "perplexity": ppl,
+        "style_similarity": style,
+        "answer_words": words,
+        **(figures | extra),
+    }
+
+
 def rows(base: tuple[float, float], *tuned: tuple[str, float, float, float]) -> dict:
-    out = [
-        {"model": "base", "perplexity": base[0], "style_similarity": base[1], "answer_words": 30}
-    ]
-    for name, ppl, style, words in tuned:
-        out.append(
-            {"model": name, "perplexity": ppl, "style_similarity": style, "answer_words": words}
-        )
+    out = [row("base", base[0], base[1], 30)]
+    out += [row(*t) for t in tuned]
     return {"rows": out}
 
 
@@ -46,3 +55,34 @@ def test_thresholds_are_honoured() -> None:
 
 def test_an_evaluation_without_a_base_row_fails() -> None:
     assert not evaluation_gate({"rows": [{"model": "sft", "perplexity": 1.0}]}).passed
+
+
+def test_a_looping_version_is_refused_whatever_its_other_figures() -> None:
+    # better perplexity and embedding style than its base, a voice gain: the relative checks a
+    # looping champion sets would all pass; a repeated 4-gram rate of 0.3 refuses it
+    figures = {"rows": [row("base", 60.0, 0.50, 30), row("dpo", 40.0, 0.55, 60, repeat_rate=0.3)]}
+    verdict = evaluation_gate(figures)
+    assert not verdict.passed
+    assert "repeated 4-gram rate 0.300 (max 0.05" in verdict.note
+
+
+def test_a_voice_no_better_than_the_base_beyond_the_seed_spread_is_refused() -> None:
+    # a gain of 0.02 with seed sds of 0.015 each: within the spread, so not a voice gain
+    base = row("base", 60.0, 0.50, 30, voice_similarity=0.40, voice_similarity_sd=0.015)
+    tuned = row("dpo", 40.0, 0.55, 30, voice_similarity=0.42, voice_similarity_sd=0.015)
+    verdict = evaluation_gate({"rows": [base, tuned]})
+    assert not verdict.passed and "needs > 0.030" in verdict.note
+    tuned["voice_similarity"] = 0.45
+    assert evaluation_gate({"rows": [base, tuned]}).passed
+    assert not evaluation_gate({"rows": [base, tuned]}, min_voice_gain=0.15).passed
+
+
+def test_an_evaluation_without_voice_figures_is_refused() -> None:
+    figures = {
+        "rows": [
+            {"model": "base", "perplexity": 60.0, "style_similarity": 0.5, "answer_words": 30},
+            {"model": "sft", "perplexity": 40.0, "style_similarity": 0.6, "answer_words": 30},
+        ]
+    }
+    verdict = evaluation_gate(figures)
+    assert not verdict.passed and "no voice or repetition figures" in verdict.note

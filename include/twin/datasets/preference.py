@@ -7,6 +7,8 @@ learns whatever separates chosen from rejected most easily, so
 - chosen and rejected are made to lie within 20% of each other in length, by trimming the longer
   one at a sentence boundary, or the pair is dropped,
 - a pair whose rejected text is nearly the chosen one teaches nothing and is dropped.
+At training time the rejected side becomes the model's own answer to the prompt
+(`pair_with_own_answer`); the dataset's rejected text is the labelled fallback.
 """
 
 from __future__ import annotations
@@ -151,3 +153,20 @@ def _paragraphs(text: str) -> list[str]:
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+OWN_ANSWER = "own"
+FALLBACK = "fallback"
+
+
+def pair_with_own_answer(
+    chosen: str, own_answer: str | None, fallback_rejected: str
+) -> tuple[PairOutcome, str]:
+    """The pair whose rejected side is the model's own answer to the prompt (`OWN_ANSWER`), or,
+    when there is none or it cannot be balanced against the chosen text, the dataset's rejected
+    text (`FALLBACK`, e.g. the offline generator's stock sentences), labelled so."""
+    if own_answer and own_answer.strip():
+        pair = balance_pair(chosen, own_answer)
+        if pair.reason is None:
+            return pair, OWN_ANSWER
+    return PairOutcome(chosen, fallback_rejected), FALLBACK

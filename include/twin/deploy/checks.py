@@ -32,6 +32,8 @@ class Thresholds(BaseModel):
     max_error_rate: float = Field(default=0.02, ge=0, le=1)
     max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)
     permutations: int = Field(default=500, ge=1, le=10_000)
+    # absolute: the challenger's mean repeated word 4-gram rate, whatever the champion's
+    max_loop_rate: float = Field(default=0.1, ge=0, le=1)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Thresholds:
@@ -137,6 +139,7 @@ def evaluate_shadow(
         return report
     report.checks.append(_latency(answered, t))
     report.checks.append(_guardrails(answered, t))
+    report.checks.append(_loops(answered, t))
     champion_text = [p.champion_answer for p in answered]
     challenger_text = [p.challenger_answer for p in answered]
     champion_vectors = np.asarray(embed(champion_text), dtype=np.float64)
@@ -179,6 +182,22 @@ def _guardrails(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
         {"guardrail_rate": _round(challenger), "champion_guardrail_rate": _round(champion)},
         f"guardrail violations {challenger:.3f} vs champion {champion:.3f} "
         f"(max +{t.max_guardrail_rate})",
+    )
+
+
+def _loops(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
+    """The challenger's repeated 4-gram rate, held to an absolute cap: a champion that loops
+    as well does not make a looping challenger acceptable."""
+    from twin.training.style import repeat_rate
+
+    challenger = float(np.mean([repeat_rate(p.challenger_answer) for p in pairs]))
+    champion = float(np.mean([repeat_rate(p.champion_answer) for p in pairs]))
+    return CheckResult(
+        "loops",
+        challenger <= t.max_loop_rate,
+        {"repeat_rate": _round(challenger), "champion_repeat_rate": _round(champion)},
+        f"repeated 4-gram rate {challenger:.3f} (max {t.max_loop_rate}, whatever the "
+        f"champion's {champion:.3f})",
     )
 
 

@@ -13,7 +13,10 @@ RAG_MODEL = "twin_rag"
 _LLM_INPUTS = """input [
   { name: "prompt" data_type: TYPE_STRING dims: [ 1 ] },
   { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
-  { name: "temperature" data_type: TYPE_FP32 dims: [ 1 ] optional: true }
+  { name: "temperature" data_type: TYPE_FP32 dims: [ 1 ] optional: true },
+  { name: "top_p" data_type: TYPE_FP32 dims: [ 1 ] optional: true },
+  { name: "repetition_penalty" data_type: TYPE_FP32 dims: [ 1 ] optional: true },
+  { name: "seed" data_type: TYPE_INT32 dims: [ 1 ] optional: true }
 ]"""
 
 

@@ -1,9 +1,12 @@
 """Text generation with a merged causal LM: batched (left-padded) and streaming.
 
 The same `Generator` runs inside Triton's `twin_llm` models and in-process (the benchmark's
-baseline), so both measure the same code path. Requests sharing a temperature are padded into one
-`generate` call; each row is cut at its own `max_tokens` and at the first stop token, which gives
-the answer a request would get alone under greedy decoding.
+baseline), so both measure the same code path. It decodes with the version's own generation
+settings (`generation_config.json`, chosen at evaluation: repetition penalty, no-repeat n-gram
+size, temperature / top-p with a seed, stop sequences), which a request may override within the
+settings' bounds; it stops at the tokenizer's own end-of-turn and EOS tokens. Requests sharing
+settings are padded into one `generate` call; each row is cut at its own `max_tokens`, at the
+first stop token and at the first stop sequence.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+from twin.domain.generation import GenerationSettings, ensure_pad_token, stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -38,43 +40,46 @@ class Generator:
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        ensure_pad_token(self.tokenizer)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         self.model.eval()
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        vocab = self.tokenizer.get_vocab()
-        stops = {vocab[t] for t in STOP_TOKENS if t in vocab}
-        if self.tokenizer.eos_token_id is not None:
-            stops.add(self.tokenizer.eos_token_id)
-        self.stop_ids = sorted(stops)
+        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
+        self.settings = GenerationSettings.load(Path(model_dir))
         self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
         """How many tokens `text` encodes to (no special tokens added)."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _sampling(self, temperature: float) -> dict[str, Any]:
-        if temperature <= 0:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": float(temperature), "top_p": 1.0}
+    def resolve(self, temperature: float | None = None, **overrides: object) -> GenerationSettings:
+        """The version's settings with a request's overrides (None: keep); ValueError when an
+        override is out of bounds."""
+        return self.settings.override(temperature=temperature, **overrides)
 
     def generate(
-        self, prompts: Sequence[str], max_tokens: Sequence[int], temperature: float = 0.0
+        self,
+        prompts: Sequence[str],
+        max_tokens: Sequence[int],
+        temperature: float | None = None,
+        settings: GenerationSettings | None = None,
     ) -> list[Generation]:
-        """Complete every prompt in one padded batch; row i stops after `max_tokens[i]` tokens."""
+        """Complete every prompt in one padded batch; row i stops after `max_tokens[i]` tokens.
+        `settings` (default: the version's, with `temperature` if given) decide the decoding."""
         torch = self.torch
+        settings = settings or self.resolve(temperature)
         batch = self.tokenizer(
             list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
         )
         width = batch["input_ids"].shape[1]
         with self._lock, torch.inference_mode():
+            settings.seeded(torch)
             out = self.model.generate(
                 **batch,
                 max_new_tokens=max(max_tokens),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.stop_ids,
-                **self._sampling(temperature),
+                **settings.generate_kwargs(),
             )
         results = []
         for row, limit, mask in zip(out, max_tokens, batch["attention_mask"], strict=True):
@@ -83,15 +88,23 @@ class Generator:
                 if token in self.stop_ids:
                     tokens = tokens[:i]
                     break
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text = settings.cut(self.tokenizer.decode(tokens, skip_special_tokens=True))
             results.append(Generation(text, int(mask.sum()), len(tokens)))
         return results
 
-    def stream(self, prompt: str, max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
-        """Yield the completion of `prompt` piece by piece as tokens are generated."""
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[str]:
+        """Yield the completion of `prompt` piece by piece as tokens are generated, with the
+        same settings as `generate`; a stop sequence ends the stream before it is sent."""
         from transformers import TextIteratorStreamer
 
         torch = self.torch
+        settings = settings or self.resolve(temperature)
         batch = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
@@ -99,13 +112,14 @@ class Generator:
         def run() -> None:
             try:
                 with self._lock, torch.inference_mode():
+                    settings.seeded(torch)
                     self.model.generate(
                         **batch,
                         max_new_tokens=max_tokens,
                         pad_token_id=self.tokenizer.pad_token_id,
                         eos_token_id=self.stop_ids,
                         streamer=streamer,
-                        **self._sampling(temperature),
+                        **settings.generate_kwargs(),
                     )
             except BaseException as exc:  # surfaced to the consumer below
                 failure.append(exc)
@@ -113,9 +127,17 @@ class Generator:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
+        sent = ""
         for piece in streamer:
+            whole = sent + piece
+            kept = settings.cut(whole)
+            if len(kept) < len(whole):  # a stop sequence: send what precedes it, then stop
+                if kept[len(sent) :]:
+                    yield kept[len(sent) :]
+                break
             if piece:
                 yield piece
+            sent = whole
         worker.join()
         if failure:
             raise failure[0]

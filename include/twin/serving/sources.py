@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from twin.domain.generation import GenerationSettings
 from twin.domain.models import VersionTag, tokenizer_fingerprint
 from twin.settings import Settings
 
@@ -69,6 +70,10 @@ def fetch_registered(settings: Settings, version: int, out: Path) -> SourceRecor
     if model is None or tokenizer is None:
         raise ModelSourceError(f"{name} v{version} has no model or no tokenizer component")
     save_components(model, tokenizer, out)
+    # a re-save keeps Hugging Face's generation keys only: the seed and stops come from the tags
+    generation = GenerationSettings.from_tags(registered.tags or {})
+    if generation is not None:
+        generation.save(out)
     tag = (registered.tags or {}).get(VersionTag.TOKENIZER_FINGERPRINT)
     return SourceRecord(
         registered_model=name,
@@ -89,6 +94,7 @@ def copy_local(folder: Path, version: int, out: Path, name: str) -> SourceRecord
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
     save_components(model, tokenizer, out)
+    GenerationSettings.load(folder).save(out)  # the seed and stops a re-save drops
     return SourceRecord(
         registered_model=name,
         version=int(version),

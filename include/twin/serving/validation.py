@@ -77,6 +77,24 @@ def check_temperature(value: Any) -> float:
     return number
 
 
+def check_generation(generator: Any, **overrides: Any) -> Any:
+    """The generator's settings with a request's overrides (`temperature`, `top_p`,
+    `repetition_penalty`, `seed`; None keeps the version's), each within its bounds, or
+    `InvalidRequest` naming the input."""
+    values = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidRequest(f"input '{name}' is {number}; it must be a finite number")
+        values[name] = int(number) if name == "seed" else number
+    try:
+        return generator.resolve(**values)
+    except ValueError as exc:
+        raise InvalidRequest(f"input {str(exc).removeprefix('generation setting ')}") from None
+
+
 def check_prompt_tokens(prompt_tokens: int, max_tokens: int, limits: RequestLimits, context: int):
     """Refuse a prompt over the token limit, or one that leaves no room for `max_tokens`."""
     if prompt_tokens > limits.max_prompt_tokens:

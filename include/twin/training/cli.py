@@ -63,12 +63,15 @@ def show_cmd(
     version: str, card: bool = typer.Option(False, "--card", help="Print the model card.")
 ) -> None:
     """One version's tags and aliases (and its model card with --card)."""
+    from twin.domain.generation import GenerationSettings
+    from twin.training.report import evaluation_from_tags
     from twin.training.review import ReviewError, show_version
 
     try:
         v = show_version(_settings(), version)
     except ReviewError as exc:
         _fail(exc)
+    generation = GenerationSettings.from_tags(v.tags)
     out.print_json(
         json.dumps(
             {
@@ -77,6 +80,9 @@ def show_cmd(
                 "aliases": v.aliases,
                 "created": v.created,
                 "run_id": v.run_id,
+                # mean ± sd over the evaluation's seeds, per model (base and candidate)
+                "evaluation": evaluation_from_tags(v.tags),
+                "generation": generation.model_dump(mode="json") if generation else None,
                 "tags": v.tags,
             }
         )

@@ -22,7 +22,9 @@ LATEST = "latest"
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
 # Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.
-UNHASHED = frozenset({"force", "save_steps", "eval_samples", "eval_pairs", "max_new_tokens"})
+UNHASHED = frozenset(
+    {"force", "save_steps", "eval_samples", "eval_pairs", "eval_seeds", "max_new_tokens"}
+)
 # A step count is positive, or -1 for "run the epochs"; 0 would train nothing.
 STEPS: dict[str, Any] = {"ge": -1, "json_schema_extra": {"not": {"const": 0}}}
 
@@ -189,10 +191,10 @@ class TrainingParams(BaseModel):
     eval_samples: int = Field(
         default=24,
         ge=1,
-        title="Evaluation answers",
-        description="Held-out instructions each model (base, SFT, DPO) answers; style "
-        "similarity and the evaluation gate are measured on them (fewer make the style "
-        "figure noisy).",
+        title="Evaluation prompts",
+        description="Topic-held-out prompts (the author's platforms' forms, topics absent from "
+        "their writing) the base and the candidate answer per seed; voice, loops and stock "
+        "phrases are measured on them (fewer make the figures noisy).",
     )
     eval_pairs: int = Field(
         default=24,
@@ -200,7 +202,15 @@ class TrainingParams(BaseModel):
         title="Evaluation pairs",
         description="Held-out (instruction, answer) pairs scored for perplexity per model.",
     )
-    max_new_tokens: int = Field(default=40, ge=1)
+    eval_seeds: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        title="Evaluation seeds",
+        description="Sampling seeds each evaluation prompt is answered with; figures are the "
+        "mean and sd over them, and the gate needs the style gain beyond that sd.",
+    )
+    max_new_tokens: int = Field(default=64, ge=1)
     force: bool = Field(
         default=False,
         title="Force retraining",
@@ -226,7 +236,7 @@ FORM_FIELDS = (
     "base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
     "epochs", "max_steps", "dpo_max_steps", "batch_size", "max_length", "zero_stage", "ranks",
     "dpo", "beta", "dpo_learning_rate", "qlora", "bf16", "save_steps", "eval_samples",
-    "eval_pairs", "force",
+    "eval_pairs", "eval_seeds", "force",
 )  # fmt: skip
 # A triggered run is demo-sized by default (minutes on two CPU cores); the library's defaults
 # (run the epochs, one rank) stay what a caller of `TrainingParams` gets.

@@ -7,6 +7,7 @@ process only writes configurations, waits, and talks to MLflow. Outputs live und
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -104,17 +105,68 @@ def train_phases(
     base: BaseModelFolder,
     folder: Path,
 ) -> dict[str, WorkerConfig]:
-    """SFT on the base model, then (when `dpo`) DPO on the merged SFT model."""
+    """SFT on the base model, then (when `dpo`) DPO on the merged SFT model, whose rejected
+    answers are the SFT model's own (`twin.training.rejected`)."""
     sft_data = write_jsonl(sft_rows(snapshot), folder / "data" / "sft.jsonl")
     sft = phase_config(params, "sft", str(base.path), sft_data, folder)
     run_phase(settings, sft)
     phases = {"sft": sft}
     if params.dpo:
-        dpo_data = write_jsonl(dpo_rows(snapshot), folder / "data" / "dpo.jsonl")
+        limit = dpo_pairs_needed(params)
+        own = own_answers(settings, params, snapshot, str(sft.merged_dir), folder, limit)
+        rows, sources = dpo_rows(snapshot, own_answers=own, limit=limit)
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "data" / "rejected_sources.json").write_text(json.dumps(sources))
+        dpo_data = write_jsonl(rows, folder / "data" / "dpo.jsonl")
         dpo = phase_config(params, "dpo", str(sft.merged_dir), dpo_data, folder)
         run_phase(settings, dpo)
         phases["dpo"] = dpo
     return phases
+
+
+def dpo_pairs_needed(params: TrainingParams) -> int | None:
+    """Pairs a step-limited DPO phase reaches (one pass); None: every pair (epochs)."""
+    if params.dpo_max_steps < 0:
+        return None
+    return params.dpo_max_steps * params.batch_size * params.grad_accum * params.ranks
+
+
+def own_answers(
+    settings: Settings,
+    params: TrainingParams,
+    snapshot: DatasetSnapshot,
+    model_path: str,
+    folder: Path,
+    limit: int | None,
+) -> dict[str, str]:
+    """The model's own answers to the DPO prompts, in a process of its own (cached by content
+    hash in the model cache); an empty map when the generation fails (every pair then keeps
+    the dataset's rejected text, counted as fallback)."""
+    from twin.training.data import preference_samples
+    from twin.training.registry import read_json
+    from twin.training.rejected import RejectedConfig, model_key
+
+    samples = preference_samples(snapshot, limit=limit)
+    config = RejectedConfig(
+        model_path=model_path,
+        model_key=model_key(model_path),
+        prompts=list(dict.fromkeys((s.prompt, len(s.chosen)) for s in samples)),
+        output_path=folder / "data" / "own_answers.json",
+        cache_dir=model_cache(settings) / "rejected",
+        bf16=params.bf16,
+    )
+    path = folder / "data" / "rejected.json"
+    path.write_text(config.model_dump_json(indent=2))
+    log = folder / "data" / "rejected.log"
+    with log.open("ab") as out:
+        rc = subprocess.run(
+            [sys.executable, "-m", "twin.training.rejected", str(path)],
+            env=launch_env(settings, 1),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
+    return read_json(config.output_path) if rc == 0 and config.output_path.exists() else {}
 
 
 def evaluate_phases(
@@ -125,40 +177,70 @@ def evaluate_phases(
     phases: dict[str, WorkerConfig],
     folder: Path,
 ) -> dict:
-    """Base vs each phase's merged model on the held-out split, in a process of its own."""
-    from twin.training.evaluate import EvalConfig
+    """Base vs each phase's merged model, in a process of its own: perplexity on the held-out
+    split, voice and loops on the author's topic-held-out prompts (see `twin.training.evaluate`).
+    The decoding chosen for the candidate is saved with its merged model."""
+    from twin.domain.generation import GenerationSettings
     from twin.training.registry import read_json
 
+    config = eval_config(settings, params, snapshot, base, phases, folder)
+    final = phases["dpo" if "dpo" in phases else "sft"]
+    if not config.output_path.exists():
+        path = folder / "evaluation" / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.model_dump_json(indent=2))
+        log = folder / "evaluation" / "evaluate.log"
+        with log.open("ab") as out:
+            rc = subprocess.run(
+                [sys.executable, "-m", "twin.training.evaluate", str(path)],
+                env=launch_env(settings, 1),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            ).returncode
+        if rc != 0:
+            raise LaunchError(
+                f"evaluation failed (exit {rc}); log {log}:\n{log.read_text()[-3000:]}"
+            )
+    evaluation = read_json(config.output_path)
+    GenerationSettings.model_validate(evaluation["generation"]).save(final.merged_dir)
+    return evaluation
+
+
+def eval_config(
+    settings: Settings,
+    params: TrainingParams,
+    snapshot: DatasetSnapshot,
+    base: BaseModelFolder,
+    phases: dict[str, WorkerConfig],
+    folder: Path,
+):
+    """The evaluation's configuration: held-out pairs, the author's corpus and training text,
+    the author's topic-held-out prompts, seeds and decoding."""
+    from twin.training.evaluate import EvalConfig
+    from twin.training.style_prompts import author_prompts
+
     heldout = spread_by_document(snapshot.instruction_split(Split.TEST))
-    config = EvalConfig(
+    train = snapshot.instruction_split(Split.TRAIN)
+    corpus = list(dict.fromkeys(s.answer for s in (*train, *heldout)))
+    platforms = sorted({s.platform for s in snapshot.instructions})
+    prompts, origin = author_prompts(snapshot.version.author, corpus, platforms)
+    return EvalConfig(
         models={"base": str(base.path)} | {name: str(c.merged_dir) for name, c in phases.items()},
         heldout=[(s.instruction, s.answer) for s in heldout[: params.eval_pairs]],
-        reference_answers=[s.answer for s in heldout],
+        corpus=corpus,
+        training_texts=[s.answer for s in train],
+        style_prompts=prompts[: params.eval_samples],
+        style_prompts_origin=origin,
         output_path=folder / "evaluation" / f"results-{_eval_key(params)}.json",
-        generate_samples=params.eval_samples,
+        seeds=list(range(params.eval_seeds)),
         max_new_tokens=params.max_new_tokens,
         max_length=params.max_length,
         bf16=params.bf16,
+        cache_dir=model_cache(settings) / "evaluation",
         judge_url=settings.judge_url,
         judge_model=settings.judge_model,
     )
-    if config.output_path.exists():
-        return read_json(config.output_path)
-    path = folder / "evaluation" / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.model_dump_json(indent=2))
-    log = folder / "evaluation" / "evaluate.log"
-    with log.open("ab") as out:
-        rc = subprocess.run(
-            [sys.executable, "-m", "twin.training.evaluate", str(path)],
-            env=launch_env(settings, 1),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        ).returncode
-    if rc != 0:
-        raise LaunchError(f"evaluation failed (exit {rc}); log {log}:\n{log.read_text()[-3000:]}")
-    return read_json(config.output_path)
 
 
 def register(
@@ -199,6 +281,7 @@ def register(
         config_hash=params.config_hash(),
         evaluation=evaluation,
         steps=steps,
+        rejected_sources=_read_optional(folder / "data" / "rejected_sources.json"),
     )
     (folder / "model_card.md").write_text(card)
     registered = register_candidate(
@@ -220,6 +303,10 @@ def register(
     )
 
 
+def _read_optional(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def spread_by_document(samples: list) -> list:
     """Round-robin over documents, so the first N held-out pairs come from N documents."""
     by_doc: dict[str, list] = {}
@@ -235,6 +322,7 @@ def spread_by_document(samples: list) -> list:
 def _eval_key(params: TrainingParams) -> str:
     from twin.domain.samples import content_digest
 
-    knobs = {k: getattr(params, k) for k in ("eval_samples", "eval_pairs", "max_new_tokens")}
-    knobs["selection"] = "round-robin-documents"
+    names = ("eval_samples", "eval_pairs", "eval_seeds", "max_new_tokens")
+    knobs = {k: getattr(params, k) for k in names}
+    knobs["selection"] = "topic-held-out-v1"
     return content_digest(knobs)[:8]

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.domain.generation import GenerationSettings
 from twin.domain.models import (
     ADAPTER_ARTIFACT,
     CHALLENGER,
@@ -185,6 +186,13 @@ def register_candidate(
         mlflow.log_dict(
             artifacts.evaluation.get("generations", {}), f"{EVALUATION_ARTIFACT}/generations.json"
         )
+        mlflow.log_dict(
+            {
+                k: artifacts.evaluation.get(k)
+                for k in ("generation", "generation_trials", "stock_phrases", "seeds")
+            },
+            f"{EVALUATION_ARTIFACT}/decoding.json",
+        )
         plots = artifacts.run_dir / "plots"
         from twin.training.report import evaluation_plot, loss_plot
 
@@ -203,7 +211,11 @@ def register_candidate(
     with contextlib.suppress(Exception):  # it already exists
         client.create_registered_model(settings.registered_model)
     verdict = evaluation_gate(
-        artifacts.evaluation, settings.eval_max_perplexity_ratio, settings.eval_max_style_drop
+        artifacts.evaluation,
+        settings.eval_max_perplexity_ratio,
+        settings.eval_max_style_drop,
+        max_repeat_rate=settings.eval_max_repeat_rate,
+        min_voice_gain=settings.eval_min_voice_gain,
     )
     tags = lineage_tags | {
         VersionTag.REVIEW.value: ReviewState.PENDING.value,
@@ -211,6 +223,8 @@ def register_candidate(
         VersionTag.EVALUATION_NOTE.value: f"{verdict.candidate}: {verdict.note}"[:5000],
     }
     tags |= {k: f"{v:.4g}" for k, v in headline.items()}
+    if "generation" in artifacts.evaluation:
+        tags |= GenerationSettings.model_validate(artifacts.evaluation["generation"]).tags()
     version = client.create_model_version(
         name=settings.registered_model,
         source=info["model_uri"],

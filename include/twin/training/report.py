@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from twin.training.params import TrainingParams
@@ -71,6 +72,63 @@ def _fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+# The seeded figures shown as mean ± sd, with what a reader should want of each.
+VOICE_COLUMNS = (
+    ("voice_similarity", "voice (masked char n-grams) ↑"),
+    ("char_similarity", "char n-grams ↑"),
+    ("function_word_similarity", "function words ↑"),
+    ("style_similarity", "embedding centroid ↑"),
+    ("repeat_rate", "repeated 4-grams ↓"),
+    ("stock_phrase_rate", "stock phrases ↓"),
+    ("copy_rate", "copied 8-grams ↓"),
+    ("sentence_repeat_share", "answers repeating a sentence ↓"),
+    ("answer_words", "words"),
+)
+
+
+def mean_sd(row: dict, metric: str) -> str:
+    """`mean ± sd` of a seeded figure (`-` when the row has none)."""
+    if metric not in row:
+        return "-"
+    sd = row.get(f"{metric}_sd")
+    return f"{row[metric]:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def voice_table(evaluation: dict) -> str:
+    """Base vs candidate (and the author's own figures) on the topic-held-out prompts."""
+    rows = [r for r in evaluation.get("rows", []) if "voice_similarity" in r]
+    if not rows:
+        return "No topic-held-out figures (evaluated before they existed).\n"
+    author = evaluation.get("author", {})
+    head = "| model | " + " | ".join(title for _, title in VOICE_COLUMNS) + " | groundedness |\n"
+    head += "|---" * (len(VOICE_COLUMNS) + 2) + "|\n"
+    body = ""
+    for row in rows:
+        cells = [mean_sd(row, m) for m, _ in VOICE_COLUMNS] + [mean_sd(row, "groundedness")]
+        body += f"| {row['model']} | " + " | ".join(cells) + " |\n"
+    if author:
+        cells = [mean_sd(author, m) for m, _ in VOICE_COLUMNS] + ["-"]
+        body += f"| {author.get('model', 'author')} | " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def evaluation_from_tags(tags: dict[str, str]) -> dict[str, dict[str, str]]:
+    """`{model: {metric: "mean ± sd"}}` from a version's `eval_<model>_<metric>` tags (what
+    `twin models show` prints)."""
+    out: dict[str, dict[str, str]] = {}
+    metrics = sorted({m for m, _ in VOICE_COLUMNS} | {"perplexity", "groundedness"}, key=len)
+    for key, value in tags.items():
+        if not key.startswith("eval_") or key.endswith("_sd"):
+            continue
+        for metric in metrics[::-1]:
+            if key.endswith(f"_{metric}"):
+                model = key.removeprefix("eval_").removesuffix(f"_{metric}")
+                sd = tags.get(f"{key}_sd")
+                out.setdefault(model, {})[metric] = value + (f" ± {sd}" if sd else "")
+                break
+    return out
+
+
 def model_card(
     *,
     model_name: str,
@@ -83,13 +141,16 @@ def model_card(
     config_hash: str,
     evaluation: dict,
     steps: dict[str, int],
+    rejected_sources: dict[str, int] | None = None,
 ) -> str:
     """The version's model card: what it is, what it learnt from, how it was trained and how it
     scored against its base, and what it must not be used for."""
     rows = [*evaluation.get("rows", []), evaluation.get("author", {})]
-    columns = ["model", "perplexity", "style_similarity", "stylometry_similarity", "answer_words"]
+    columns = ["model", "perplexity", "stylometry_similarity", "answer_words"]
     if any("judge_style" in r for r in rows):
         columns += ["judge_accuracy", "judge_style"]
+    n_prompts, origin = evaluation.get("style_prompts", 0), evaluation.get("style_prompts_origin")
+    candidate, seeds = evaluation.get("candidate", "-"), evaluation.get("seeds", [])
     hp = params.model_dump(mode="json", exclude={"force"})
     hp_lines = "".join(f"| `{k}` | {v} |\n" for k, v in hp.items())
     samples = ""
@@ -100,6 +161,11 @@ def model_card(
     dpo_line = ""
     if params.dpo:
         dpo_line = ", then DPO with `DPOTrainer` (reference: the SFT model, adapter disabled)"
+        if rejected_sources:
+            dpo_line += (
+                f"; rejected answers: the SFT model's own for {rejected_sources.get('own', 0)} "
+                f"pairs, the dataset's (fallback) for {rejected_sources.get('fallback', 0)}"
+            )
     return f"""# {model_name}: an LLM twin of {author}
 
 A LoRA fine-tune of `{params.base_model}` that writes in the voice of {author}, trained on
@@ -123,10 +189,23 @@ ZeRO-{params.zero_stage} over {params.ranks} rank(s).
 | parameter | value |
 |---|---|
 {hp_lines}
-## Evaluation (held-out documents, {evaluation.get("heldout_pairs", 0)} pairs)
-Perplexity of the author's held-out answers given their prompts; style similarity is the cosine
-between the centroid of the model's answers and the author's (MiniLM embeddings); stylometry
-compares sentence length, punctuation, vocabulary richness and word length.
+## Evaluation
+### Voice on topics the author never wrote about
+{n_prompts} topic-held-out prompts ({origin}), in the author's platforms' forms, answered by the
+base and the candidate (`{candidate}`) with the same decoding, seeds {seeds}: mean ± sd over
+seeds. Voice is the cosine of character
+2-4-gram TF-IDF on topic-masked text (only function words, punctuation and word shapes are
+left) to the author's corpus; stock phrases are openers and clichés the base uses and the author
+never does; copying is the share of 8-grams found verbatim in the training text; groundedness is
+the share of an answer's content words found in the passage it was given.
+
+{voice_table(evaluation)}
+Decoding (chosen on the held-out instructions, saved as `generation_config.json` and the
+`generation.*` tags): `{json.dumps(evaluation.get("generation", {}))}`.
+
+### Held-out documents ({evaluation.get("heldout_pairs", 0)} pairs)
+Perplexity of the author's held-out answers given their prompts; stylometry compares sentence
+length, punctuation, vocabulary richness and word length.
 
 {markdown_table(rows, columns)}
 Sample answers:

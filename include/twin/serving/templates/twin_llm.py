@@ -1,10 +1,12 @@
 """Triton Python backend `twin_llm`: a merged causal LM, requests padded together.
 
 Copied as `<version>/model.py` by `twin.serving.repository`. Inputs: `prompt` BYTES, optional
-`max_tokens` INT32 and `temperature` FP32; outputs `text` BYTES, `prompt_tokens` and
-`completion_tokens` INT32. The dynamic batcher hands `execute` several requests; valid ones are
-generated in one padded batch per temperature, invalid ones answered with a Triton error naming
-the input. The tokenizer's fingerprint must match the version's record or the load fails.
+`max_tokens` INT32, and overrides of the version's generation settings `temperature`, `top_p`,
+`repetition_penalty` FP32 and `seed` INT32 (each within its bounds); outputs `text` BYTES,
+`prompt_tokens` and `completion_tokens` INT32. The dynamic batcher hands `execute` several
+requests; valid ones are generated in one padded batch per generation setting, invalid ones
+answered with a Triton error naming the input. The tokenizer's fingerprint must match the
+version's record or the load fails.
 """
 
 import numpy as np
@@ -13,11 +15,13 @@ import triton_python_backend_utils as pb_utils
 from twin.serving.backend import error_response, input_values, load_llm
 from twin.serving.validation import (
     InvalidRequest,
+    check_generation,
     check_max_tokens,
     check_prompt_tokens,
-    check_temperature,
     decode_text,
 )
+
+OVERRIDES = ("temperature", "top_p", "repetition_penalty", "seed")
 
 
 class TritonPythonModel:
@@ -26,29 +30,33 @@ class TritonPythonModel:
         self.version = int(args["model_version"])
 
     def _parse(self, request):
-        """[(prompt, max_tokens, temperature)] for each row of one request."""
+        """[(prompt, max_tokens, generation settings)] for each row of one request."""
         prompts = input_values(request, "prompt")
         if prompts is None or prompts.size == 0:
             raise InvalidRequest("input 'prompt' is required")
         max_tokens = input_values(request, "max_tokens")
-        temperature = input_values(request, "temperature")
+        overrides = {name: input_values(request, name) for name in OVERRIDES}
         rows = []
         for i, raw in enumerate(prompts):
             text = decode_text("prompt", raw, self.limits.max_prompt_bytes)
             limit = check_max_tokens(
                 None if max_tokens is None else max_tokens[min(i, max_tokens.size - 1)], self.limits
             )
-            temp = check_temperature(
-                None if temperature is None else temperature[min(i, temperature.size - 1)]
+            settings = check_generation(
+                self.generator,
+                **{
+                    name: None if values is None else values[min(i, values.size - 1)]
+                    for name, values in overrides.items()
+                },
             )
             count = self.generator.count_tokens(text)
             check_prompt_tokens(count, limit, self.limits, self.generator.max_context)
-            rows.append((text, limit, temp))
+            rows.append((text, limit, settings))
         return rows
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        work = {}  # temperature -> [(request index, row index, prompt, max_tokens)]
+        work = {}  # generation settings -> [(request index, row index, prompt, max_tokens)]
         parsed = {}
         for index, request in enumerate(requests):
             try:
@@ -57,12 +65,14 @@ class TritonPythonModel:
                 responses[index] = error_response(str(exc))
                 continue
             parsed[index] = len(rows)
-            for row, (text, limit, temp) in enumerate(rows):
-                work.setdefault(temp, []).append((index, row, text, limit))
+            for row, (text, limit, settings) in enumerate(rows):
+                work.setdefault(settings, []).append((index, row, text, limit))
         outputs = {index: [None] * n for index, n in parsed.items()}
-        for temp, items in work.items():
+        for settings, items in work.items():
             try:
-                done = self.generator.generate([i[2] for i in items], [i[3] for i in items], temp)
+                done = self.generator.generate(
+                    [i[2] for i in items], [i[3] for i in items], settings=settings
+                )
             except Exception as exc:  # one failing batch answers its own requests only
                 for index, *_ in items:
                     responses[index] = error_response(f"generation failed: {exc}")

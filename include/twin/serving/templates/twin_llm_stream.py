@@ -3,7 +3,8 @@
 Copied as `<version>/model.py`. Each request gets one response per generated piece of text
 (`text` BYTES), then an empty final response: `generate_stream` turns them into server-sent
 events, gRPC `stream_infer` into a stream of responses. Validation and the fingerprint check are
-those of `twin_llm`.
+those of `twin_llm`, and so are the generation settings (the version's, with the request's
+overrides).
 """
 
 import threading
@@ -14,11 +15,13 @@ import triton_python_backend_utils as pb_utils
 from twin.serving.backend import error_response, first_value, load_llm
 from twin.serving.validation import (
     InvalidRequest,
+    check_generation,
     check_max_tokens,
     check_prompt_tokens,
-    check_temperature,
     decode_text,
 )
+
+OVERRIDES = ("temperature", "top_p", "repetition_penalty", "seed")
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -35,14 +38,16 @@ class TritonPythonModel:
                 "prompt", first_value(request, "prompt"), self.limits.max_prompt_bytes
             )
             limit = check_max_tokens(first_value(request, "max_tokens"), self.limits)
-            temperature = check_temperature(first_value(request, "temperature"))
+            settings = check_generation(
+                self.generator, **{name: first_value(request, name) for name in OVERRIDES}
+            )
             count = self.generator.count_tokens(text)
             check_prompt_tokens(count, limit, self.limits, self.generator.max_context)
         except (InvalidRequest, ValueError, TypeError) as exc:
             sender.send(error_response(str(exc)), flags=FINAL)
             return
         try:
-            for piece in self.generator.stream(text, limit, temperature):
+            for piece in self.generator.stream(text, limit, settings=settings):
                 out = pb_utils.Tensor("text", np.array([piece.encode()], dtype=np.object_))
                 sender.send(pb_utils.InferenceResponse(output_tensors=[out]))
             sender.send(flags=FINAL)

@@ -1,0 +1,158 @@
+"""How a registered version decodes: its generation settings, and the stop and pad tokens its
+own tokenizer defines. Evaluation, Triton's `twin_llm` / `twin_llm_stream` and therefore shadow
+replay all build `generate()`'s arguments here, so a version answers the same everywhere.
+
+The settings travel with the model as `generation_config.json` (Hugging Face's file, which
+`from_pretrained` reads; `seed` and `stop` are kept beside its own keys, which a Hugging Face
+re-save drops, so serving writes them again from the registry tags `generation.<field>`). A
+request may override them within the fields' bounds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+GENERATION_CONFIG = "generation_config.json"
+TAG_PREFIX = "generation."
+STOP_KEY = "twin_stop"
+SEED_KEY = "twin_seed"
+MARK = "\u2063TWIN-END-MARK\u2063"
+
+
+class GenerationSettings(BaseModel):
+    """Decoding of one version: sampling (temperature 0 is greedy), repetition controls, seed,
+    stop sequences. Bounds are the ones a request override is held to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
+    no_repeat_ngram_size: int = Field(default=0, ge=0, le=10)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    stop: tuple[str, ...] = Field(default=(), max_length=8)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `model.generate` (the seed is applied by `seeded`)."""
+        kwargs: dict[str, Any] = {
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }
+        if self.temperature <= 0:
+            return kwargs | {"do_sample": False, "temperature": None, "top_p": None}
+        return kwargs | {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+
+    def seeded(self, torch_module: Any) -> None:
+        """Seed torch before a sampled `generate`, so the same request gives the same text."""
+        torch_module.manual_seed(self.seed)
+
+    def cut(self, text: str) -> str:
+        """The text up to the first stop sequence."""
+        for stop in self.stop:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        return text
+
+    def override(self, **values: Any) -> GenerationSettings:
+        """A copy with the non-None `values`, validated against the bounds; ValueError names
+        the field and its bound."""
+        changes = {k: v for k, v in values.items() if v is not None}
+        try:
+            return GenerationSettings.model_validate(self.model_dump() | changes)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"generation setting '{field}': {first['msg']}") from None
+
+    def tags(self) -> dict[str, str]:
+        """Registry tags `generation.<field>`."""
+        return {
+            f"{TAG_PREFIX}{k}": json.dumps(v) if isinstance(v, list | tuple) else str(v)
+            for k, v in self.model_dump(mode="json").items()
+        }
+
+    def save(self, model_dir: Path) -> Path:
+        """Merge these settings into the folder's `generation_config.json`."""
+        path = Path(model_dir) / GENERATION_CONFIG
+        config = json.loads(path.read_text()) if path.exists() else {}
+        config |= {
+            "do_sample": self.temperature > 0,
+            "temperature": self.temperature if self.temperature > 0 else 1.0,
+            "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            SEED_KEY: self.seed,
+            STOP_KEY: list(self.stop),
+        }
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, model_dir: Path) -> GenerationSettings:
+        """The settings saved in a model folder; defaults (greedy, no repetition controls) for a
+        folder without them."""
+        path = Path(model_dir) / GENERATION_CONFIG
+        config = json.loads(path.read_text()) if path.exists() else {}
+        return cls(
+            temperature=float(config.get("temperature") or 1.0) if config.get("do_sample") else 0.0,
+            top_p=float(config.get("top_p") or 1.0),
+            repetition_penalty=float(config.get("repetition_penalty") or 1.0),
+            no_repeat_ngram_size=int(config.get("no_repeat_ngram_size") or 0),
+            seed=int(config.get(SEED_KEY) or 0),
+            stop=tuple(config.get(STOP_KEY) or ()),
+        )
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> GenerationSettings | None:
+        """The settings recorded as registry tags, or None when the version has none."""
+        values = {
+            k.removeprefix(TAG_PREFIX): v for k, v in tags.items() if k.startswith(TAG_PREFIX)
+        }
+        if not values:
+            return None
+        if "stop" in values:
+            values["stop"] = json.loads(values["stop"])
+        return cls.model_validate(values)
+
+
+def end_of_turn(tokenizer: Any) -> str:
+    """What the tokenizer's chat template writes after an assistant message's content, up to
+    its first whitespace (`<|im_end|>` for ChatML, `<|eot_id|>` for Llama 3, `<end_of_turn>` for
+    Gemma, `</s>` for Mistral); the EOS token when the template adds nothing."""
+    messages = [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": MARK},
+    ]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    suffix = rendered.split(MARK, 1)[1] if MARK in rendered else ""
+    suffix = suffix.strip().split()[0] if suffix.strip() else ""
+    return suffix or (tokenizer.eos_token or "")
+
+
+def stop_token_ids(tokenizer: Any, model_config: Any = None) -> list[int]:
+    """Token ids that end an answer: the end-of-turn token of the chat template, the tokenizer's
+    EOS and the model's configured EOS ids."""
+    ids: set[int] = set()
+    vocab = tokenizer.get_vocab()
+    marker = end_of_turn(tokenizer)
+    if marker in vocab:
+        ids.add(vocab[marker])
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(model_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif isinstance(configured, list | tuple):
+        ids.update(int(i) for i in configured)
+    return sorted(ids)
+
+
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Give a tokenizer without a pad token (Llama 3's) its EOS as pad; padding is masked, so
+    the choice never reaches the model's inputs."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token

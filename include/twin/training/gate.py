@@ -36,9 +36,12 @@ def evaluation_gate(
     max_style_drop: float = 0.1,
     max_repeat_rate: float = 0.05,
     min_voice_gain: float = 0.0,
+    absolute: bool = True,
 ) -> GateVerdict:
     """The verdict on the evaluation's rows (`model`, `perplexity`, `voice_similarity` and its
-    `_sd`, `repeat_rate`, `style_similarity`, `answer_words`)."""
+    `_sd`, `repeat_rate`, `style_similarity`, `answer_words`). `absolute=False` reports the voice
+    and loop figures without letting them decide (only for chain tests on tiny models that
+    cannot write)."""
     rows = {row["model"]: row for row in evaluation.get("rows", [])}
     base = rows.get("base")
     tuned = [name for name in rows if name != "base"]
@@ -51,18 +54,21 @@ def evaluation_gate(
     def check(ok: bool, line: str) -> None:
         (passes if ok else failures).append(line)
 
+    def floor(ok: bool, line: str) -> None:
+        check(ok or not absolute, line if absolute or ok else f"{line} [not enforced]")
+
     if VOICE not in candidate or VOICE not in base or REPEAT not in candidate:
-        failures.append("evaluation has no voice or repetition figures (re-evaluate the version)")
+        floor(False, "evaluation has no voice or repetition figures (re-evaluate the version)")
     else:
         gain = candidate[VOICE] - base[VOICE]
         spread = candidate.get(f"{VOICE}_sd", 0.0) + base.get(f"{VOICE}_sd", 0.0)
         needed = max(spread, min_voice_gain * base[VOICE])
-        check(
+        floor(
             gain > needed,
             f"voice {candidate[VOICE]:.3f} vs base {base[VOICE]:.3f} (gain {gain:+.3f}, "
             f"needs > {needed:.3f}: seed spread {spread:.3f}, min gain {min_voice_gain:.0%})",
         )
-        check(
+        floor(
             candidate[REPEAT] <= max_repeat_rate,
             f"repeated 4-gram rate {candidate[REPEAT]:.3f} (max {max_repeat_rate}, "
             f"base {base.get(REPEAT, float('nan')):.3f})",

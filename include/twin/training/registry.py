@@ -216,6 +216,7 @@ def register_candidate(
         settings.eval_max_style_drop,
         max_repeat_rate=settings.eval_max_repeat_rate,
         min_voice_gain=settings.eval_min_voice_gain,
+        absolute=settings.eval_absolute_floors,
     )
     tags = lineage_tags | {
         VersionTag.REVIEW.value: ReviewState.PENDING.value,

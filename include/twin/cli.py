@@ -329,23 +329,35 @@ app.add_typer(models_app, name="models")  # twin models list|show|approve|reject
 @eval_app.command("retrieval")
 def eval_retrieval(
     questions: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Labelled question set (YAML)."
+        None,
+        exists=True,
+        dir_okay=False,
+        help="A hand-written labelled question set (YAML); default: the author's question set "
+        "in ml (built by twin_datasets).",
     ),
+    author: str | None = typer.Option(None, help="Whose question set (default: settings)."),
 ) -> None:
     """recall@5, recall@10, MRR and nDCG@10 of dense, full-text, hybrid and hybrid + rerank."""
     import yaml
 
-    from twin.rag.evaluate import SAMPLE_QUESTIONS, load_questions, run_retrieval_eval
+    from twin.rag.evaluate import load_questions, run_retrieval_eval
     from twin.settings import load_settings
 
-    path = questions or SAMPLE_QUESTIONS
+    if questions is not None:
+        try:
+            load_questions(questions)  # a malformed set is named before any service is asked
+        except (ValueError, yaml.YAMLError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            console.print(
+                f"[red]error:[/] invalid question set {escape(str(questions))}: {escape(first)}"
+            )
+            raise typer.Exit(2) from err
     try:
-        load_questions(path)  # a malformed set is named before any service is asked
-    except (ValueError, yaml.YAMLError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        console.print(f"[red]error:[/] invalid question set {escape(str(path))}: {escape(first)}")
-        raise typer.Exit(2) from err
-    result = run_retrieval_eval(load_settings(), path=path)
+        result = run_retrieval_eval(load_settings(), path=questions, author=author)
+    except LookupError as err:
+        console.print(f"[red]error:[/] {escape(str(err))}")
+        raise typer.Exit(1) from err
+    out.print(f"question set: {result['labelled_set']}", markup=False, highlight=False)
     out.print(result["table"], markup=False, highlight=False)
     if result.get("unresolved"):
         console.print(

@@ -11,9 +11,10 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pytest
 
+from sample_author.questions import QUESTIONS
 from tests.integration.test_feature_pipeline import clean_hash, sample_marts
 from twin.datasets.build import BuildResult, DatasetOptions, build_dataset
-from twin.datasets.filters import evaluation_questions
+from twin.datasets.labelled import load_questions
 from twin.datasets.preference import lengths_match
 from twin.domain.samples import Split
 from twin.settings import Settings
@@ -128,7 +129,8 @@ def test_rerun_edit_and_contamination_are_incremental(first, marts) -> None:
     owners |= {s.sample_id: s.document_id for s in [*old.instructions, *old.preferences]}
     assert {owners[sid] for sid in moved} == {EDITED}
 
-    question = next(q for q in evaluation_questions() if len(q.split()) >= 12)
+    hand_written = [q.question for q in load_questions(QUESTIONS).questions]
+    question = next(q for q in hand_written if len(q.split()) >= 12)
     with psycopg.connect(marts.require("warehouse_dsn"), autocommit=True) as conn:
         conn.execute(
             """insert into marts.documents (document_id, author, platform, document_kind, title,

@@ -71,9 +71,9 @@ def webhook() -> Iterator[Webhook]:
 
 
 def author_questions() -> list[str]:
-    from twin.rag.evaluate import SAMPLE_QUESTIONS
+    from sample_author.questions import QUESTIONS
 
-    return [q["question"] for q in yaml.safe_load(SAMPLE_QUESTIONS.read_text())["questions"]]
+    return [q["question"] for q in yaml.safe_load(QUESTIONS.read_text())["questions"]]
 
 
 def logged(

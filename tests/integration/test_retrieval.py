@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from sample_author.questions import QUESTIONS
 from twin.rag.evaluate import evaluate_labelled_set, load_questions
 from twin.rag.query import SearchFilters
 from twin.rag.retrieve import Retriever
@@ -218,7 +219,7 @@ def test_identical_content_is_returned_once(chunk_store: ChunkStore) -> None:
 
 
 def test_hybrid_with_rerank_recalls_at_least_as_much_as_fulltext(retriever: Retriever) -> None:
-    question_set = load_questions()
+    question_set = load_questions(QUESTIONS)
     assert len(question_set.questions) >= 40
     table = evaluate_labelled_set(retriever, question_set)
     print("\n" + table.render_table())

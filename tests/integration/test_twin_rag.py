@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from tritonclient.utils import InferenceServerException
 
+from sample_author.questions import QUESTIONS
 from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
 from twin.rag.evaluate import load_questions, resolve_keys
 from twin.rag.guardrails import NOT_WRITTEN
@@ -69,11 +70,15 @@ def wait_for_log(settings: Settings, expected: int, timeout_s: float = 30.0) -> 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_labelled_question_is_answered_with_the_right_source(rag: Settings, protocol) -> None:
-    labelled = load_questions()
+    labelled = load_questions(QUESTIONS)
     question = next(q for q in labelled.questions if q.id == "tuesday-test")
     with psycopg.connect(rag.require("warehouse_dsn")) as conn:
         resolved = resolve_keys(
-            conn, question.relevant, author=AUTHOR, aliases=labelled.url_aliases
+            conn,
+            question.relevant,
+            author=AUTHOR,
+            aliases=labelled.url_aliases,
+            handle=labelled.handle,
         )
         relevant = set(resolved.values())
     result = ask(rag, question.question, protocol=protocol)

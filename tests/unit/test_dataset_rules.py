@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sample_author import load_documents
+from sample_author.questions import QUESTIONS
 from twin.datasets.build import DatasetOptions, split_of
 from twin.datasets.filters import (
     Decontaminator,
     DropCounter,
     drop_near_duplicates,
-    evaluation_questions,
     find_pii,
 )
+from twin.datasets.labelled import load_questions
 from twin.datasets.preference import (
     balance_pair,
     closing_paragraphs,
@@ -115,7 +116,7 @@ def test_splits_are_by_document_deterministic_and_near_the_share() -> None:
 
 
 def test_decontamination_catches_a_copied_evaluation_question() -> None:
-    questions = evaluation_questions()
+    questions = [q.question for q in load_questions(QUESTIONS).questions]
     assert len(questions) >= 10
     guard = Decontaminator.build(questions, ["the held out answer talks about " + "x y z " * 5])
     copied = questions[1]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sample_author.linkedin import share_link
+from sample_author.questions import QUESTIONS
 from twin.rag.evaluate import load_questions, url_names_key
 
 
 def test_every_linkedin_alias_is_the_share_id_of_its_post() -> None:
-    labelled = load_questions()
+    labelled = load_questions(QUESTIONS)
     linkedin_keys = {
         key for q in labelled.questions for key in q.relevant if key.startswith("linkedin/")
     }
@@ -18,7 +19,7 @@ def test_every_linkedin_alias_is_the_share_id_of_its_post() -> None:
 
 
 def test_an_alias_does_not_match_another_post() -> None:
-    labelled = load_questions()
+    labelled = load_questions(QUESTIONS)
     (first, alias), (second, _) = list(labelled.url_aliases.items())[:2]
     other = share_link(second.split("/", 1)[1])
     assert not url_names_key("linkedin", first.split("/", 1)[1], other, alias=alias)

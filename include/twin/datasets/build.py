@@ -1,5 +1,7 @@
-"""Build a dataset version from the marts: sections → filters → instructions (cached) →
-preference pairs (cached) → splits by document → decontamination → version, export, MLflow.
+"""Build a dataset version from the marts: the author's evaluation question set
+(`twin.datasets.questions`) → sections → filters → instructions (cached) → preference pairs
+(cached) → splits by document → decontamination (against that question set and the test split) →
+version, export, MLflow.
 
 Generation is the only expensive step and is cached per (document `clean_hash`, generator
 configuration digest): a run with nothing new calls no generator, and an edited document is the
@@ -13,23 +15,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from twin.datasets import filters, lineage
+from twin.datasets.cache import cached_generate
 from twin.datasets.generators import (
     AnswerPrompt,
-    Generated,
     InstructionGenerator,
     SectionPrompt,
     build_generator,
-    config_digest,
     generator_label,
 )
 from twin.datasets.params import DatasetOptions
 from twin.datasets.preference import balance_pair, closing_paragraphs, strip_signoff
+from twin.datasets.questions import build_question_set
 from twin.datasets.sources import MartDocument, Section, read_documents, split_sections
 from twin.domain.samples import (
     DatasetVersion,
@@ -63,6 +65,7 @@ class BuildResult:
     counts: dict[str, int] = field(default_factory=dict)
     drop_reasons: dict[str, int] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
+    question_set: dict[str, Any] = field(default_factory=dict)
     export_uri: str | None = None
     mlflow_run_id: str | None = None
     seconds: float = 0.0
@@ -104,6 +107,10 @@ def build_dataset(
         raise LookupError(f"marts.documents holds no document of author {options.author!r}")
     generator = generator or build_generator(options.generator, settings)
     result = BuildResult(generator=generator_label(generator), documents=len(docs))
+    built, question_set = build_question_set(
+        settings, options.author, generator, docs=docs, languages=options.languages
+    )
+    result.question_set = built.as_dict()
     drops = filters.DropCounter()
     candidates = _section_candidates(docs, options, drops)
     instructions = _instructions(settings, generator, candidates, drops, result)
@@ -114,7 +121,7 @@ def build_dataset(
         if options.preference
         else []
     )
-    instructions, preferences = _decontaminate(instructions, preferences, drops)
+    instructions, preferences = _decontaminate(instructions, preferences, question_set.texts, drops)
     result.drop_reasons = drops.as_dict()
     result.counts = _counts(instructions, preferences)
     result.usage = generator.usage.as_dict()
@@ -123,6 +130,7 @@ def build_dataset(
         "generator": generator.name,
         "generator_config": generator.config,
         "build": BUILD_VERSION,
+        "question_set": built.version,
         **options.model_dump(mode="json", exclude={"author", "generator"}),
     }
     memberships = sorted((s.sample_id, s.split.value) for s in [*instructions, *preferences])
@@ -210,55 +218,7 @@ def _section_candidates(
     return kept
 
 
-# --- generation with the cache ----------------------------------------------------------------
-
-
-def _cached_generate(
-    settings: Settings,
-    generator: InstructionGenerator,
-    task: str,
-    requests: list[tuple[MartDocument, Any]],
-    call: Any,
-    result: BuildResult,
-) -> dict[str, Generated]:
-    """key → Generated for every request: from the cache, else from the generator (only the
-    missing keys of new or changed documents); terminal outcomes are cached per document."""
-    digest = config_digest(generator, task)
-    by_doc: dict[str, list[Any]] = defaultdict(list)
-    docs: dict[str, MartDocument] = {}
-    for doc, request in requests:
-        by_doc[doc.document_id].append(request)
-        docs[doc.document_id] = doc
-    cache = store.cached_generations(settings, {(d.clean_hash, digest) for d in docs.values()})
-    out: dict[str, Generated] = {}
-    missing: list[tuple[MartDocument, Any]] = []
-    for doc_id, reqs in by_doc.items():
-        entry = cache.get((docs[doc_id].clean_hash, digest), {})
-        for request in reqs:
-            hit = entry.get(request.key)
-            if hit is None:
-                missing.append((docs[doc_id], request))
-            else:
-                out[request.key] = Generated(request.key, hit.get("text"), hit.get("reason"))
-    if not missing:
-        return out
-    generated = call([r for _, r in missing])
-    new_entries: dict[str, dict[str, Any]] = defaultdict(dict)
-    for (doc, _), item in zip(missing, generated, strict=True):
-        out[item.key] = item
-        if not item.transient:
-            new_entries[doc.document_id][item.key] = {"text": item.text, "reason": item.reason}
-    result.documents_generated = sorted(
-        set(result.documents_generated) | {d.document_id for d, _ in missing}
-    )
-    result.cache_rows_written += store.store_generations(
-        settings,
-        [
-            (docs[d].clean_hash, digest, d, generator_label(generator), payload)
-            for d, payload in new_entries.items()
-        ],
-    )
-    return out
+# --- generation (through the cache) ---------------------------------------------------------
 
 
 def _instructions(
@@ -279,7 +239,7 @@ def _instructions(
         )
         for c in candidates
     }
-    generated = _cached_generate(
+    generated = cached_generate(
         settings,
         generator,
         "instruction",
@@ -342,7 +302,7 @@ def _preferences(
         )
         for s in pool
     ]
-    generated = _cached_generate(
+    generated = cached_generate(
         settings, generator, "rejected", requests, generator.answers, result
     )
     samples = []
@@ -383,13 +343,14 @@ def _preferences(
 def _decontaminate(
     instructions: list[InstructionSample],
     preferences: list[PreferenceSample],
+    questions: list[str],
     drops: filters.DropCounter,
 ) -> tuple[list[InstructionSample], list[PreferenceSample]]:
-    """Drop samples that copy an evaluation question, and training samples that share long
-    n-grams with the test split."""
+    """Drop samples that copy one of the author's evaluation questions, and training samples
+    that share long n-grams with the test split."""
     heldout = [s.answer for s in instructions if s.split == Split.TEST]
-    guard = filters.Decontaminator.build(filters.evaluation_questions(), heldout)
-    test_only = filters.Decontaminator.build(filters.evaluation_questions(), [])
+    guard = filters.Decontaminator.build(questions, heldout)
+    test_only = filters.Decontaminator.build(questions, [])
 
     def keep(prompt: str, text: str, split: Split) -> bool:
         reason = (test_only if split == Split.TEST else guard).reason(prompt, text)

@@ -1,4 +1,5 @@
-"""`twin datasets list|show VERSION`: the dataset versions in the warehouse, and one in detail."""
+"""`twin datasets list|show VERSION|questions`: the dataset versions in the warehouse, one in
+detail, and the author's evaluation question sets."""
 
 from __future__ import annotations
 
@@ -88,3 +89,55 @@ def show_version(
         console.print(f"  prompt:   {escape(sample.prompt)}")
         console.print(f"  chosen:   {escape(sample.chosen[:200])}")
         console.print(f"  rejected: {escape(sample.rejected[:200])}")
+
+
+@datasets_app.command("questions")
+def show_questions(
+    version: str = typer.Argument(
+        None, help="a question set id (8+ characters); default: the author's newest"
+    ),
+    author: str = typer.Option(None, help="whose question sets (default: settings)"),
+    examples: int = typer.Option(5, min=0, max=500, help="questions to print"),
+    as_json: bool = typer.Option(False, "--json", help="print the set as JSON"),
+) -> None:
+    """The author's evaluation question sets (built by twin_datasets from their marts) and one
+    set's questions with the documents that answer them."""
+    from twin.store.questions import latest_question_set, list_question_sets, load_question_set
+
+    settings = _settings()
+    who = author or settings.author
+    try:
+        snapshot = (
+            load_question_set(settings, version) if version else latest_question_set(settings, who)
+        )
+    except LookupError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    if snapshot is None:
+        console.print(
+            f"no question set of author {escape(who)} yet: run the twin_datasets DAG "
+            "(it builds one from the author's marts)"
+        )
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(snapshot.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return
+    table = Table("question set", "author", "created", "generator", "questions", "documents")
+    for v in list_question_sets(settings, snapshot.version.author):
+        c = v.counts
+        table.add_row(
+            v.version[:16],
+            escape(v.author),
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(str(v.generator_config.get("generator", ""))),
+            f"{c.get('questions', 0)} ({c.get('generated', 0)} generated, "
+            f"{c.get('hand_written', 0)} hand-written)",
+            f"{c.get('documents_covered', 0)} of {c.get('documents', 0)}",
+        )
+    console.print(table)
+    v = snapshot.version
+    console.print(f"[bold]{v.version}[/bold]  author {escape(v.author)}  created {v.created_at}")
+    for q in snapshot.questions[:examples]:
+        label = ", ".join(q.document_ids)
+        console.print(f"[cyan]{escape(q.source)}[/cyan] → {escape(label)}")
+        console.print(f"  {escape(q.question)}")

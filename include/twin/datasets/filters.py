@@ -1,5 +1,6 @@
 """Sample filters, each with a named drop reason: length, language, boilerplate, PII, exact and
-near duplicates, and decontamination against evaluation prompts.
+near duplicates, and decontamination against the author's evaluation questions (their question
+set, `twin.datasets.questions`) and the test split.
 
 Every filter takes candidates in a fixed order and keeps the first of a group of copies, so the
 same inputs always drop the same samples.
@@ -12,7 +13,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 from datasketch import MinHashLSH
@@ -28,10 +28,6 @@ from twin.domain.text import (
 )
 
 T = TypeVar("T")
-
-EVAL_QUESTIONS = (
-    Path(__file__).resolve().parents[1] / "rag" / "eval" / "sample_author_questions.yaml"
-)
 
 # The project's one definition of personal data and secrets (the patterns the warehouse redacts),
 # as a detector: generated instructions and rejected answers never went through the redactor.
@@ -150,16 +146,6 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     if len(words) < n:
         return {tuple(words)} if words else set()
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def evaluation_questions(path: Path = EVAL_QUESTIONS) -> list[str]:
-    """The retrieval evaluation questions (the prompts evaluation asks)."""
-    import yaml
-
-    if not path.exists():
-        return []
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return [q["question"] for q in data.get("questions", []) if q.get("question")]
 
 
 @dataclass(frozen=True)

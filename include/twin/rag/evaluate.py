@@ -1,17 +1,10 @@
 """Retrieval evaluation on a labelled question set: recall@5, recall@10, MRR and nDCG@10.
 
-The labelled set (`eval/sample_author_questions.yaml`) names relevant documents by a stable key,
-`platform/slug` (the sample author's content keys), because a document's id is derived from the
-canonical URL the crawl found (`document_id = sha256(canonical url)[:32]`), which depends on the
-server's address. At evaluation time each key is resolved against `marts.documents`:
-
-- the row's `platform` must equal the key's platform, and
-- one segment of the row's URL path must name the slug: the slug itself (`/blog/<slug>/`,
-  `/substack/p/<slug>`), `<slug>.git` (a repository), `<slug>-<12 hex>` (a Medium story id) or
-  `<slug>-<author handle>` (a LinkedIn article); a LinkedIn post has no slug in its URL, so the
-  set's `url_aliases` name a string its URL contains instead (the post's share id).
-
-Keys that resolve to nothing (a page the crawl missed, or a near-duplicate the marts dropped in
+By default the set is the author's own, versioned question set in `ml` (built by the datasets
+stage from their marts: each question labelled with the documents that answer it, see
+`twin.datasets.questions`). A hand-written labelled file (YAML or JSON, keys `platform/slug`) can
+be evaluated instead: its keys are resolved against `marts.documents` (`twin.datasets.labelled`);
+keys that resolve to nothing (a page the crawl missed, or a near-duplicate the marts dropped in
 favour of its twin) are left out of that question's relevant set and reported; a question with no
 relevant document left is skipped and counted.
 
@@ -22,124 +15,38 @@ relevant documents; MRR = 1 / rank of the first relevant passage; nDCG@10 with b
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from math import log2
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
-import yaml
-from pydantic import BaseModel, Field
+from twin.datasets.labelled import (
+    LabelledQuestion,
+    QuestionSet,
+    load_questions,
+    resolve_keys,
+    resolve_questions,
+    resolve_set,
+    url_names_key,
+)
 
 if TYPE_CHECKING:
-    import psycopg
-
+    from twin.domain.questions import QuestionSetSnapshot
     from twin.rag.retrieve import Retriever, SearchMode
     from twin.settings import Settings
 
-EVAL_DIR = Path(__file__).resolve().parent / "eval"
-SAMPLE_QUESTIONS = EVAL_DIR / "sample_author_questions.yaml"
-AUTHOR_HANDLE = "ada-lindqvist"
-
-
-class LabelledQuestion(BaseModel):
-    """One evaluation question and the documents that answer it."""
-
-    id: str
-    question: str
-    relevant: list[str] = Field(description="platform/slug keys of the answering documents")
-    tags: list[str] = Field(default_factory=list)
-    relevant_ids: list[str] = Field(default_factory=list, description="resolved document ids")
-
-
-class QuestionSet(BaseModel):
-    """A labelled set: whose writing, the reference time for relative dates, the questions."""
-
-    author: str
-    now: datetime = Field(description="'last year' and similar phrases are relative to this")
-    questions: list[LabelledQuestion]
-    url_aliases: dict[str, str] = Field(
-        default_factory=dict,
-        description="platform/slug -> a string the document's URL contains, for documents whose "
-        "URL does not name their slug (LinkedIn posts: the share id)",
-    )
-
-
-def load_questions(path: Path = SAMPLE_QUESTIONS) -> QuestionSet:
-    """The labelled set at `path` (YAML or JSON), validated."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    qs = QuestionSet.model_validate(data)
-    if qs.now.tzinfo is None:
-        qs.now = qs.now.replace(tzinfo=UTC)
-    ids = [q.id for q in qs.questions]
-    if len(ids) != len(set(ids)):
-        raise ValueError(f"{path}: question ids are not unique")
-    return qs
-
-
-# --- resolving labels -------------------------------------------------------------------------
-
-
-def url_names_key(
-    platform: str, slug: str, url: str, *, handle: str = AUTHOR_HANDLE, alias: str | None = None
-) -> bool:
-    """Whether `url` is the address of the document `platform/slug` (see the module docstring)."""
-    path = unquote(urlsplit(url).path or url)
-    escaped = re.escape(slug)
-    pattern = re.compile(rf"{escaped}(?:\.git|-[0-9a-f]{{12}}|-{re.escape(handle)})?")
-    if any(pattern.fullmatch(segment) for segment in path.split("/") if segment):
-        return True
-    return bool(alias) and alias in unquote(url)
-
-
-def resolve_keys(
-    conn: psycopg.Connection,
-    keys: Iterable[str],
-    *,
-    author: str | None = None,
-    aliases: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """`platform/slug` -> `marts.documents.document_id` for every key that names one document.
-
-    Raises ValueError when a key matches more than one document (an ambiguous label).
-    """
-    query = "select document_id, platform, url from marts.documents"
-    params: tuple[Any, ...] = ()
-    if author:
-        query += " where author = %s"
-        params = (author,)
-    rows = conn.execute(query, params).fetchall()
-    resolved: dict[str, str] = {}
-    for key in sorted(set(keys)):
-        platform, _, slug = key.partition("/")
-        matches = sorted(
-            doc_id
-            for doc_id, p, url in rows
-            if p == platform and url_names_key(platform, slug, url, alias=(aliases or {}).get(key))
-        )
-        if len(matches) > 1:
-            raise ValueError(f"label {key} matches {len(matches)} documents: {matches}")
-        if matches:
-            resolved[key] = matches[0]
-    return resolved
-
-
-def resolve_questions(
-    questions: Sequence[LabelledQuestion], resolved: dict[str, str]
-) -> tuple[list[LabelledQuestion], list[str]]:
-    """Questions with `relevant_ids` filled (those left with none dropped), and unresolved keys."""
-    unresolved = sorted({key for q in questions for key in q.relevant if key not in resolved})
-    ready = []
-    for q in questions:
-        ids = [resolved[key] for key in q.relevant if key in resolved]
-        if ids:
-            ready.append(q.model_copy(update={"relevant_ids": list(dict.fromkeys(ids))}))
-    return ready, unresolved
+__all__ = [
+    "LabelledQuestion",
+    "QuestionSet",
+    "load_questions",
+    "resolve_keys",
+    "resolve_questions",
+    "url_names_key",
+]
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -298,7 +205,12 @@ def evaluate_retrieval(
         for q in usable:
             start = time.perf_counter()
             passages = retriever.search(
-                q.question, k, mode=config.mode, rerank=config.rerank, expand=config.expand, now=now
+                q.question,
+                k,
+                mode=config.mode,
+                rerank=config.rerank,
+                expand=config.expand,
+                now=q.now or now,
             )
             latency = (time.perf_counter() - start) * 1000
             ranked = [p.document_id for p in passages]
@@ -341,34 +253,88 @@ def evaluate_labelled_set(
     configs: Sequence[EvalConfig] = CONFIGS,
 ) -> EvalTable:
     """Resolve `question_set`'s labels against `marts.documents` and evaluate every config."""
-    keys = [key for q in question_set.questions for key in q.relevant]
-    resolved = resolve_keys(
-        retriever.conn, keys, author=question_set.author, aliases=question_set.url_aliases
-    )
-    ready, unresolved = resolve_questions(question_set.questions, resolved)
+    ready, unresolved = resolve_set(retriever.conn, question_set)
     table = evaluate_retrieval(retriever, ready, configs=configs, now=question_set.now)
     table.unresolved = unresolved
     table.skipped = sorted({q.id for q in question_set.questions} - {q.id for q in ready})
     return table
 
 
-def run_retrieval_eval(settings: Settings, *, path: Path = SAMPLE_QUESTIONS) -> dict[str, Any]:
-    """Evaluate the live `vectors.chunks` on a labelled set; returns rows, table text, gaps.
+def stored_questions(snapshot: QuestionSetSnapshot) -> list[LabelledQuestion]:
+    """An author's stored question set as labelled questions (labels are document ids)."""
+    return [
+        LabelledQuestion(
+            id=q.question_id,
+            question=q.question,
+            relevant=list(q.document_ids),
+            relevant_ids=list(q.document_ids),
+            tags=[*q.tags, q.source.partition("@")[0]],
+            now=q.reference_time,
+        )
+        for q in snapshot.questions
+    ]
+
+
+def run_retrieval_eval(
+    settings: Settings, *, path: Path | None = None, author: str | None = None
+) -> dict[str, Any]:
+    """Evaluate the live `vectors.chunks` on the author's question set (`author`, default the
+    configured one: its newest version in `ml`), or on the labelled file at `path`.
 
     The result holds `rows` (one dict per configuration), `table` (rendered text), `questions`
-    (how many were scored), `unresolved` (labels not found in marts.documents) and `skipped`.
+    (how many were scored), `unresolved` (labels not found in marts.documents), `skipped` and
+    `labelled_set` (the file, or `ml:<question set version>`).
     """
     from twin.rag.retrieve import open_retriever
 
-    question_set = load_questions(path)
-    with open_retriever(settings) as retriever:
-        table = evaluate_labelled_set(retriever, question_set)
+    if path is not None:
+        question_set = load_questions(path)
+        with open_retriever(settings) as retriever:
+            table = evaluate_labelled_set(retriever, question_set)
+        origin = str(path)
+    else:
+        from twin.store.questions import latest_question_set
+
+        who = author or settings.author
+        snapshot = latest_question_set(settings, who)
+        if snapshot is None or not snapshot.questions:
+            raise LookupError(
+                f"no evaluation question set of author {who!r} in ml.question_sets: run "
+                "twin_datasets first (it builds the set from the author's marts)"
+            )
+        questions = stored_questions(snapshot)
+        with open_retriever(settings) as retriever:
+            ready, gone = _still_in_marts(retriever.conn, questions)
+            table = evaluate_retrieval(retriever, ready)
+        table.unresolved = gone
+        table.skipped = sorted({q.id for q in questions} - {q.id for q in ready})
+        origin = f"ml:{snapshot.version.version}"
     return {
         **table.to_dict(),
         "table": table.render_table(),
         "questions": table.rows[0].questions if table.rows else 0,
-        "labelled_set": str(path),
+        "labelled_set": origin,
     }
+
+
+def _still_in_marts(
+    conn: Any, questions: Sequence[LabelledQuestion]
+) -> tuple[list[LabelledQuestion], list[str]]:
+    """The questions with their labels limited to documents the marts still hold (a question
+    left with none is dropped), and the labels that are gone."""
+    wanted = sorted({d for q in questions for d in q.relevant_ids})
+    present = {
+        r[0]
+        for r in conn.execute(
+            "select document_id from marts.documents where document_id = any(%s)", (wanted,)
+        ).fetchall()
+    }
+    ready = []
+    for q in questions:
+        ids = [d for d in q.relevant_ids if d in present]
+        if ids:
+            ready.append(q.model_copy(update={"relevant_ids": ids}))
+    return ready, sorted(set(wanted) - present)
 
 
 def search_passages(

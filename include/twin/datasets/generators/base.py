@@ -1,7 +1,8 @@
 """One interface for every instruction generator, and what each call returns.
 
 A generator turns sections of the author's writing into instructions (what a user would ask for
-that text to be the answer), and answers prompts with its own words (the `rejected` side of a
+that text to be the answer) and into evaluation questions (what a reader would ask that the section
+answers), and answers prompts with its own words (the `rejected` side of a
 preference pair). Each result carries either text or the reason there is none; `transient`
 marks a failure worth retrying on the next run (such results are never cached).
 """
@@ -96,9 +97,13 @@ class InstructionGenerator(Protocol):
         """The generator's own answer to each prompt, in order."""
         ...
 
+    def questions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
+        """One evaluation question per section (answered by that section), in order."""
+        ...
+
 
 def config_digest(generator: InstructionGenerator, task: str) -> str:
-    """The cache key part for one generator task ('instruction' or 'rejected')."""
+    """The cache key part for one generator task ('instruction', 'rejected' or 'question')."""
     return content_digest({"generator": generator.name, "task": task, **generator.config})[:32]
 
 

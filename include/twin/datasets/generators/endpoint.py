@@ -35,11 +35,19 @@ INSTRUCTION_SYSTEM = (
     "You write the request a reader would type to get a given text as the answer. Reply with a "
     'JSON object {"instruction": "..."} and nothing else.'
 )
+QUESTION_SYSTEM = (
+    "You write one question a reader would ask that a given text answers. Reply with a JSON "
+    'object {"question": "..."} and nothing else.'
+)
 ANSWER_SYSTEM = 'Answer the request. Reply with a JSON object {"answer": "..."} and nothing else.'
 
 
 class InstructionReply(BaseModel):
     instruction: str = Field(min_length=MIN_INSTRUCTION_CHARS, max_length=MAX_INSTRUCTION_CHARS)
+
+
+class QuestionReply(BaseModel):
+    question: str = Field(min_length=MIN_INSTRUCTION_CHARS, max_length=MAX_INSTRUCTION_CHARS)
 
 
 class AnswerReply(BaseModel):
@@ -110,6 +118,13 @@ class EndpointGenerator:
                 + f"\n{section.text[:3000]}"
             )
             return self._ask(section.key, INSTRUCTION_SYSTEM, user, InstructionReply, "instruction")
+
+        return self._batched(sections, one)
+
+    def questions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
+        def one(section: SectionPrompt) -> Generated:
+            user = f"Title: {section.title}\n\n{section.text[:3000]}"
+            return self._ask(section.key, QUESTION_SYSTEM, user, QuestionReply, "question")
 
         return self._batched(sections, one)
 

@@ -40,6 +40,17 @@ def instruction_messages(section: SectionPrompt) -> list[dict[str, str]]:
     ]
 
 
+def question_messages(section: SectionPrompt) -> list[dict[str, str]]:
+    """Asks for a reader's question (not a writing request) that the text answers."""
+    return [
+        {
+            "role": "user",
+            "content": "Write one short question a reader could ask that the following text "
+            f"answers.\n\nText: {section.text[:SECTION_CHARS]}\n\nQuestion:",
+        },
+    ]
+
+
 def answer_messages(prompt: AnswerPrompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt.prompt}]
 
@@ -140,6 +151,17 @@ class LocalModelGenerator:
         if not sections:
             return []
         prompts = [self.render(instruction_messages(s)) for s in sections]
+        texts = self.generate(prompts, [INSTRUCTION_TOKENS] * len(prompts))
+        results = []
+        for section, text in zip(sections, texts, strict=True):
+            line, reason = clean_instruction(text)
+            results.append(Generated(section.key, text=line, reason=reason))
+        return results
+
+    def questions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
+        if not sections:
+            return []
+        prompts = [self.render(question_messages(s)) for s in sections]
         texts = self.generate(prompts, [INSTRUCTION_TOKENS] * len(prompts))
         results = []
         for section, text in zip(sections, texts, strict=True):

@@ -1,8 +1,9 @@
 """The deterministic offline generator: no language model, so CI and a laptop need none.
 
 Instructions come from platform-aware templates ("Write a LinkedIn post about ...", "In your
-newsletter, explain ...") filled with the title, the heading path and keyphrases: candidate
-phrases of the section ranked by their embedding's similarity to the section's (the packaged
+newsletter, explain ..."), evaluation questions from question templates ("What do you say about
+...?"), both filled with the title, the heading path and keyphrases: candidate phrases of the
+section ranked by their embedding's similarity to the section's (the packaged
 embedding model), the two best that do not repeat each other.
 
 The `rejected` side is NOT a model's answer: it is a generic, deterministic answer assembled
@@ -62,6 +63,14 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Explain {kp0} in the README of {title}.",
     ),
 }
+# Evaluation questions: a reader's question the section answers, naming what it is about. No
+# platform, kind or date words, so the retrieval's self-query reads no filter into them.
+QUESTION_TEMPLATES = (
+    "What do you say about {kp0} and {kp1}?",
+    'What does "{title}" say about {kp0}?',
+    "Why does {kp0} matter when it comes to {kp1}?",
+    "How do you think about {kp0}?",
+)
 GENERIC_SENTENCES = (
     "There are many factors to consider when it comes to {kp}.",
     "It is important to understand the basics of {kp} before making any decisions.",
@@ -106,6 +115,23 @@ class OfflineGenerator:
             self.usage.calls += 1
             out.append(Generated(section.key, text=self._instruction(section, kps)))
         return out
+
+    def questions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
+        if not sections:
+            return []
+        out = []
+        for section, kps in zip(sections, self.keyphrases(sections), strict=True):
+            self.usage.calls += 1
+            out.append(Generated(section.key, text=self._question(section, kps)))
+        return out
+
+    def _question(self, section: SectionPrompt, kps: list[str]) -> str:
+        title = section.title.strip() or "your project"
+        kp0 = kps[0] if kps else title.lower()
+        kp1 = kps[1] if len(kps) > 1 else title.lower()
+        pick = int(hashlib.sha256(f"question:{section.key}".encode()).hexdigest()[:8], 16)
+        template = QUESTION_TEMPLATES[pick % len(QUESTION_TEMPLATES)]
+        return template.format(title=title, kp0=kp0, kp1=kp1)
 
     def _instruction(self, section: SectionPrompt, kps: list[str]) -> str:
         title = section.title.strip() or "your project"

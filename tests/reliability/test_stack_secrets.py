@@ -53,8 +53,15 @@ def test_no_secret_on_a_command_line_or_in_a_file_others_can_read(
     secrets = stack_secrets(home)
     assert {"postgres_password", "mongo_password"} <= set(secrets)
 
-    args = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    on_command_lines = [name for name, value in secrets.items() if value in args.stdout]
+    # `ww`: whole lines (ps cuts them at $COLUMNS otherwise); /proc read directly as well.
+    args = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True)
+    listed = [args.stdout]
+    for proc in psutil.process_iter():
+        try:
+            listed.append(" ".join(proc.cmdline()))
+        except psutil.Error:
+            continue
+    on_command_lines = [name for name, value in secrets.items() if value in "\n".join(listed)]
     assert on_command_lines == [], f"secrets visible in `ps`: {on_command_lines}"
 
     leaks = []
@@ -111,7 +118,7 @@ def test_triton_repository_api_wants_the_platform_key(stack_settings: Settings) 
     import tritonclient.http as triton_http
     from tritonclient.utils import InferenceServerException
 
-    from twin.serving.client import http_client
+    from twin.serving.client import grpc_client, http_client
 
     http_url = stack_settings.require("triton_http_url")
     name = f"probe_files_{uuid.uuid4().hex[:6]}"
@@ -147,6 +154,11 @@ def test_triton_repository_api_wants_the_platform_key(stack_settings: Settings) 
     finally:
         platform.close()
     assert name not in index
+    platform_grpc = grpc_client(stack_settings)
+    try:
+        assert name not in {m.name for m in platform_grpc.get_model_repository_index().models}
+    finally:
+        platform_grpc.close()
 
 
 def test_registry_tags_need_the_platform_credentials(stack_settings: Settings) -> None:

@@ -23,7 +23,7 @@ def http_client(settings: Settings, *, timeout_s: float | None = None):
     client = triton_http.InferenceServerClient(
         url.netloc, ssl=url.scheme == "https", connection_timeout=timeout, network_timeout=timeout
     )
-    return _with_repository_key(client, settings)
+    return _with_repository_key(client, settings, TRITON_REPOSITORY_KEY_HEADER)
 
 
 def grpc_client(settings: Settings):
@@ -32,10 +32,13 @@ def grpc_client(settings: Settings):
 
     target = settings.require("triton_grpc_url")
     client = triton_grpc.InferenceServerClient(target.removeprefix("grpc://"))
-    return _with_repository_key(client, settings)
+    # Triton's gRPC endpoint reads restricted-protocol headers under this prefix.
+    return _with_repository_key(
+        client, settings, f"triton-grpc-protocol-{TRITON_REPOSITORY_KEY_HEADER}"
+    )
 
 
-def _with_repository_key(client, settings: Settings):
+def _with_repository_key(client, settings: Settings, header: str):
     """`client`, sending the platform's key that Triton's model-repository API (load, unload)
     asks for, when one is configured (`TRITON_REPOSITORY_KEY`)."""
     from tritonclient._plugin import InferenceServerClientPlugin
@@ -44,7 +47,7 @@ def _with_repository_key(client, settings: Settings):
 
     class RepositoryKey(InferenceServerClientPlugin):
         def __call__(self, request) -> None:
-            request.headers[TRITON_REPOSITORY_KEY_HEADER] = key
+            request.headers[header] = key
 
     if key:
         client.register_plugin(RepositoryKey())

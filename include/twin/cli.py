@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -91,7 +92,7 @@ def stack_up(
     console.print(
         f"started: {', '.join(result.started) or 'nothing'}; "
         f"reused: {', '.join(result.reused) or 'nothing'} "
-        f"({time.monotonic() - began:.1f} s); endpoints in {stack.env_path}"
+        f"({time.monotonic() - began:.1f} s); endpoints in {escape(str(stack.env_path))}"
     )
     for note in result.notes:  # e.g. which Airflow DAGs were unpaused, or what to unpause
         console.print(note, markup=False, highlight=False)
@@ -157,6 +158,16 @@ def healthcheck() -> None:
     out.print(render_report(results), markup=False, highlight=False)  # details are error text
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def quiet_model_loading() -> None:
+    """No progress bars while models load (transformers' "Loading weights", the hub's downloads):
+    a command's output is its answer."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    disable_progress_bars()
 
 
 def _add_plugin_commands() -> None:
@@ -281,11 +292,20 @@ def warehouse_summary() -> None:
         out.print(quarantined, markup=False, highlight=False)
 
 
+class SearchModeName(StrEnum):
+    """The retrieval modes `twin search --mode` accepts (those of `twin.rag.retrieve.SearchMode`,
+    which the CLI does not import at start-up)."""
+
+    hybrid = "hybrid"
+    dense = "dense"
+    fulltext = "fulltext"
+
+
 @app.command("search")
 def search(
     question: str = typer.Argument(..., help="A question, e.g. 'what did I write about HNSW?'"),
     k: int = typer.Option(5, min=1, max=50, help="How many passages."),
-    mode: str = typer.Option("hybrid", help="hybrid, dense or fulltext."),
+    mode: SearchModeName = typer.Option(SearchModeName.hybrid, help="The retrieval mode."),
     rerank: bool = typer.Option(True, help="Rerank the fused candidates (MMR by default)."),
     expand: bool = typer.Option(False, help="Add rule-based query expansions."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -294,14 +314,12 @@ def search(
     from twin.rag.evaluate import search_passages
     from twin.settings import load_settings
 
-    if mode not in ("hybrid", "dense", "fulltext"):
-        console.print(f"[red]error:[/] --mode must be hybrid, dense or fulltext, not {mode!r}")
-        raise typer.Exit(2)
     if not question.strip():
         console.print("[red]error:[/] the question is empty")
         raise typer.Exit(2)
+    quiet_model_loading()
     passages = search_passages(
-        question, load_settings(), k, mode=mode, rerank=rerank, expand=expand
+        question, load_settings(), k, mode=mode.value, rerank=rerank, expand=expand
     )
     if as_json:
         out.print_json(json.dumps(passages, default=str))

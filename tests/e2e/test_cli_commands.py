@@ -90,7 +90,10 @@ def test_every_command_answers_help() -> None:
 
 USAGE_ERRORS = {
     "search without a question": (["search"], "Missing argument 'QUESTION'"),
-    "search in an unknown mode": (["search", "hnsw", "--mode", "bogus"], "--mode must be hybrid"),
+    "search in an unknown mode": (
+        ["search", "hnsw", "--mode", "bogus"],
+        "'bogus' is not one of 'hybrid', 'dense', 'fulltext'",
+    ),
     "search for nothing": (["search", "   "], "the question is empty"),
     "serve a port that is no number": (["sample", "serve", "--port", "abc"], "'--port'"),
     "eval on a missing question set": (

@@ -42,3 +42,29 @@ def test_service_that_is_down_is_named_without_traceback(tmp_path: Path) -> None
     assert "Postgres (WAREHOUSE_DSN) failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert "secret" not in result.stderr + result.stdout
+
+
+def test_markup_in_a_search_mode_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """`--mode` is a choice (validated by the command line parser): text that Rich would read as
+    markup is quoted back, never rendered."""
+    result = twin(
+        "search",
+        "what is the tuesday test?",
+        "--mode",
+        "[/]",
+        env={"COLUMNS": "200"},
+        home=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "'[/]' is not one of 'hybrid', 'dense', 'fulltext'" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "MarkupError" not in result.stderr
+
+
+def test_search_modes_of_the_command_are_those_of_retrieval() -> None:
+    from typing import get_args
+
+    from twin.cli import SearchModeName
+    from twin.rag.retrieve import SearchMode
+
+    assert {m.value for m in SearchModeName} == set(get_args(SearchMode))

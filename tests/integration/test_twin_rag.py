@@ -247,11 +247,34 @@ def test_twin_ask_prints_the_answer_and_its_sources(rag: Settings, args) -> None
     assert "tuesday-test" in result.output  # the labelled document's URL
 
 
-def test_twin_ask_reports_a_refused_question(rag: Settings) -> None:
+@pytest.mark.parametrize("author", ["Nobody", "[/]", "[bold]Nobody"])
+def test_twin_ask_reports_a_refused_question(rag: Settings, author: str) -> None:
+    """The refusal quotes the author as typed, even text Rich would read as markup."""
     from typer.testing import CliRunner
 
     from twin.cli import app
 
-    result = CliRunner().invoke(app, ["ask", "What is the Tuesday test?", "--author", "Nobody"])
-    assert result.exit_code == 1
-    assert "unknown author 'Nobody'" in result.output
+    result = CliRunner().invoke(app, ["ask", "What is the Tuesday test?", "--author", author])
+    assert result.exit_code == 1, result.exception
+    assert f"unknown author {author!r}" in " ".join(result.output.split())
+
+
+def test_twin_search_prints_passages_without_a_loading_bar(rag: Settings) -> None:
+    """The embedding model loads without transformers' "Loading weights" bar: the command's
+    output (stdout and stderr) is its passages."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WAREHOUSE_DSN": rag.require("warehouse_dsn"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "twin.cli", "search", "What is the Tuesday test?", "--k", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tuesday-test" in result.stdout
+    for output in (result.stdout, result.stderr):
+        assert "Loading weights" not in output and "it/s]" not in output, output

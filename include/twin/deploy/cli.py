@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -82,7 +83,7 @@ def deployments(
             f"[{colour}]{r.state}[/]",
             r.previous_champion or "-",
             *(_fmt(r.figures.get(key)) for key in COLUMNS),
-            (r.reason or "")[:160],
+            escape((r.reason or "")[:160]),
             f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "-",
         )
     out.print(table)
@@ -104,9 +105,9 @@ def alerts(limit: int = typer.Option(20, min=1, max=1000)) -> None:
     for a in rows:
         table.add_row(
             f"{a['raised_at']:%Y-%m-%d %H:%M}",
-            a["check_name"],
-            a["severity"],
+            escape(a["check_name"]),
+            escape(a["severity"]),
             f"{a['window_end']:%Y-%m-%d %H:%M}",
-            a["message"],
+            escape(a["message"]),
         )
     out.print(table)

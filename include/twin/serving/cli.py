@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(no_args_is_help=True)
 serve_app = typer.Typer(help="Serve registered model versions on Triton.", no_args_is_help=True)
@@ -22,7 +23,8 @@ def _settings():
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    # messages quote what the user typed (an author, a question): never read as Rich markup
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -119,8 +121,8 @@ def serve_status() -> None:
 
     settings = _settings()
     routing = read_routing(settings)
-    out.print(f"served twin_llm versions: {served_versions(settings) or 'none'}")
-    out.print(f"routing: {json.dumps(routing)}", highlight=False)
+    out.print(f"served twin_llm versions: {served_versions(settings) or 'none'}", markup=False)
+    out.print(f"routing: {json.dumps(routing)}", markup=False, highlight=False)
     client = http_client(settings)
     try:
         for model in ("twin_llm", "twin_llm_stream", "twin_rag"):

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 models_app = typer.Typer(help="Review model versions in the MLflow registry.", no_args_is_help=True)
@@ -21,7 +22,7 @@ def _settings():
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/] {exc}")
+    err.print(f"[red]error:[/] {escape(str(exc))}")
     raise typer.Exit(2) from exc
 
 
@@ -45,7 +46,7 @@ def list_cmd() -> None:
         table.add_column(col)
     for v in list_versions(settings):
         t = v.tags
-        table.add_row(
+        cells = (
             v.version,
             v.review,
             ",".join(v.aliases) or "-",
@@ -55,6 +56,7 @@ def list_cmd() -> None:
             t.get("eval_dpo_perplexity", t.get("eval_sft_perplexity", "-")),
             t.get("eval_dpo_style_similarity", t.get("eval_sft_style_similarity", "-")),
         )
+        table.add_row(*(escape(str(cell)) for cell in cells))  # tags are anyone's text
     out.print(table)
 
 
@@ -88,7 +90,7 @@ def show_cmd(
         )
     )
     if card:
-        out.print(v.description)
+        out.print(v.description, markup=False, highlight=False)
 
 
 @models_app.command("approve")
@@ -106,7 +108,8 @@ def approve_cmd(
         _fail(exc)
     out.print(
         f"version {v.version}: {v.review} by {v.tags.get('reviewed_by')} "
-        f"at {v.tags.get('reviewed_at')}"
+        f"at {v.tags.get('reviewed_at')}",
+        markup=False,
     )
 
 
@@ -126,7 +129,8 @@ def reject_cmd(
     out.print(
         f"version {v.version}: {v.review} by {v.tags.get('reviewed_by')} "
         f"({v.tags.get('review_note')}); "
-        f"aliases left: {','.join(v.aliases) or 'none'}"
+        f"aliases left: {','.join(v.aliases) or 'none'}",
+        markup=False,
     )
 
 

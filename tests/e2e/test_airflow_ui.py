@@ -1,16 +1,20 @@
-"""The Airflow UI in a real browser: the `twin_crawl` trigger form, as a person fills it.
+"""The Airflow UI in a real browser: the trigger forms, as a person fills them.
 
 Debian's chromium driven by Playwright opens the embedded stack's UI (`airflow standalone`),
 opens the trigger form, checks that the Params render as one field per platform with their
 titles, that a bad link is refused with a message naming the Param, and that a typed link
-starts a run that crawls the new page. Runs with `make test-ui` (CI calls it after `make test`);
-it needs `chromium` on PATH (`apt-get install -y chromium`) or `TWIN_CHROMIUM` naming a binary.
+starts a run that crawls the new page. Then every DAG's form opens with no field marked invalid
+and triggers with its defaults (the Params left empty mean the platform's author and base model),
+and the runs of `twin_datasets` and `twin_training` (tiny model) started that way succeed. Runs
+with `make test-ui` (CI calls it after `make test`); it needs `chromium` on PATH
+(`apt-get install -y chromium`) or `TWIN_CHROMIUM` naming a binary.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -59,12 +63,12 @@ def browser():
         browser.close()
 
 
-def open_trigger_form(browser, af: AirflowUnderTest):
-    """Sign in as the stack's admin (its password is a stack secret), open twin_crawl's form."""
+def open_trigger_form(browser, af: AirflowUnderTest, dag_id: str = "twin_crawl"):
+    """Sign in as the stack's admin (its password is a stack secret), open the DAG's form."""
     airflow = af.stack.services["airflow"]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)  # a loaded laptop renders the first page slowly
-    page.goto(f"{airflow.url}/auth/login?next={airflow.url}/dags/twin_crawl")
+    page.goto(f"{airflow.url}/auth/login?next={airflow.url}/dags/{dag_id}")
     page.locator("input[name=username]").fill(ADMIN_USER)
     page.locator("input[name=password]").fill(airflow.admin_password)
     page.get_by_role("button", name="Sign in").click()
@@ -79,7 +83,8 @@ def test_the_trigger_form_shows_one_field_per_platform_and_refuses_a_bad_link(
 ) -> None:
     af = airflow_standalone
     page, dialog = open_trigger_form(browser, af)
-    assert page.locator("#element_author").input_value() == "Ada Lindqvist"
+    # Left empty, the run crawls for the platform's author (TWIN_AUTHOR)
+    assert page.locator("#element_author").input_value() == ""
     for platform, title in PLATFORM_TITLES.items():
         assert dialog.get_by_text(title, exact=True).is_visible()
         field = page.locator(f"#element_{platform}")
@@ -109,6 +114,97 @@ def test_links_typed_in_the_form_start_a_run_that_crawls_them(
     page.close()
 
     assert run["conf"].get("blog", [])[:1] == [new_page], run["conf"]
-    assert run["state"] == "success", af.task_states("twin_crawl", run["dag_run_id"])
+    assert run["state"] == "success", failure_logs(af, "twin_crawl", run["dag_run_id"])
     report = af.xcom("twin_crawl", run["dag_run_id"], "crawl_source", map_index=0)
     assert isinstance(report, dict) and report["new"] == 1, report
+
+
+# Every DAG, in the order a chain needs: the crawl (the sample author's recorded links) first, so
+# the later forms' default runs have marts, a dataset and a model to work on.
+FORM_DAGS = (
+    "twin_healthcheck",
+    "twin_crawl",
+    "twin_warehouse",
+    "twin_features",
+    "twin_datasets",
+    "twin_training",
+    "twin_deploy",
+    "twin_monitor",
+)
+MUST_SUCCEED = ("twin_crawl", "twin_datasets", "twin_training")
+
+
+def failure_logs(af: AirflowUnderTest, dag_id: str, run_id: str) -> str:
+    """Each failed task's log tail, for an assertion message."""
+    states = af.task_states(dag_id, run_id)
+    tails = [f"{dag_id} {run_id}: {states}"]
+    for task_id, state in states.items():
+        if state == "failed":
+            resp = af.api.get(
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+                params={"full_content": True},
+                headers={"Accept": "text/plain"},
+            )
+            tails.append(f"--- {task_id}:\n{resp.text[-3000:]}")
+    return "\n".join(tails)
+
+
+def trigger_with_defaults(browser, af: AirflowUnderTest, dag_id: str) -> str:
+    """Open the DAG's form, check no field is marked invalid, press Trigger; the new run's id."""
+    known = {r["dag_run_id"] for r in af.runs(dag_id)}
+    page, dialog = open_trigger_form(browser, af, dag_id)
+    invalid = dialog.locator("[aria-invalid=true], [data-invalid]")
+    assert invalid.count() == 0, (
+        dag_id,
+        [invalid.nth(i).get_attribute("id") for i in range(invalid.count())],
+    )
+    button = dialog.get_by_role("button", name="Trigger")
+    assert button.is_enabled(), f"{dag_id}: the form cannot be submitted with its defaults"
+    button.click()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = [r["dag_run_id"] for r in af.runs(dag_id) if r["dag_run_id"] not in known]
+        if new:
+            page.close()
+            return new[0]
+        time.sleep(1)
+    raise AssertionError(f"{dag_id}: Trigger with the form's defaults started no run")
+
+
+def wait_until_quiet(af: AirflowUnderTest, timeout_s: float) -> None:
+    """Until no chain DAG has a queued or running run (the assets' runs have all finished)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        busy = [
+            d for d in FORM_DAGS if any(r["state"] in ("queued", "running") for r in af.runs(d))
+        ]
+        if not busy:
+            return
+        time.sleep(5)
+    raise AssertionError(f"runs still going after {timeout_s} s: {busy}")
+
+
+def test_every_form_triggers_with_its_defaults_and_the_chain_runs_succeed(
+    airflow_standalone: AirflowUnderTest, browser
+) -> None:
+    from twin.crawl.run import record_author_links
+    from twin.settings import load_settings
+    from twin.stack.demo_site import describe_demo_site
+
+    af = airflow_standalone
+    # What `twin stack up --sample` does: the crawl form's default run (no links) reads these.
+    site = describe_demo_site(af.stack.services["sample"].url)
+    record_author_links(site.author, site.links, load_settings(af.stack.home))
+    af.api.patch("/dags/twin_monitor", json={"is_paused": False})
+    af.api.patch("/dags/twin_healthcheck", json={"is_paused": False})
+    started: dict[str, str] = {}
+    for dag_id in FORM_DAGS:
+        if dag_id in MUST_SUCCEED:
+            # the crawl's assets start the rest of the chain: let it finish first, so these
+            # default runs have the sample author's marts, dataset and model to work on
+            wait_until_quiet(af, CHAIN_TIMEOUT_S)
+        started[dag_id] = trigger_with_defaults(browser, af, dag_id)
+        if dag_id in MUST_SUCCEED:
+            run = af.wait_for(dag_id, set(), CHAIN_TIMEOUT_S, run_id=started[dag_id])
+            assert run["state"] == "success", failure_logs(af, dag_id, started[dag_id])
+    assert set(started) == set(FORM_DAGS)

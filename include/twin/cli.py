@@ -190,7 +190,7 @@ def crawl(
     urls: list[str] = typer.Argument(
         None, help="Links to crawl; none: the author's recorded links"
     ),
-    author: str | None = typer.Option(None, help="Author name (default: the sample author)."),
+    author: str | None = typer.Option(None, help="Author (default: TWIN_AUTHOR)."),
     platform: str | None = typer.Option(None, help="Force the platform of every URL."),
 ) -> None:
     """Crawl an author's links into the raw store and print the run's summary."""

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     crawl_extract_processes: int = Field(default=0, ge=0, le=64)  # 0: per core if >= 4 cores
     crawl_git_timeout_s: float = Field(default=300.0, gt=0)
     crawl_git_max_bytes: int = Field(default=200_000_000, gt=0)
+    crawl_git_max_files: int = Field(default=100_000, gt=0)  # files of one checkout
     # datasets (instruction and preference sets)
     generator_url: str | None = Field(default=None, validation_alias="TWIN_GENERATOR_URL")
     generator_model: str = Field(default="default", validation_alias="TWIN_GENERATOR_MODEL")

@@ -6,6 +6,7 @@ decision row in `serving.deployments` shows why a version was promoted or rolled
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,22 +16,28 @@ from pydantic import BaseModel, Field
 
 from twin.deploy import drift
 from twin.deploy.guardrails import violates
+from twin.settings import Settings
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+def _deploy_setting(name: str) -> Any:
+    """The field `Settings.deploy_<name>` (type, default and bounds), declared there once."""
+    return copy.copy(Settings.model_fields[f"deploy_{name}"])
 
 
 class Thresholds(BaseModel):
     """What a challenger must meet to be promoted (defaults from settings, overridable per run)."""
 
-    min_samples: int = Field(default=40, ge=2)
-    drift_method: str = Field(default="mmd", pattern="^(mmd|classifier)$")
-    mmd_alpha: float = Field(default=0.01, gt=0, lt=1)
-    max_classifier_auc: float = Field(default=0.75, ge=0.5, le=1)
-    ks_alpha: float = Field(default=0.01, gt=0, lt=1)
-    max_style_drop: float = Field(default=0.1, ge=0, le=2)
-    max_latency_p95_ratio: float = Field(default=2.0, gt=0)
-    max_error_rate: float = Field(default=0.02, ge=0, le=1)
-    max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)
+    min_samples: int = _deploy_setting("min_samples")
+    drift_method: str = _deploy_setting("drift_method")
+    mmd_alpha: float = _deploy_setting("mmd_alpha")
+    max_classifier_auc: float = _deploy_setting("max_classifier_auc")
+    ks_alpha: float = _deploy_setting("ks_alpha")
+    max_style_drop: float = _deploy_setting("max_style_drop")
+    max_latency_p95_ratio: float = _deploy_setting("max_latency_p95_ratio")
+    max_error_rate: float = _deploy_setting("max_error_rate")
+    max_guardrail_rate: float = _deploy_setting("max_guardrail_rate")
     permutations: int = Field(default=500, ge=1, le=10_000)
     # absolute: the challenger's mean repeated word 4-gram rate, whatever the champion's
     max_loop_rate: float = Field(default=0.1, ge=0, le=1)

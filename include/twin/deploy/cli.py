@@ -1,8 +1,9 @@
 """`twin deployments`: the deployment decisions recorded in `serving.deployments`, with figures,
-and the monitor's alerts."""
+the monitor's alerts, and `retry` to judge a decided version again."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 
@@ -111,3 +112,35 @@ def alerts(limit: int = typer.Option(20, min=1, max=1000)) -> None:
             escape(a["message"]),
         )
     out.print(table)
+
+
+@app.command("retry")
+def retry(
+    version: int = typer.Argument(..., min=1, help="Registered version to deploy again."),
+    reason: str = typer.Option(..., "--reason", help="Why it deserves another run (recorded)."),
+    by: str | None = typer.Option(None, "--by", help="Who asks (default: the OS user)."),
+    model: str | None = typer.Option(None, help="Registered model (default: settings)."),
+) -> None:
+    """Restart a decided deployment (a rollback for a transient failure, say): its record goes
+    back to planned, with who asked and why; the next twin_deploy run of VERSION judges it again
+    against today's champion."""
+    from twin.deploy.deployment import DeploymentError
+    from twin.deploy.registry import RegistryUnavailable
+    from twin.deploy.tasks import open_deployment
+    from twin.settings import load_settings
+
+    settings = load_settings()
+    if model:
+        settings = settings.model_copy(update={"registered_model": model})
+    who = by or getpass.getuser()
+    try:
+        with open_deployment(version, None, settings) as deployment:
+            row = deployment.retry(reason, who)
+    except (DeploymentError, RegistryUnavailable) as error:
+        err.print(f"[red]retry refused:[/] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    out.print(
+        f"deployment {escape(row.deployment_id)} is planned again (attempt {row.attempts}, "
+        f"asked by {escape(who)}); run twin_deploy with version={version} to judge it",
+        highlight=False,
+    )

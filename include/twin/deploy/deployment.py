@@ -6,6 +6,11 @@ moves the record on with a compare-and-set. The order inside a step keeps MLflow
 truth), Triton and the record in agreement when the step fails halfway: the challenger alias is set
 before loading and removed only after unloading; the champion alias moves only after Triton's
 default has switched. `reconcile` repairs whatever a crashed run left behind.
+
+Deployments of one registered model never interleave: a Postgres advisory lock serialises
+admitting a deployment, deciding one and reconciling, and a deployment is admitted only while
+no other version's deployment is in flight (the `challenger` alias and twin_rag's shadow hold one
+version at a time).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class DeploymentError(RuntimeError):
     """A step that cannot go on (the record says where the deployment stands)."""
 
 
+class DeploymentBusy(DeploymentError):
+    """Another version of the same registered model is being deployed: retry once it decided."""
+
+
 @dataclass
 class Deployment:
     """The parts one deployment works with: MLflow client, warehouse connection, serving."""
@@ -76,33 +85,101 @@ class Deployment:
     # steps --------------------------------------------------------------------------------
 
     def start(self) -> DeploymentRecord:
-        """Create the record (planned), restart a failed one, or return a running/decided one."""
+        """Create the record (planned), restart a failed one, or return a running/decided one.
+        Raises DeploymentBusy while another version's deployment is in flight, and
+        RegistryUnavailable when MLflow cannot say who the champion is."""
         store.ensure_schema(self.conn)
-        champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
-        row, created = store.plan_deployment(
-            self.conn,
-            self.registered_model,
-            self.version,
-            state=S.PLANNED,
-            previous_champion=champion,
-            thresholds=self.thresholds.model_dump(),
-            run_id=self.run_id,
-            now=self.clock(),
-        )
-        if not created and row.state == S.FAILED:
-            row = self._advance(
-                row,
-                [S.FAILED],
-                S.PLANNED,
-                note="restarted after a failed run",
-                reset={
-                    "attempts": row.attempts + 1,
-                    "run_id": self.run_id,
-                    "previous_champion": champion,
-                    "thresholds": self.thresholds.model_dump(),
-                },
+        with store.deployment_lock(self.conn, self.registered_model):
+            # read under the lock: a deployment deciding meanwhile may move the champion
+            champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
+            others = [
+                r
+                for r in store.list_deployments(self.conn, self.registered_model, 1000)
+                if r.state in IN_FLIGHT and r.version != str(self.version)
+            ]
+            if others:
+                busy = ", ".join(f"version {r.version} ({r.state})" for r in others)
+                raise DeploymentBusy(
+                    f"cannot deploy {self.registered_model}/{self.version}: the deployment of "
+                    f"{busy} is in flight; retry once it is decided (or reconciled as failed)"
+                )
+            row, created = store.plan_deployment(
+                self.conn,
+                self.registered_model,
+                self.version,
+                state=S.PLANNED,
+                previous_champion=champion,
+                thresholds=self.thresholds.model_dump(),
+                run_id=self.run_id,
+                now=self.clock(),
             )
+            if not created and row.state == S.FAILED:
+                row = self._restart(row, champion, "restarted after a failed run", [S.FAILED])
         return row
+
+    def _restart(
+        self,
+        row: DeploymentRecord,
+        champion: str | None,
+        note: str,
+        expected: Sequence[str],
+        details: dict[str, Any] | None = None,
+    ) -> DeploymentRecord:
+        """Back to planned against today's champion; the earlier attempt's outcome stays in the
+        history entry."""
+        earlier = {"decision": row.decision, "reason": row.reason, "figures": row.figures}
+        return self._advance(
+            row,
+            expected,
+            S.PLANNED,
+            note=note,
+            details={"earlier": earlier, **(details or {})},
+            reset={
+                "attempts": row.attempts + 1,
+                "run_id": self.run_id,
+                "previous_champion": champion,
+                "thresholds": self.thresholds.model_dump(),
+                "figures": {},
+                "decision": None,
+                "reason": None,
+            },
+        )
+
+    def retry(self, reason: str, by: str) -> DeploymentRecord:
+        """Restart a decided (or failed) deployment: the version's next run judges it again
+        against today's champion. Refused for the champion itself and while another version
+        is in flight; `by` and `reason` are kept in the record's history and on the version."""
+        if not reason.strip():
+            raise DeploymentError("a retry needs a reason")
+        store.ensure_schema(self.conn)
+        row = self.record()
+        if row.state not in (S.ROLLED_BACK, S.FAILED, S.PROMOTED):
+            raise DeploymentError(
+                f"deployment {row.deployment_id} is {row.state}: it has not been decided yet"
+            )
+        with store.deployment_lock(self.conn, self.registered_model):
+            champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
+            if champion == str(self.version):
+                raise DeploymentError(
+                    f"version {self.version} is the champion: there is nothing to retry"
+                )
+            others = [
+                r.version
+                for r in store.list_deployments(self.conn, self.registered_model, 1000)
+                if r.state in IN_FLIGHT and r.version != str(self.version)
+            ]
+            if others:
+                raise DeploymentBusy(
+                    f"cannot retry {row.deployment_id}: version(s) {', '.join(others)} in flight"
+                )
+            registry.mark_retry(self.client, self.registered_model, self.version, reason, by)
+            return self._restart(
+                row,
+                champion,
+                f"retry requested by {by}: {reason}",
+                [row.state],
+                {"by": by, "why": reason},
+            )
 
     def preflight(self, require_approval: bool) -> DeploymentRecord:
         row = self.record()
@@ -127,6 +204,8 @@ class Deployment:
         except Exception as err:  # Triton's refusal, a broken artefact: a decision, not a crash
             if not _triton_reachable(self.serving):
                 raise
+            # the artefact comes from MLflow: an outage there is retried, not a rollback
+            registry.version_info(self.client, self.registered_model, self.version)
             return self._roll_back(row, f"failed to load: {err}")
         return self._advance(row, [S.PREFLIGHT_OK], S.LOADED, note="loaded beside the champion")
 
@@ -135,9 +214,10 @@ class Deployment:
         row = self.record()
         if reached(row.state, S.SHADOWING):
             return row
-        if row.previous_champion is not None:
-            self.serving.set_shadow(self.version, share)
-        return self._advance(row, [S.LOADED], S.SHADOWING, note=f"shadow share {share}")
+        with store.deployment_lock(self.conn, self.registered_model):
+            if row.previous_champion is not None:
+                self.serving.set_shadow(self.version, share)
+            return self._advance(row, [S.LOADED], S.SHADOWING, note=f"shadow share {share}")
 
     def check(
         self,
@@ -169,8 +249,18 @@ class Deployment:
             return row
         if row.state != S.CHECKED:
             raise DeploymentError(f"deployment {row.deployment_id} is {row.state}, not checked")
-        if row.figures.get("verdict") != "promote":
-            return self._roll_back(row, row.reason or "checks failed")
+        with store.deployment_lock(self.conn, self.registered_model):
+            if row.figures.get("verdict") != "promote":
+                return self._roll_back(row, row.reason or "checks failed")
+            champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
+            if champion not in (row.previous_champion, str(self.version)):
+                raise DeploymentError(
+                    f"deployment {row.deployment_id} was judged against champion "
+                    f"{row.previous_champion}, but the champion is now {champion}: rerun it"
+                )
+            return self._promote(row)
+
+    def _promote(self, row: DeploymentRecord) -> DeploymentRecord:
         self.serving.set_shadow(None, 0.0)
         self.serving.set_default(self.version)
         registry.promote(self.client, self.registered_model, self.version, row.reason or "")
@@ -281,7 +371,8 @@ class Agreement:
 
 
 def agreement(client: Any, conn: Any, serving: ServingControl, name: str) -> Agreement:
-    """Compare the three views; every disagreement is named in `problems`."""
+    """Compare the three views; every disagreement is named in `problems`. Loaded versions
+    without a deployment record were not loaded by a deployment and are left out."""
     champion = registry.alias_version(client, name, CHAMPION)
     challenger = registry.alias_version(client, name, CHALLENGER)
     records = store.list_deployments(conn, name, limit=1000)
@@ -308,10 +399,16 @@ def agreement(client: Any, conn: Any, serving: ServingControl, name: str) -> Agr
         if challenger not in in_flight:
             problems.append(f"alias challenger={challenger} but no deployment of it is in flight")
         expected.add(int(challenger))
-    stray = sorted(set(loaded) - expected)
+    stray = sorted((set(loaded) & _owned(records)) - expected)
     if stray:
         problems.append(f"loaded versions {stray} are neither champion nor challenger")
     return Agreement(champion, challenger, loaded, default, last_promoted, in_flight, problems)
+
+
+def _owned(records: Sequence[DeploymentRecord]) -> set[int]:
+    """Versions a deployment may have loaded: those with a record (others, such as a version
+    served by hand with `twin serve up`, are not the deployments' to unload)."""
+    return {int(r.version) for r in records}
 
 
 def reconcile(
@@ -325,37 +422,71 @@ def reconcile(
 ) -> Agreement:
     """Bring MLflow, Triton and the records back in agreement after a failure.
 
-    Deployments named in `stopped` (versions whose run ended without a decision) are marked
-    failed, their challenger alias removed and their version unloaded; the champion is loaded
-    and made twin_rag's default; any other loaded version is unloaded. MLflow and the records
-    are repaired even while Triton is down; run it again once Triton is back."""
+    A version MLflow holds as champion whose record is not `promoted` (the run failed between
+    the promotion and the record's update) gets its record repaired to `promoted`. Deployments
+    named in `stopped` (versions whose run ended without a decision) are marked failed, their
+    challenger alias removed and their version unloaded; the champion is loaded and made
+    twin_rag's default; any other version a deployment loaded is unloaded (versions without a
+    record are left alone). MLflow and the records are repaired even while Triton is down; run
+    it again once Triton is back. Raises RegistryUnavailable while MLflow cannot answer."""
     store.ensure_schema(conn)
     now = now or datetime.now(UTC)
-    for version in stopped:
-        row = store.get_deployment(conn, name, version)
-        if row is not None and row.state in IN_FLIGHT:
-            store.advance(conn, row, [row.state], S.FAILED, now=now, note="stopped: reconciled")
-    in_flight = {
-        r.version for r in store.list_deployments(conn, name, 1000) if r.state in IN_FLIGHT
-    }
-    challenger = registry.alias_version(client, name, CHALLENGER)
-    if challenger is not None and challenger not in in_flight:
-        client.delete_registered_model_alias(name, CHALLENGER)
-    champion = registry.alias_version(client, name, CHAMPION)
-    try:
-        loaded = serving.loaded_versions()
-    except Exception as err:
-        log.warning("reconcile: Triton unreachable (%s); MLflow and records repaired", err)
+    with store.deployment_lock(conn, name):
+        champion = registry.alias_version(client, name, CHAMPION)
+        if champion is not None:
+            _repair_promoted(conn, serving, name, champion, now)
+        for version in stopped:
+            row = store.get_deployment(conn, name, version)
+            if row is not None and row.state in IN_FLIGHT:
+                store.advance(conn, row, [row.state], S.FAILED, now=now, note="stopped: reconciled")
+        records = store.list_deployments(conn, name, 1000)
+        in_flight = {r.version for r in records if r.state in IN_FLIGHT}
+        challenger = registry.alias_version(client, name, CHALLENGER)
+        if challenger is not None and challenger not in in_flight:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        try:
+            loaded = serving.loaded_versions()
+        except Exception as err:
+            log.warning("reconcile: Triton unreachable (%s); MLflow and records repaired", err)
+            return agreement(client, conn, serving, name)
+        if champion is not None:
+            if int(champion) not in loaded:
+                serving.load(int(champion))
+            if serving.default_version() != int(champion):
+                serving.set_default(int(champion))
+            serving.ensure_router()
+        keep = {int(v) for v in in_flight} | ({int(champion)} if champion else set())
+        for version in sorted((serving.loaded_versions() & _owned(records)) - keep):
+            with contextlib.suppress(Exception):
+                serving.set_shadow(None, 0.0)
+            serving.unload(version)
         return agreement(client, conn, serving, name)
-    if champion is not None:
-        if int(champion) not in loaded:
-            serving.load(int(champion))
-        if serving.default_version() != int(champion):
-            serving.set_default(int(champion))
-        serving.ensure_router()
-    keep = {int(v) for v in in_flight} | ({int(champion)} if champion else set())
-    for version in sorted(serving.loaded_versions() - keep):
-        with contextlib.suppress(Exception):
-            serving.set_shadow(None, 0.0)
-        serving.unload(version)
-    return agreement(client, conn, serving, name)
+
+
+def _repair_promoted(
+    conn: Any, serving: ServingControl, name: str, champion: str, now: datetime
+) -> None:
+    """The champion's record says it was promoted; MLflow's alias is the source of truth (it
+    moves only after twin_rag's default switched)."""
+    row = store.get_deployment(conn, name, champion)
+    if row is None or row.state not in {S.FAILED, *IN_FLIGHT}:
+        return
+    try:
+        default = serving.default_version()
+    except Exception as err:  # the note says what was seen; the alias decides
+        default = f"unknown ({err})"
+    note = (
+        f"repaired by reconcile: MLflow holds version {champion} as champion "
+        f"(twin_rag default: {default}); the run failed after promoting it"
+    )
+    store.advance(
+        conn,
+        row,
+        [row.state],
+        S.PROMOTED,
+        now=now,
+        decision="promote",
+        note=note,
+        reason=row.reason or "promoted; record repaired by reconcile",
+    )
+    log.warning("deployment %s: %s", row.deployment_id, note)

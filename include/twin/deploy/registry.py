@@ -25,6 +25,25 @@ class PreflightError(ValueError):
     """A version that must not be deployed, with the reason."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """MLflow could not answer (unreachable, timed out, or failing): nothing can be concluded
+    about the version or alias asked for, so the step fails and is retried, never decided."""
+
+
+def _absent(err: Exception) -> bool:
+    """Whether an MlflowException says the thing asked for does not exist (as opposed to MLflow
+    being unreachable or failing): a missing model or version is RESOURCE_DOES_NOT_EXIST, a
+    missing alias INVALID_PARAMETER_VALUE with "not found"."""
+    code = getattr(err, "error_code", None)
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "not found" in str(err).lower()
+
+
+def _unavailable(what: str, err: Exception) -> RegistryUnavailable:
+    return RegistryUnavailable(f"MLflow could not answer for {what}: {err}")
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """What deployment needs to know about a registered version."""
@@ -38,13 +57,16 @@ class VersionInfo:
 
 
 def version_info(client: Any, name: str, version: str | int) -> VersionInfo:
-    """The registered version, or PreflightError when it does not exist."""
+    """The registered version; PreflightError when it does not exist, RegistryUnavailable when
+    MLflow cannot say (an outage is never read as "does not exist")."""
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException as err:
-        raise PreflightError(f"model version {name}/{version} does not exist") from err
+        if _absent(err):
+            raise PreflightError(f"model version {name}/{version} does not exist") from err
+        raise _unavailable(f"model version {name}/{version}", err) from err
     return VersionInfo(
         name=name,
         version=str(mv.version),
@@ -56,13 +78,16 @@ def version_info(client: Any, name: str, version: str | int) -> VersionInfo:
 
 
 def alias_version(client: Any, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None."""
+    """The version an alias points at, None when no version holds it (or the model is not
+    registered); RegistryUnavailable when MLflow cannot say (an outage is not "no champion")."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if _absent(err):
+            return None
+        raise _unavailable(f"alias {alias!r} of {name}", err) from err
 
 
 def preflight(client: Any, name: str, version: str | int, *, require_approval: bool) -> VersionInfo:
@@ -124,6 +149,16 @@ def roll_back(client: Any, name: str, version: str | int, reason: str) -> None:
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
     _mark_deployment(client, name, version, "rolled_back", reason)
+
+
+def mark_retry(client: Any, name: str, version: str | int, reason: str, by: str) -> None:
+    """Tag `version` as due for another deployment (who asked and why); its next decision
+    replaces the tag."""
+    version = str(version)
+    client.set_model_version_tag(name, version, VersionTag.DEPLOYMENT, "retry")
+    note = f"retry requested by {by}: {reason}"
+    client.set_model_version_tag(name, version, TAG_DEPLOYMENT_REASON, note[:5000])
+    client.set_model_version_tag(name, version, TAG_DEPLOYED_AT, _now())
 
 
 def _mark_deployment(client: Any, name: str, version: str, state: str, reason: str) -> None:

@@ -26,6 +26,7 @@ from twin.stack.mongo import MongoService
 from twin.stack.postgres import PostgresService
 from twin.stack.process import free_port, group_members, port_is_free
 from twin.stack.servers import MlflowService, SampleSiteService, TritonService
+from twin.stack.serving_restore import restore_serving
 
 CORE_SERVICES = ("postgres", "mongo", "triton", "mlflow")
 OPTIONAL_SERVICES = ("sample", "airflow")  # shown by `status`, started on request
@@ -197,6 +198,9 @@ class Stack:
             self._stop_started(started)
             raise
         notes = tuple(self.services["airflow"].notes) if "airflow" in self.wanted else ()
+        if "triton" in started:  # a fresh Triton serves nothing: bring back what was served
+            progress("restoring what the deployments serve")
+            notes += (restore_serving(self.home, self.endpoints()),)
         return UpResult(started, reused, self.status(), notes)
 
     def _stop_started(self, started: list[str]) -> None:

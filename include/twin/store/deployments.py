@@ -11,7 +11,8 @@ monitor window does not raise the same alert twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,8 @@ create table if not exists serving.monitor_runs (
 );
 """
 
+# First key of the advisory locks that serialise deployments (the second is the model's hash).
+LOCK_NAMESPACE = 0x7477  # "tw"
 COLUMNS = (
     "deployment_id, registered_model, version, state, previous_champion, decision, reason, "
     "figures, thresholds, history, attempts, run_id, created_at, updated_at, decided_at"
@@ -99,6 +102,27 @@ def deployment_id(registered_model: str, version: str | int) -> str:
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create the tables (idempotent)."""
     conn.execute(DDL)
+
+
+@contextmanager
+def deployment_lock(
+    conn: psycopg.Connection, registered_model: str, timeout_s: float = 120.0
+) -> Iterator[None]:
+    """Hold the Postgres advisory lock of `registered_model`'s deployments (one holder at a time,
+    across processes and hosts); released on exit, or by Postgres when the session ends. A holder
+    that keeps it longer than `timeout_s` makes this raise (lock_timeout), never wait forever."""
+    key = (LOCK_NAMESPACE, registered_model)
+    conn.execute("select set_config('lock_timeout', %s, false)", (f"{int(timeout_s * 1000)}ms",))
+    try:
+        conn.execute("select pg_advisory_lock(%s, hashtext(%s))", key)
+    finally:
+        conn.execute("select set_config('lock_timeout', '0', false)")
+    try:
+        yield
+    finally:
+        # a connection that broke meanwhile lost the lock with its session
+        with suppress(psycopg.Error):
+            conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", key)
 
 
 def _record(row: dict[str, Any] | None) -> DeploymentRecord | None:
@@ -157,6 +181,13 @@ def plan_deployment(
     return existing, False
 
 
+# Columns a restart may set afresh (`advance(reset=...)`); resetting `decision` to None also
+# clears `decided_at`, resetting `figures` replaces them instead of merging.
+RESETTABLE = frozenset(
+    {"attempts", "run_id", "previous_champion", "thresholds", "reason", "figures", "decision"}
+)
+
+
 def advance(
     conn: psycopg.Connection,
     record: DeploymentRecord,
@@ -169,27 +200,30 @@ def advance(
     decision: str | None = None,
     reason: str | None = None,
     reset: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> DeploymentRecord | None:
     """Move a deployment to `state` if it is still in one of `expected` (compare-and-set);
-    merges `figures` into the stored ones. Returns the new row, or None when another run moved
-    it first."""
-    entry = [{"state": state, "at": now.isoformat(), "note": note}]
-    sets = [
-        "state = %s",
-        "updated_at = %s",
-        "history = history || %s",
-        "figures = figures || %s",
-    ]
-    params: list[Any] = [state, now, Jsonb(entry), Jsonb(figures or {})]
+    merges `figures` into the stored ones; `details` are kept in the history entry. Returns the
+    new row, or None when another run moved it first."""
+    reset = dict(reset or {})
+    unknown = set(reset) - RESETTABLE
+    if unknown:
+        raise ValueError(f"column(s) {sorted(unknown)} cannot be reset")
+    entry = [{"state": state, "at": now.isoformat(), "note": note, **(details or {})}]
+    sets = ["state = %s", "updated_at = %s", "history = history || %s"]
+    params: list[Any] = [state, now, Jsonb(entry)]
+    if "figures" not in reset:
+        sets.append("figures = figures || %s")
+        params.append(Jsonb(figures or {}))
     if decision is not None:
         sets += ["decision = %s", "decided_at = %s"]
         params += [decision, now]
+    elif "decision" in reset and reset["decision"] is None:
+        sets.append("decided_at = null")
     if reason is not None:
         sets.append("reason = %s")
         params.append(reason)
-    for column, value in (reset or {}).items():
-        if column not in ("attempts", "run_id", "previous_champion", "thresholds", "reason"):
-            raise ValueError(f"column {column!r} cannot be reset")
+    for column, value in reset.items():
         sets.append(f"{column} = %s")
         params.append(Jsonb(value) if isinstance(value, dict) else value)
     with conn.cursor(row_factory=dict_row) as cur:

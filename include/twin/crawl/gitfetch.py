@@ -107,7 +107,8 @@ class GitRemote:
         with self._output(["-C", str(target), "ls-tree", "-r", "-l", "-z", "HEAD"]) as out:
             for entry in _entries(out):
                 files += 1
-                size += int(entry[3]) if entry[3].isdigit() else 0  # a submodule has no size
+                sized = len(entry) > 3 and entry[3].isdigit()  # a submodule has no size
+                size += int(entry[3]) if sized else 0
                 if files > self.limits.max_files:
                     raise GitError(
                         f"git checkout refused: repository has more than "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+import time
 from pathlib import Path
 
 import httpx
@@ -203,3 +204,42 @@ def test_tokenizer_fingerprint_mismatch_refuses_to_load(served_llm, tiny_model_d
     unload_version(settings, bad)
     assert served_versions(settings) == [version]
     assert generate_text(settings, PROMPT, max_tokens=3, version=version)["text"] is not None
+
+
+def test_stream_generations_beyond_the_cap_are_refused_as_busy(served_llm) -> None:
+    """twin_llm_stream runs at most `serving_stream_max_concurrent` generations (here 1): a second
+    request while one streams gets a clear "busy" error at once; the slot comes back after."""
+    from twin.serving.repository import write_llm_configs
+
+    settings, version = served_llm
+    capped = settings.model_copy(update={"serving_stream_max_concurrent": 1})
+
+    def reload_stream(with_settings: Settings) -> None:
+        write_llm_configs(with_settings, served_versions(with_settings))
+        client = http_client(with_settings, timeout_s=300)  # a model load on a busy machine
+        try:
+            client.load_model("twin_llm_stream")
+        finally:
+            client.close()
+
+    try:
+        reload_stream(capped)
+        first = stream_text(settings, PROMPT, max_tokens=64, version=version)
+        pieces = [next(first)]  # the first generation holds the only slot from now on
+        with pytest.raises(InferenceServerException) as caught:
+            list(stream_text(settings, PROMPT, max_tokens=4, version=version))
+        assert "twin_llm_stream is busy: 1 generation(s) are running" in caught.value.message()
+        pieces += list(first)
+        assert len(pieces) > 1  # the first one was not disturbed
+        # its slot is given back once its thread has sent the final response
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert list(stream_text(settings, PROMPT, max_tokens=4, version=version))
+                break
+            except InferenceServerException as exc:
+                if "busy" not in exc.message() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        reload_stream(settings)

@@ -1,5 +1,6 @@
 """What the Triton Python-backend models (`templates/*.py`) share: reading inputs, answering
-with a Triton error, and loading a registered version once per model instance.
+with a Triton error, loading a registered version once per model instance, and the cap on
+concurrent streamed generations.
 
 Imported only inside Triton's Python backend, where `triton_python_backend_utils` exists.
 """
@@ -7,13 +8,16 @@ Imported only inside Triton's Python backend, where `triton_python_backend_utils
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
+from twin.serving.configs import STREAM_GENERATIONS_PARAMETER
 from twin.serving.generation import load_version_generator
 from twin.serving.validation import RequestLimits
+from twin.settings import Settings
 
 
 def input_values(request: Any, name: str) -> Any:
@@ -48,3 +52,34 @@ def load_llm(args: dict[str, str]) -> tuple[RequestLimits, Any]:
     except ValueError as err:
         raise pb_utils.TritonModelException(str(err)) from None
     return limits, generator
+
+
+class GenerationSlots:
+    """At most `limit` generations run at once. A request that finds every slot taken is refused
+    at once (UNAVAILABLE, "busy"), rather than queue without bound: each waiting generation would
+    hold a thread and its prompt, and the client can retry."""
+
+    def __init__(self, limit: int, model: str) -> None:
+        self.limit = limit
+        self.busy = (
+            f"{model} is busy: {limit} generation(s) are running, the most it runs at once "
+            "(serving_stream_max_concurrent); retry shortly"
+        )
+        self._free = threading.BoundedSemaphore(limit)
+
+    def take(self) -> bool:
+        """A slot for one generation; False when none is free (nothing waits)."""
+        return self._free.acquire(blocking=False)
+
+    def give_back(self) -> None:
+        self._free.release()
+
+
+def generation_slots(args: dict[str, str]) -> GenerationSlots:
+    """The model configuration's cap on concurrent generations."""
+    config = json.loads(args["model_config"])
+    value = (config.get("parameters", {}).get(STREAM_GENERATIONS_PARAMETER) or {}).get(
+        "string_value"
+    )
+    limit = int(value) if value else Settings.model_fields["serving_stream_max_concurrent"].default
+    return GenerationSlots(limit, config["name"])

@@ -9,6 +9,8 @@ from twin.settings import Settings
 LLM_MODEL = "twin_llm"
 STREAM_MODEL = "twin_llm_stream"
 RAG_MODEL = "twin_rag"
+# twin_llm_stream's cap on concurrent generations (from `serving_stream_max_concurrent`)
+STREAM_GENERATIONS_PARAMETER = "max_concurrent_generations"
 
 _LLM_INPUTS = """input [
   { name: "prompt" data_type: TYPE_STRING dims: [ 1 ] },
@@ -64,7 +66,9 @@ instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 
 
 def stream_config(settings: Settings, versions: Sequence[int]) -> str:
-    """`twin_llm_stream`: decoupled, one response per generated piece, then a final flag."""
+    """`twin_llm_stream`: decoupled, one response per generated piece, then a final flag; at most
+    `serving_stream_max_concurrent` generations at once."""
+    generations = settings.serving_stream_max_concurrent
     return f"""name: "{STREAM_MODEL}"
 backend: "python"
 max_batch_size: 0
@@ -73,7 +77,7 @@ output [ {{ name: "text" data_type: TYPE_STRING dims: [ 1 ] }} ]
 model_transaction_policy {{ decoupled: true }}
 {_policy(versions)}
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-{_parameters(_limits(settings))}
+{_parameters({**_limits(settings), STREAM_GENERATIONS_PARAMETER: generations})}
 """
 
 

@@ -138,6 +138,10 @@ def test_rows_older_than_the_retention_period_are_deleted(log_settings: Settings
             "shadow_version, prompt, champion_answer) "
             "values ('old-pair', now() - interval '31 days', 1, 2, 'p', 'a')"
         )
+        conn.execute(
+            "insert into serving.log_quarantine (quarantined_at, target, error, row_json) "
+            "values (now() - interval '90 days', 'inference_log', 'DataError', '{}')"
+        )
     writer = InferenceLogWriter(log_settings)
     try:
         writer.submit("inference_log", log_row("today"))
@@ -149,4 +153,5 @@ def test_rows_older_than_the_retention_period_are_deleted(log_settings: Settings
     assert sorted(q for _, q in kept) == ["q", "today"]
     assert ("recent", "q") in kept
     assert rows(log_settings, "select count(*) from serving.shadow_comparisons") == [(0,)]
-    assert writer.expired == 3
+    assert rows(log_settings, "select count(*) from serving.log_quarantine") == [(0,)]
+    assert writer.expired == 4

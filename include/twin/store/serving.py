@@ -6,7 +6,8 @@ retrieved chunk ids and scores, the model version, token counts and per-step lat
 the deployment stage to judge. Every writer goes through `write_inference_log` and
 `write_shadow_comparisons`, which redact personal data and secrets from the free-text columns
 (users' questions, prompts, answers, errors) with `twin.domain.pii.redact` before a row is stored;
-`delete_expired` keeps both tables within the retention period (`serving_log_retention_days`).
+`delete_expired` keeps them (and the quarantine) within the retention period
+(`serving_log_retention_days`).
 A row Postgres refuses is kept in `serving.log_quarantine` (redacted, with the cause) by
 `quarantine_row`, so one bad row never blocks the others."""
 
@@ -109,7 +110,11 @@ _REDACTED_COLUMNS = {
         "shadow_error",
     ),
 }
-_TIME_COLUMNS = {"inference_log": "logged_at", "shadow_comparisons": "compared_at"}
+_TIME_COLUMNS = {
+    "inference_log": "logged_at",
+    "shadow_comparisons": "compared_at",
+    "log_quarantine": "quarantined_at",
+}
 
 
 def ensure_serving_schema(conn: psycopg.Connection) -> None:
@@ -177,8 +182,8 @@ def quarantine_row(
 
 
 def delete_expired(conn: psycopg.Connection, retention_days: int) -> dict[str, int]:
-    """Delete inference-log rows and shadow comparisons older than `retention_days`; how many
-    rows went from each table."""
+    """Delete inference-log rows, shadow comparisons and quarantined rows older than
+    `retention_days`; how many rows went from each table."""
     deleted: dict[str, int] = {}
     with conn.transaction():
         for table, column in _TIME_COLUMNS.items():

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 PROMPT_VERSION = "1"
 CHARS_PER_TOKEN = 4
+BUDGET_STEP = 64
+MAX_TOKENS = 192
 
 
 class RejectedConfig(BaseModel):
@@ -38,8 +40,10 @@ class RejectedConfig(BaseModel):
 
 def token_budget(target_chars: int) -> int:
     """New tokens for an answer of about `target_chars` characters (a little over, so trimming
-    at a sentence boundary can match the lengths)."""
-    return max(32, min(192, int(target_chars / CHARS_PER_TOKEN * 1.2)))
+    at a sentence boundary can match the lengths), rounded up to a multiple of `BUDGET_STEP` so
+    prompts share a batch."""
+    wanted = int(target_chars / CHARS_PER_TOKEN * 1.2)
+    return min(MAX_TOKENS, -(-max(wanted, 1) // BUDGET_STEP) * BUDGET_STEP)
 
 
 def cache_key(model_key: str, prompt: str, target_chars: int) -> str:

@@ -11,3 +11,11 @@ QUESTIONS = Path(__file__).resolve().parent / "questions.yaml"
 def question_set() -> Path:
     """Where the labelled set lives (YAML; see `twin.datasets.labelled` for its format)."""
     return QUESTIONS
+
+
+PARAPHRASES = Path(__file__).resolve().parent / "paraphrase_questions.yaml"
+
+
+def paraphrase_set() -> Path:
+    """The paraphrase set (facts deep in a body, reworded; `dev` / `test` split tags)."""
+    return PARAPHRASES

@@ -14,7 +14,8 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from twin.serving.configs import STREAM_GENERATIONS_PARAMETER
+from twin.domain.devices import DevicePolicy
+from twin.serving.configs import GENERATE_WITH_PARAMETER, STREAM_GENERATIONS_PARAMETER
 from twin.serving.generation import load_version_generator
 from twin.serving.validation import RequestLimits
 from twin.settings import Settings
@@ -42,16 +43,72 @@ def error_response(message: str, invalid: bool = True) -> Any:
 
 
 def load_llm(args: dict[str, str]) -> tuple[RequestLimits, Any]:
-    """The request limits of the model's configuration and its version's generator; a version
+    """The request limits of the model's configuration and its version's generator, on the
+    device and in the dtype the configuration names (`KIND_GPU`: this instance's GPU); a version
     whose tokenizer does not match its record refuses to load (TritonModelException)."""
     config = json.loads(args["model_config"])
     version_dir = Path(args["model_repository"]) / args["model_version"]
-    limits = RequestLimits.from_parameters(config.get("parameters", {}))
+    parameters = config.get("parameters", {})
+    limits = RequestLimits.from_parameters(parameters)
+    through = (parameters.get(GENERATE_WITH_PARAMETER) or {}).get("string_value")
+    if through:
+        return limits, ModelGenerator(version_dir, int(args["model_version"]), through)
     try:
-        generator = load_version_generator(version_dir, args["model_version"])
+        policy = DevicePolicy.from_parameters(parameters)
+        device = int(args.get("model_instance_device_id") or 0)
+        generator = load_version_generator(version_dir, args["model_version"], policy, device)
     except ValueError as err:
         raise pb_utils.TritonModelException(str(err)) from None
     return limits, generator
+
+
+class ModelGenerator:
+    """A version's generator without weights: the tokenizer and settings for validation, the
+    text from model `model` (the same version, which holds the weights) by BLS. Streams the
+    completion as one piece: a GPU holds each served version once."""
+
+    def __init__(self, version_dir: Path, version: int, model: str) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from twin.domain.generation import GenerationSettings
+
+        self.model, self.version = model, version
+        self.tokenizer = AutoTokenizer.from_pretrained(version_dir / "hf")
+        config = AutoConfig.from_pretrained(version_dir / "hf")
+        self.max_context = int(getattr(config, "max_position_embeddings", 2048))
+        self.settings = GenerationSettings.load(version_dir / "hf")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def resolve(self, temperature: float | None = None, **overrides: object) -> Any:
+        return self.settings.override(temperature=temperature, **overrides)
+
+    def stream(self, prompt: str, max_tokens: int, settings: Any = None, **_: Any):
+        import numpy as np
+
+        settings = settings or self.settings
+        values = {
+            "prompt": np.array([[prompt.encode()]], dtype=np.object_),
+            "max_tokens": np.array([[max_tokens]], dtype=np.int32),
+            "temperature": np.array([[settings.temperature]], dtype=np.float32),
+            "top_p": np.array([[settings.top_p]], dtype=np.float32),
+            "repetition_penalty": np.array([[settings.repetition_penalty]], dtype=np.float32),
+            "seed": np.array([[settings.seed]], dtype=np.int32),
+        }
+        request = pb_utils.InferenceRequest(
+            model_name=self.model,
+            model_version=self.version,
+            requested_output_names=["text"],
+            inputs=[pb_utils.Tensor(name, value) for name, value in values.items()],
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{self.model} version {self.version}: {response.error().message()}")
+        text = pb_utils.get_output_tensor_by_name(response, "text").as_numpy().reshape(-1)[0]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        if text:
+            yield text
 
 
 class GenerationSlots:

@@ -1,9 +1,17 @@
-"""`config.pbtxt` text for the Python-backend models (parsed by Triton's protobuf in the tests)."""
+"""`config.pbtxt` text for the Python-backend models (parsed by Triton's protobuf in the tests).
+
+The device policy (`twin.domain.devices`, CPU by default) decides the LLM's instance group and
+the dtype its weights load in (model parameters `device` and `dtype`). On the CPU `twin_llm` and
+`twin_llm_stream` each load the version; on a GPU only `twin_llm` does (`KIND_GPU`, half
+precision) and `twin_llm_stream` generates through it by BLS (parameter `generate_with`), so a
+served version occupies the GPU once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from twin.domain.devices import DevicePolicy, cpu_policy
 from twin.settings import Settings
 
 LLM_MODEL = "twin_llm"
@@ -11,6 +19,8 @@ STREAM_MODEL = "twin_llm_stream"
 RAG_MODEL = "twin_rag"
 # twin_llm_stream's cap on concurrent generations (from `serving_stream_max_concurrent`)
 STREAM_GENERATIONS_PARAMETER = "max_concurrent_generations"
+# twin_llm_stream's parameter naming the model it generates through (no weights of its own)
+GENERATE_WITH_PARAMETER = "generate_with"
 
 _LLM_INPUTS = """input [
   { name: "prompt" data_type: TYPE_STRING dims: [ 1 ] },
@@ -42,8 +52,20 @@ def _policy(versions: Sequence[int]) -> str:
     return f"version_policy: {{ specific: {{ versions: [ {listed} ] }} }}"
 
 
-def llm_config(settings: Settings, versions: Sequence[int], *, name: str = LLM_MODEL) -> str:
-    """`twin_llm`: batched Python backend; each listed version loads its own weights."""
+def _instances(policy: DevicePolicy) -> str:
+    return f"instance_group [ {{ kind: {policy.triton_kind} count: 1 }} ]"
+
+
+def llm_config(
+    settings: Settings,
+    versions: Sequence[int],
+    *,
+    name: str = LLM_MODEL,
+    policy: DevicePolicy | None = None,
+) -> str:
+    """`twin_llm`: batched Python backend; each listed version loads its own weights once, on
+    the policy's device in its dtype."""
+    policy = policy or cpu_policy()
     batching = (
         f"dynamic_batching {{ max_queue_delay_microseconds: {settings.serving_batch_delay_us} }}"
         if settings.serving_dynamic_batching
@@ -60,15 +82,29 @@ output [
 ]
 {batching}
 {_policy(versions)}
-instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-{_parameters(_limits(settings))}
+{_instances(policy)}
+{_parameters(_limits(settings) | policy.parameters())}
 """
 
 
-def stream_config(settings: Settings, versions: Sequence[int]) -> str:
+def stream_config(
+    settings: Settings,
+    versions: Sequence[int],
+    *,
+    policy: DevicePolicy | None = None,
+    through_llm: bool | None = None,
+) -> str:
     """`twin_llm_stream`: decoupled, one response per generated piece, then a final flag; at most
-    `serving_stream_max_concurrent` generations at once."""
+    `serving_stream_max_concurrent` generations at once. On a GPU it holds no weights: it asks
+    `twin_llm` (same version) and sends the completion as one piece (`through_llm`, default:
+    on a GPU)."""
+    policy = policy or cpu_policy()
     generations = settings.serving_stream_max_concurrent
+    values = {**_limits(settings), STREAM_GENERATIONS_PARAMETER: generations}
+    if policy.cuda if through_llm is None else through_llm:
+        values[GENERATE_WITH_PARAMETER] = LLM_MODEL
+    else:
+        values |= policy.parameters()
     return f"""name: "{STREAM_MODEL}"
 backend: "python"
 max_batch_size: 0
@@ -77,7 +113,7 @@ output [ {{ name: "text" data_type: TYPE_STRING dims: [ 1 ] }} ]
 model_transaction_policy {{ decoupled: true }}
 {_policy(versions)}
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-{_parameters({**_limits(settings), STREAM_GENERATIONS_PARAMETER: generations})}
+{_parameters(values)}
 """
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.domain.devices import DevicePolicy, cpu_policy
 from twin.domain.generation import GenerationSettings, ensure_pad_token, stop_token_ids
 
 
@@ -29,9 +30,17 @@ class Generation:
 
 
 class Generator:
-    """A tokenizer and a causal LM loaded once from a Hugging Face folder."""
+    """A tokenizer and a causal LM loaded once from a Hugging Face folder, on the policy's device
+    in its dtype (CPU float32 by default; half precision on a GPU)."""
 
-    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        threads: int | None = None,
+        policy: DevicePolicy | None = None,
+        device_index: int = 0,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -41,7 +50,10 @@ class Generator:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         ensure_pad_token(self.tokenizer)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        self.policy = policy or cpu_policy()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_dir, **self.policy.load_kwargs(device_index)
+        )
         self.model.eval()
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config)
@@ -70,7 +82,7 @@ class Generator:
         settings = settings or self.resolve(temperature)
         batch = self.tokenizer(
             list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        )
+        ).to(self.model.device)
         width = batch["input_ids"].shape[1]
         with self._lock, torch.inference_mode():
             settings.seeded(torch)
@@ -105,7 +117,9 @@ class Generator:
 
         torch = self.torch
         settings = settings or self.resolve(temperature)
-        batch = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        batch = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(
+            self.model.device
+        )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
 
@@ -143,7 +157,9 @@ class Generator:
             raise failure[0]
 
 
-def load_version_generator(version_dir: Path, version: str) -> Generator:
+def load_version_generator(
+    version_dir: Path, version: str, policy: DevicePolicy | None = None, device_index: int = 0
+) -> Generator:
     """The generator of a Triton version folder, after checking its tokenizer against the
     fingerprint the registered version recorded; ValueError on a mismatch (refuse to load)."""
     import json
@@ -151,7 +167,7 @@ def load_version_generator(version_dir: Path, version: str) -> Generator:
     from twin.domain.models import tokenizer_fingerprint
 
     record = json.loads((version_dir / "version.json").read_text())
-    generator = Generator(version_dir / "hf")
+    generator = Generator(version_dir / "hf", policy=policy, device_index=device_index)
     found = tokenizer_fingerprint(generator.tokenizer)
     expected = record.get("tokenizer_fingerprint")
     if expected and found != expected:

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from twin.domain.devices import DevicePolicy, detect
 from twin.serving.configs import (
     LLM_MODEL,
     RAG_MODEL,
@@ -161,15 +162,19 @@ def served_versions(settings: Settings) -> list[int]:
     return json.loads(path.read_text())["versions"] if path.exists() else []
 
 
-def write_llm_configs(settings: Settings, versions: Iterable[int]) -> list[int]:
-    """Point `twin_llm` and `twin_llm_stream` at exactly `versions` (each must be materialised)."""
+def write_llm_configs(
+    settings: Settings, versions: Iterable[int], policy: DevicePolicy | None = None
+) -> list[int]:
+    """Point `twin_llm` and `twin_llm_stream` at exactly `versions` (each must be materialised),
+    on the device policy given or this host's (`twin.domain.devices.detect`)."""
     root = repository_path(settings)
+    policy = policy or detect()
     chosen = sorted({int(v) for v in versions})
     for v in chosen:
         version_record(settings, v)
     if chosen:
-        _write(root / LLM_MODEL / "config.pbtxt", llm_config(settings, chosen))
-        _write(root / STREAM_MODEL / "config.pbtxt", stream_config(settings, chosen))
+        _write(root / LLM_MODEL / "config.pbtxt", llm_config(settings, chosen, policy=policy))
+        _write(root / STREAM_MODEL / "config.pbtxt", stream_config(settings, chosen, policy=policy))
     _write(root / LLM_MODEL / SERVED_FILE, json.dumps({"versions": chosen}))
     return chosen
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from twin.domain.devices import detect
 from twin.domain.generation import (
     GenerationSettings,
     end_of_turn,
@@ -140,7 +141,7 @@ def answer_perplexity(model, tokenizer, pairs: list[tuple[str, str]], max_length
         n_prompt = min(len(prompt_ids), len(ids))
         if len(ids) - n_prompt < 1:
             continue
-        input_ids = torch.tensor([ids])
+        input_ids = torch.tensor([ids], device=model.device)
         labels = input_ids.clone()
         labels[0, :n_prompt] = -100
         with torch.no_grad():
@@ -175,7 +176,7 @@ def generate_answers(
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,
-        )
+        ).to(model.device)
         with torch.no_grad():
             out = model.generate(
                 **batch,
@@ -286,15 +287,18 @@ def evaluate(config: EvalConfig) -> dict:
     rows: dict[str, dict] = {}
     generations: dict[str, list[dict]] = {}
     generation, trials = config.generation, []
+    policy = detect()
     # the candidate first: its decoding is the one every model is scored with
     for label in [candidate, *[x for x in labels if x != candidate]]:
         path = config.models[label]
         tokenizer = AutoTokenizer.from_pretrained(path)
         ensure_pad_token(tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        # bf16 autocast where the trainer used it (about 2x faster on CPUs with AVX-512 BF16);
-        # every model is scored the same way, so the comparison stays fair
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        model = AutoModelForCausalLM.from_pretrained(path, **policy.load_kwargs())
+        # on the CPU, bf16 autocast where the trainer used it (about 2x faster on CPUs with
+        # AVX-512 BF16); on a GPU the weights are half already. Every model is scored the same
+        # way, so the comparison stays fair
+        autocast = config.bf16 and not policy.cuda
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             row = {
                 "model": label,
                 "perplexity": round(

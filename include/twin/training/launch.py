@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.domain.devices import DEVICE_ENV, detect
 from twin.settings import Settings
 from twin.training.config import WorkerConfig, deepspeed_config, last_complete_checkpoint
 from twin.training.params import available_cores
@@ -70,6 +71,9 @@ def launch_command(config_path: Path, ranks: int, port: int) -> list[str]:
 
 
 def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
+    """The ranks' environment; the device policy is decided here once (DeviceError, before
+    anything starts, on a host with a GPU driver but a torch without CUDA) and handed down."""
+    policy = detect()
     env = dict(os.environ)
     ext = extensions_dir(settings)
     ext.mkdir(parents=True, exist_ok=True)
@@ -82,7 +86,8 @@ def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
         "HF_DATASETS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
-        "DS_ACCELERATOR": env.get("DS_ACCELERATOR") or _accelerator(),
+        "DS_ACCELERATOR": policy.deepspeed_accelerator,
+        DEVICE_ENV: policy.kind,
     }
     # keep the datasets cache beside the run, not in the user's home
     env.setdefault("HF_DATASETS_CACHE", str(Path(settings.home) / "hf-datasets"))
@@ -162,9 +167,3 @@ def stop_tree(pid: int, sig: int = signal.SIGTERM, wait_s: float = 30.0) -> None
 def _last_step(folder: Path) -> int | None:
     last = last_complete_checkpoint(folder)
     return int(last.name.removeprefix("checkpoint-")) if last else None
-
-
-def _accelerator() -> str:
-    import shutil
-
-    return "cuda" if shutil.which("nvidia-smi") else "cpu"

@@ -18,10 +18,12 @@ PIP_REQUIREMENTS = [
 
 def log_merged_model(run_id: str, model_dir: str) -> dict[str, str]:
     import mlflow
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    from twin.domain.devices import detect
+
+    # the folder is saved as it is either way; the policy keeps a 7B model off float32 on a GPU
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **detect().load_kwargs())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.transformers.log_model(

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from twin.domain.devices import DevicePolicy, detect
 from twin.training.config import WorkerConfig, last_complete_checkpoint
 
 
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     _single_process_env()
     import torch
 
-    cuda = torch.cuda.is_available()
+    policy = detect()
+    cuda = policy.cuda
     if config.deepspeed_config is not None:
         import deepspeed
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
-    trainer = _build_trainer(config, cuda)
+    trainer = _build_trainer(config, policy)
     last = _last_checkpoint(config.checkpoints)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.save_model(str(config.adapter_dir))
@@ -77,13 +79,13 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return last
 
 
-def _build_trainer(config: WorkerConfig, cuda: bool):
-    import torch
+def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = config.params
+    cuda = policy.cuda
     common = dict(
         output_dir=str(config.checkpoints),
         per_device_train_batch_size=p.batch_size,
@@ -97,7 +99,8 @@ def _build_trainer(config: WorkerConfig, cuda: bool):
         seed=p.seed,
         data_seed=p.seed,
         use_cpu=not cuda,
-        bf16=p.bf16,
+        bf16=p.bf16 and policy.dtype != "float16",
+        fp16=p.bf16 and policy.dtype == "float16",
         deepspeed=str(config.deepspeed_config) if config.deepspeed_config else None,
         dataloader_num_workers=0,
         ddp_backend=None if cuda else "gloo",
@@ -126,18 +129,14 @@ def _build_trainer(config: WorkerConfig, cuda: bool):
             beta=p.beta,
         )
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
-    quantization = None
-    if p.qlora:
-        from transformers import BitsAndBytesConfig
-
-        quantization = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True,
-        )
     model = AutoModelForCausalLM.from_pretrained(
-        config.model_path, dtype=torch.float32, quantization_config=quantization
+        config.model_path,
+        **model_load_kwargs(
+            policy,
+            p.qlora,
+            int(os.environ.get("LOCAL_RANK", "0")),
+            zero3=config.deepspeed_config is not None and p.zero_stage == 3,
+        ),
     )
     lora = LoraConfig(
         r=p.lora_r,
@@ -159,14 +158,48 @@ def _build_trainer(config: WorkerConfig, cuda: bool):
     return trainer
 
 
+def model_load_kwargs(policy: DevicePolicy, qlora: bool, local_rank: int, *, zero3: bool) -> dict:
+    """`from_pretrained` arguments of a rank. CPU: float32 master weights (bf16 is autocast).
+    CUDA: half precision (the Trainer moves the model to the rank's GPU). QLoRA: 4-bit NF4
+    weights placed on the rank's own GPU (`device_map={"": local_rank}`; under ZeRO-3 DeepSpeed
+    places them instead, which refuses a device map), stored in the compute dtype so ZeRO-3 can
+    partition them like the rest. bitsandbytes comes from requirements-gpu.txt."""
+    if qlora and not policy.cuda:
+        raise RuntimeError("4-bit QLoRA (bitsandbytes) needs a CUDA GPU; this rank has none")
+    kwargs: dict = {"dtype": policy.torch_dtype()}
+    if not qlora:
+        return kwargs
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError("4-bit QLoRA needs bitsandbytes: pip install -r requirements-gpu.txt")
+    kwargs["quantization_config"] = quantization_config(policy)
+    if not zero3:
+        kwargs["device_map"] = {"": local_rank}
+    return kwargs
+
+
+def quantization_config(policy: DevicePolicy):
+    """NF4 with double quantisation, computing and storing in the policy's half dtype."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=policy.torch_dtype(),
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_quant_storage=policy.torch_dtype(),
+    )
+
+
 def merge(config: WorkerConfig) -> None:
     """Fold the adapter into a fresh copy of the model it trained on; save it with the tokenizer.
     Runs in a process of its own after the ranks exit (ZeRO-3 would partition this copy too)."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
+    # the same policy as training (the launcher hands it down): half precision on a GPU
+    base = AutoModelForCausalLM.from_pretrained(config.model_path, **detect().load_kwargs())
     merged = PeftModel.from_pretrained(base, str(config.adapter_dir)).merge_and_unload()
     tmp = config.merged_dir.with_name("merged.tmp")
     merged.save_pretrained(tmp, safe_serialization=True)

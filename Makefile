@@ -44,6 +44,8 @@ requirements: $(STAMP) ## re-pin requirements*.txt from requirements*.in
 	  requirements.in -o requirements.txt
 	$(BIN)/uv pip compile -q --system-certs --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
 	  requirements-dev.in -o requirements-dev.txt
+	$(BIN)/uv pip compile -q --system-certs --python $(BIN)/python --python-version 3.11 $(FIND_LINKS) \
+	  requirements-gpu.in -o requirements-gpu.txt
 
 dbt-parse: $(DBT_MANIFEST) ## dbt manifest the twin_warehouse DAG renders from (Cosmos)
 
@@ -98,7 +100,7 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@# training datasets, then SmolLM2 fine-tuning (SFT then DPO, steps from twin_training's Params),
 	@# registered in MLflow as the challenger with its evaluation verdict
 	@$(MAKE) --no-print-directory dag DAG=twin_datasets
-	@$(MAKE) --no-print-directory dag DAG=twin_training
+	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}'
 	@$(BIN)/twin models list
 	@# first deployment: no champion yet, so the evaluation gate decides; Triton serves it
 	@$(MAKE) --no-print-directory dag DAG=twin_deploy

@@ -96,6 +96,7 @@ EDGES = [
     ("twin_training", "zero_stage", 1, False),
     ("twin_training", "ranks", 1, True),
     ("twin_training", "ranks", 0, False),
+    ("twin_training", "ranks", None, True),
     ("twin_training", "beta", 0, False),
     ("twin_training", "eval_pairs", 0, False),
     ("twin_training", "batch_size", 1.5, False),
@@ -206,15 +207,28 @@ def test_smollm2_needs_a_cap_the_form_cannot_express() -> None:
     assert dataset_options({"author": "Ada", "generator": "smollm2", "max_instructions": 3})
 
 
-def test_training_forms_defaults_are_demo_sized_and_the_librarys_are_not() -> None:
-    from twin.training.params import TrainingParams
+def test_training_forms_defaults_are_a_real_retrain_and_the_demo_passes_its_steps() -> None:
+    """A triggered or scheduled run trains the epochs over the whole dataset on every device;
+    only the demo (and the tests) ask for small step counts, explicitly."""
+    import json
+    import re
+
+    from twin.training.params import available_ranks
+    from twin.training.tasks import dag_params_to_raw, split_params
 
     params = dag_params("twin_training")
     form = {n: params.get_param(n).value for n in ("max_steps", "dpo_max_steps", "ranks")}
-    assert form == {"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}
-    library = TrainingParams()
-    assert (library.max_steps, library.dpo_max_steps, library.ranks) == (-1, -1, 1)
+    assert form == {"max_steps": -1, "dpo_max_steps": -1, "ranks": None}
+    assert params.get_param("epochs").value >= 1
+    run = {n: params.get_param(n).value for n in params}
+    _, trained = split_params(dag_params_to_raw(run), SETTINGS)
+    assert (trained.max_steps, trained.dpo_max_steps) == (-1, -1)
+    assert trained.ranks == available_ranks() >= 1
     assert params.get_param("base_model").value is None  # the task fills in the configured one
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    confs = re.findall(r"DAG=twin_training CONF='([^']*)'", makefile)
+    assert re.search(r"DAG=twin_training\s*$", makefile, re.M) is None  # no run on the defaults
+    assert confs and all("max_steps" in json.loads(conf) for conf in confs)
 
 
 def test_deploy_thresholds_default_to_the_settings_class_defaults() -> None:

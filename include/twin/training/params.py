@@ -143,7 +143,7 @@ class TrainingParams(BaseModel):
         ge=1,
         title="Ranks",
         description="Training processes: one per CPU core (gloo) or per GPU (NCCL); cannot "
-        "exceed the cores or GPUs available.",
+        "exceed the cores or GPUs available. Empty: every GPU, or every core without one.",
     )
     dpo: bool = Field(
         default=True,
@@ -238,22 +238,22 @@ FORM_FIELDS = (
     "dpo", "beta", "dpo_learning_rate", "qlora", "bf16", "save_steps", "eval_samples",
     "eval_pairs", "eval_seeds", "force",
 )  # fmt: skip
-# A triggered run is demo-sized by default (minutes on two CPU cores); the library's defaults
-# (run the epochs, one rank) stay what a caller of `TrainingParams` gets.
-FORM_DEFAULTS: dict[str, Any] = {"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}
+# A triggered or scheduled run is a real retrain: the epochs over the whole dataset (the step
+# counts' -1) on every device of the machine (`ranks` empty: `available_ranks()`). The demo and
+# the tests pass their small step counts explicitly.
 
 
 def param_schemas() -> dict[str, dict[str, Any]]:
     """The twin_training Params: each one's default and JSON schema, in form order. An empty
     base model (None) is the configured one (`TWIN_TRAINING_BASE_MODEL`), an empty author the
-    platform's (`TWIN_AUTHOR`), both filled in by the task."""
+    platform's (`TWIN_AUTHOR`), empty ranks every device (`available_ranks`), all filled in by
+    the task."""
     return {
         **form_schemas(DatasetChoice, tuple(DatasetChoice.model_fields)),
         **form_schemas(
             TrainingParams,
             FORM_FIELDS,
-            defaults=FORM_DEFAULTS,
-            configured_when_empty=("base_model",),
+            configured_when_empty=("base_model", "ranks"),
         ),
     }
 
@@ -314,6 +314,11 @@ def check_params(
         )
     if cuda and params.ranks > gpus:
         raise ParamsError("ranks", f"{params.ranks} ranks but {gpus} GPUs")
+
+
+def available_ranks() -> int:
+    """One rank per CUDA GPU; on a machine without one, one per CPU core this process may use."""
+    return _cuda_devices() or available_cores()
 
 
 def available_cores() -> int:

@@ -17,6 +17,7 @@ from twin.training.params import (
     DatasetChoice,
     ParamsError,
     TrainingParams,
+    available_ranks,
     parse_choice,
     parse_params,
 )
@@ -36,11 +37,14 @@ def read_run(
 ) -> tuple[DatasetChoice, TrainingParams]:
     """(which dataset, training parameters) from DAG/CLI params, as strictly as the form checks
     them; unknown keys are refused. A missing (None) `base_model` is the configured one
-    (`TWIN_TRAINING_BASE_MODEL`); a missing author stays None: the platform's author."""
+    (`TWIN_TRAINING_BASE_MODEL`), missing `ranks` every device (`available_ranks`); a missing
+    author stays None: the platform's author."""
     raw = {k: v for k, v in raw.items() if v is not None}
     choice = parse_choice({k: raw.pop(k) for k in DatasetChoice.model_fields if k in raw})
     if "base_model" not in raw:
         raw["base_model"] = (settings or load_settings()).training_base_model
+    if "ranks" not in raw:
+        raw["ranks"] = available_ranks()
     return choice, parse_params(raw)
 
 

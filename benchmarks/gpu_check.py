@@ -74,16 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, work: Path, deadline: float) -> list[dict]:
+    from sample_author.training import snapshot as sample_author_snapshot
     from twin.domain.devices import detect
     from twin.settings import Settings, default_home
     from twin.store.base_models import resolve_base_model
-    from twin.training.data import (
-        dpo_rows,
-        read_jsonl,
-        sample_author_snapshot,
-        sft_rows,
-        write_jsonl,
-    )
+    from twin.training.data import dpo_rows, read_jsonl, sft_rows, write_jsonl
     from twin.training.launch import run_phase
     from twin.training.params import TrainingParams
     from twin.training.pipeline import phase_config

@@ -59,6 +59,9 @@ QUALITY_BARS_OPEN = {
     "DEPLOY_MAX_REPETITION_RATE": "1",
     "DEPLOY_MAX_WRONG_SOURCE_RATE": "1",
     "DEPLOY_FIRST_QUESTIONS": "3",
+    # a test machine shared with other suites answers slowly: waits, not errors
+    "SERVICE_TIMEOUT_S": "60",
+    "SERVING_REQUEST_TIMEOUT_S": "600",
 }
 # Eight documents: a held-out split drawn at the default 0.1 is often empty (the split is by
 # document id), which training refuses; half of them is almost never empty.
@@ -144,6 +147,14 @@ def count(settings: Settings, query: str) -> int:
         return int(conn.execute(query).fetchone()[0])
 
 
+def answer_errors(settings: Settings) -> list[tuple[str, str]]:
+    """The errors of a first deployment's questions, for a failure message."""
+    with psycopg.connect(settings.require("warehouse_dsn")) as conn:
+        return conn.execute(
+            "select question, error from serving.deployment_answers where error is not null"
+        ).fetchall()
+
+
 def style_figure(record: dict) -> float | None:
     """The deployment's style similarity to the author's passages, wherever the record keeps it."""
     figures = record.get("figures") or {}
@@ -188,7 +199,7 @@ def test_the_whole_chain_builds_and_serves_the_second_authors_twin(ines, run_dag
 
     # Her first version: approved by her, deployed with no champion (its own answers decide).
     first = deploy_challenger(ines, run_dag, seconds, "twin_deploy")
-    assert first["state"] == "promoted", first
+    assert first["state"] == "promoted", (first, answer_errors(ines.settings))
     ask = twin("ask", QUESTION, "--json")
     assert ask.returncode == 0, ask.stdout + ask.stderr
     answer = json.loads(ask.stdout)

@@ -5,10 +5,15 @@ A base model is named by a spec:
   and saved as safetensors once, then reused from the cache;
 - `tiny-llama`: a tiny, deterministic Llama (2 layers, hidden 64) with a small BPE tokenizer, built
   from a config in seconds, for tests;
+- `tiny-llama3`, `tiny-qwen2`, `tiny-mistral`, `tiny-gemma2`: the same size in each family's
+  architecture, with that family's special tokens and real chat template (Llama 3, Qwen2.5 and
+  Gemma's as TRL ships them, Mistral Instruct's below), EOS and pad handling (Llama 3 and Mistral
+  have no pad token), for tests of every template;
 - anything else: a local folder or a Hugging Face model id, used as it is.
 
-Every folder this module writes carries a tokenizer whose chat template renders SmolLM2's ChatML
-and marks the assistant's turns with `{% generation %}` (TRL's assistant-only loss needs them).
+The SmolLM2 and `tiny-llama` folders carry a tokenizer whose chat template renders SmolLM2's
+ChatML and marks the assistant's turns with `{% generation %}` (TRL's assistant-only loss needs
+them); the family folders keep their family's own template.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ def resolve_base_model(spec: str, cache_dir: Path) -> BaseModelFolder:
     if spec == TINY_LLAMA:
         digest = _digest({"spec": spec, "layout": TINY_LAYOUT, "corpus": TINY_CORPUS})
         return _cached(spec, digest, cache_dir, build_tiny_llama)
+    if spec in TINY_FAMILIES:
+        family = TINY_FAMILIES[spec]
+        payload = {"spec": spec, "layout": TINY_LAYOUT, "corpus": TINY_CORPUS}
+        digest = _digest(payload | {"family": family.__dict__, "template": family.template()})
+        return _cached(spec, digest, cache_dir, lambda out: build_tiny_family(family, out))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -72,7 +82,8 @@ def resolve_base_model(spec: str, cache_dir: Path) -> BaseModelFolder:
     if spec.count("/") == 1 and not spec.startswith((".", "/")):
         return BaseModelFolder(spec, Path(spec), _digest({"hub": spec}))  # a Hub id, loaded by name
     raise BaseModelError(
-        f"unknown base model {spec!r}: use {PACKAGED_SMOLLM2!r}, {TINY_LLAMA!r}, a local folder "
+        f"unknown base model {spec!r}: use {PACKAGED_SMOLLM2!r}, {TINY_LLAMA!r}, "
+        f"{', '.join(map(repr, TINY_FAMILIES))}, a local folder "
         "with config.json, or a Hugging Face model id (owner/name)"
     )
 
@@ -188,3 +199,119 @@ def build_tiny_llama(out: Path) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     _save_tokenizer(tokenizer, out)
+
+
+# Mistral-7B-Instruct-v0.1's chat template (no system role, no generation prompt: the prompt ends
+# at [/INST]; the answer ends with EOS).
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """A model family's architecture, special tokens and chat template (a TRL-shipped template
+    file's stem, or the template text itself)."""
+
+    config_class: str
+    bos: str
+    eos: str
+    pad: str | None
+    specials: tuple[str, ...]
+    trl_template: str | None = None
+    template_text: str | None = None
+
+    def template(self) -> str:
+        if self.template_text is not None:
+            return self.template_text
+        import trl
+
+        folder = Path(trl.__file__).parent / "chat_templates"
+        return (folder / f"{self.trl_template}.jinja").read_text(encoding="utf-8")
+
+
+TINY_FAMILIES = {
+    "tiny-llama3": TinyFamily(
+        "LlamaConfig",
+        bos="<|begin_of_text|>",
+        eos="<|end_of_text|>",
+        pad=None,
+        specials=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        trl_template="llama3",
+    ),
+    "tiny-qwen2": TinyFamily(
+        "Qwen2Config",
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        specials=("<|im_start|>", "<|im_end|>"),
+        trl_template="qwen2_5",
+    ),
+    "tiny-mistral": TinyFamily(
+        "MistralConfig",
+        bos="<s>",
+        eos="</s>",
+        pad=None,
+        specials=(),
+        template_text=MISTRAL_TEMPLATE,
+    ),
+    "tiny-gemma2": TinyFamily(
+        "Gemma2Config",
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        specials=("<start_of_turn>", "<end_of_turn>"),
+        trl_template="gemma",
+    ),
+}
+
+
+def build_tiny_family(family: TinyFamily, out: Path) -> None:
+    """A tiny model of `family`'s architecture (2 layers, hidden 64) and a byte-level BPE
+    tokenizer with its special tokens and chat template, the same bytes every time."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    special = list(dict.fromkeys([family.bos, family.eos, *(family.pad or "",), *family.specials]))
+    special = [t for t in special if t]
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_LAYOUT["vocab_size"] - len(special),
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([TINY_CORPUS] * 4, trainer=trainer)
+    extra = [t for t in family.specials if t not in (family.bos, family.eos, family.pad)]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=family.bos,
+        eos_token=family.eos,
+        pad_token=family.pad,
+        additional_special_tokens=extra,
+    )
+    tokenizer.chat_template = family.template()
+    layout = {**TINY_LAYOUT, "vocab_size": len(tokenizer)}
+    if family.config_class == "Gemma2Config":
+        layout["head_dim"] = TINY_LAYOUT["hidden_size"] // TINY_LAYOUT["num_attention_heads"]
+    config = getattr(transformers, family.config_class)(
+        **layout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

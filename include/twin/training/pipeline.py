@@ -52,6 +52,14 @@ def validate_run(
     except ValueError as exc:
         raise ParamsError("base_model", str(exc)) from None
     check_params(params, module_names=base_model_module_names(str(base.path)))
+    from transformers import AutoTokenizer
+
+    from twin.training.templates import TemplateError, sft_loss_mode
+
+    try:
+        sft_loss_mode(AutoTokenizer.from_pretrained(str(base.path)), params.base_model)
+    except TemplateError as exc:
+        raise ParamsError("base_model", str(exc)) from None
     if not snapshot.instruction_split(Split.TRAIN):
         raise ParamsError(
             "dataset_version", f"{snapshot.version.version} has no training instructions"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from twin.domain.devices import DevicePolicy, detect
+from twin.domain.generation import ensure_pad_token
 from twin.training.config import WorkerConfig, last_complete_checkpoint
 
 
@@ -84,8 +85,12 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from twin.training.templates import ASSISTANT, prompt_completion, sft_loss_mode
+
     p = config.params
     cuda = policy.cuda
+    tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+    dataset = load_dataset("json", data_files=str(config.data_path), split="train")
     common = dict(
         output_dir=str(config.checkpoints),
         per_device_train_batch_size=p.batch_size,
@@ -110,12 +115,18 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
     if config.phase == "sft":
         from trl import SFTConfig, SFTTrainer
 
+        # the loss on the answers only: assistant masks where the template allows, else
+        # prompt/completion rows (TemplateError, before training, where neither works)
+        mode = sft_loss_mode(tokenizer, config.model_path)
+        if mode != ASSISTANT:
+            dataset = dataset.map(prompt_completion, remove_columns=["messages"])
         args = SFTConfig(
             **common,
             learning_rate=p.learning_rate,
             num_train_epochs=p.epochs,
             max_steps=p.max_steps,
-            assistant_only_loss=True,
+            assistant_only_loss=mode == ASSISTANT,
+            completion_only_loss=mode != ASSISTANT,
             packing=False,
         )
     else:
@@ -128,7 +139,7 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
             max_steps=p.dpo_max_steps,
             beta=p.beta,
         )
-    tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+    ensure_pad_token(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(
         config.model_path,
         **model_load_kwargs(
@@ -145,7 +156,6 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
         target_modules=list(p.target_modules),
         task_type="CAUSAL_LM",
     )
-    dataset = load_dataset("json", data_files=str(config.data_path), split="train")
     cls = SFTTrainer if config.phase == "sft" else DPOTrainer
     trainer = cls(
         model=model,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +71,15 @@ class Deployment:
             raise DeploymentError(f"no deployment of {self.registered_model}/{self.version}")
         return row
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """This model's deployment lock; held too long by another run, DeploymentBusy."""
+        try:
+            with store.deployment_lock(self.conn, self.registered_model):
+                yield
+        except store.LockTimeout as err:
+            raise DeploymentBusy(f"{self.registered_model}/{self.version}: {err}") from None
+
     def _advance(self, row: DeploymentRecord, expected: Sequence[str], state: str, **kw: Any):
         moved = store.advance(self.conn, row, expected, state, now=self.clock(), **kw)
         if moved is None:
@@ -89,7 +98,7 @@ class Deployment:
         Raises DeploymentBusy while another version's deployment is in flight, and
         RegistryUnavailable when MLflow cannot say who the champion is."""
         store.ensure_schema(self.conn)
-        with store.deployment_lock(self.conn, self.registered_model):
+        with self._lock():
             # read under the lock: a deployment deciding meanwhile may move the champion
             champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
             others = [
@@ -157,7 +166,7 @@ class Deployment:
             raise DeploymentError(
                 f"deployment {row.deployment_id} is {row.state}: it has not been decided yet"
             )
-        with store.deployment_lock(self.conn, self.registered_model):
+        with self._lock():
             champion = registry.alias_version(self.client, self.registered_model, CHAMPION)
             if champion == str(self.version):
                 raise DeploymentError(
@@ -214,7 +223,7 @@ class Deployment:
         row = self.record()
         if reached(row.state, S.SHADOWING):
             return row
-        with store.deployment_lock(self.conn, self.registered_model):
+        with self._lock():
             if row.previous_champion is not None:
                 self.serving.set_shadow(self.version, share)
             return self._advance(row, [S.LOADED], S.SHADOWING, note=f"shadow share {share}")
@@ -249,7 +258,7 @@ class Deployment:
             return row
         if row.state != S.CHECKED:
             raise DeploymentError(f"deployment {row.deployment_id} is {row.state}, not checked")
-        with store.deployment_lock(self.conn, self.registered_model):
+        with self._lock():
             if row.figures.get("verdict") != "promote":
                 return self._roll_back(row, row.reason or "checks failed")
             champion = registry.alias_version(self.client, self.registered_model, CHAMPION)

@@ -104,17 +104,26 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     conn.execute(DDL)
 
 
+class LockTimeout(RuntimeError):
+    """The deployment lock stayed taken for longer than the caller would wait."""
+
+
 @contextmanager
 def deployment_lock(
     conn: psycopg.Connection, registered_model: str, timeout_s: float = 120.0
 ) -> Iterator[None]:
     """Hold the Postgres advisory lock of `registered_model`'s deployments (one holder at a time,
     across processes and hosts); released on exit, or by Postgres when the session ends. A holder
-    that keeps it longer than `timeout_s` makes this raise (lock_timeout), never wait forever."""
+    that keeps it longer than `timeout_s` makes this raise LockTimeout, never wait forever."""
     key = (LOCK_NAMESPACE, registered_model)
     conn.execute("select set_config('lock_timeout', %s, false)", (f"{int(timeout_s * 1000)}ms",))
     try:
         conn.execute("select pg_advisory_lock(%s, hashtext(%s))", key)
+    except psycopg.errors.LockNotAvailable:
+        raise LockTimeout(
+            f"another run has held the deployment lock of {registered_model} for over "
+            f"{timeout_s:.0f} s"
+        ) from None
     finally:
         conn.execute("select set_config('lock_timeout', '0', false)")
     try:

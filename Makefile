@@ -102,7 +102,11 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@$(MAKE) --no-print-directory dag DAG=twin_datasets
 	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}'
 	@$(BIN)/twin models list
-	@# first deployment: no champion yet, so the evaluation gate decides; Triton serves it
+	@# a reviewer's step: promotion needs review=approved (DEPLOY_REQUIRE_APPROVAL=false lifts it)
+	@$(BIN)/twin models approve challenger --by "demo reviewer" \
+	  --note "model card and evaluation table read; approved for a first deployment"
+	@# first deployment: no champion yet, so the version answers the author's evaluation questions
+	@# through twin_rag and is promoted only if those answers pass the floors; Triton serves it
 	@$(MAKE) --no-print-directory dag DAG=twin_deploy
 	@echo '== twin ask "What is the Tuesday test?" (HTTP, then gRPC)'
 	@$(BIN)/twin ask "What is the Tuesday test?" --protocol http
@@ -110,6 +114,8 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@# a second, cheaper candidate (SFT only, fewer steps), judged on shadow traffic beside the
 	@# champion: promoted or rolled back
 	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 10, "dpo": false}'
+	@$(BIN)/twin models approve challenger --by "demo reviewer" \
+	  --note "cheaper candidate approved for a shadow comparison with the champion"
 	@$(MAKE) --no-print-directory dag DAG=twin_deploy CONF='{"min_samples": 12}'
 	@$(BIN)/twin deployments
 	@$(BIN)/twin stack status

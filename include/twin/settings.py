@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     rerank_model_path: Path | None = Field(default=None, validation_alias="TWIN_RERANK_MODEL_PATH")
     # deployment and monitoring (twin.deploy; thresholds are the twin_deploy Params' defaults)
     triton_metrics_url: str | None = None  # Prometheus text, e.g. http://127.0.0.1:8002/metrics
-    deploy_require_approval: bool = False
+    # promotion needs review=approved (`twin models approve`); off: the checks alone decide
+    deploy_require_approval: bool = True
     deploy_min_samples: int = Field(default=40, ge=2)
     deploy_drift_method: str = Field(default="mmd", pattern="^(mmd|classifier)$")
     deploy_mmd_alpha: float = Field(default=0.01, gt=0, lt=1)  # fail when p-value below
@@ -152,6 +153,11 @@ class Settings(BaseSettings):
     deploy_max_latency_p95_ratio: float = Field(default=2.0, gt=0)
     deploy_max_error_rate: float = Field(default=0.02, ge=0, le=1)
     deploy_max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)  # above the champion's
+    # absolute floors on a version's own answers, first deployment or not
+    deploy_max_empty_rate: float = Field(default=0.1, ge=0, le=1)
+    deploy_max_wrong_source_rate: float = Field(default=0.5, ge=0, le=1)  # label not in sources
+    # evaluation questions a first deployment asks the version through twin_rag
+    deploy_first_questions: int = Field(default=12, ge=2, le=500)
     deploy_shadow_timeout_s: float = Field(default=900.0, gt=0)
     monitor_window_hours: float = Field(default=1.0, gt=0)
     monitor_reference_days: float = Field(default=7.0, gt=0)

@@ -57,3 +57,22 @@ def passed(**extra: str) -> dict[str, str]:
 
 def fresh_name() -> str:
     return f"twin-llm-{uuid.uuid4().hex[:8]}"
+
+
+def record_dataset_version(settings: Settings, author: str) -> str:
+    """A dataset version of `author` in `ml.dataset_versions` (no samples): the lineage a
+    registered version's `dataset_version` tag points at, which names its author."""
+    from datetime import UTC, datetime
+
+    from twin.domain.samples import DatasetVersion, content_digest
+    from twin.store.datasets import ensure_ml_schema, write_dataset_version
+
+    ensure_ml_schema(settings.require("warehouse_dsn"))
+    version = content_digest(["deploy-test-dataset", author, uuid.uuid4().hex])
+    write_dataset_version(
+        settings,
+        DatasetVersion(version=version, author=author, created_at=datetime.now(UTC)),
+        [],
+        [],
+    )
+    return version

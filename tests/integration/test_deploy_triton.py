@@ -1,8 +1,10 @@
 """Deployments on a real Triton (its own server, so it can be killed), the real MLflow and the
-sample author's index: first deployment, promotion, rollback of three broken challengers while a
-client loop on twin_rag sees no error and no challenger answer, a rerun that changes nothing, and
-Triton killed mid-shadow. After each, MLflow's aliases, Triton's loaded versions and
-serving.deployments must agree."""
+sample author's index: a first deployment judged on its own answers to her evaluation questions,
+promotion, rollback of three broken challengers while a client loop on twin_rag sees no error and
+no challenger answer, a challenger whose author has no passages to anchor the style check (not
+promoted), a rerun that changes nothing, and Triton killed mid-shadow. After each, MLflow's
+aliases, Triton's loaded versions and serving.deployments must agree; every decision's report is
+attached to its version in MLflow."""
 
 from __future__ import annotations
 
@@ -18,17 +20,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import scratch_home
-from tests.integration.deploy_support import passed
+from tests.integration.deploy_support import passed, record_dataset_version
 from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
 from twin.deploy.checks import Thresholds
 from twin.deploy.deployment import Deployment, agreement, reconcile, run_all
+from twin.deploy.first import ask_questions, first_answers, questions_for, version_answers
+from twin.deploy.lineage import style_anchor, version_author
+from twin.deploy.report import report_publisher
 from twin.deploy.serving_control import TritonServing
 from twin.deploy.shadow import load_pairs, replay
-from twin.deploy.tasks import author_vectors
 from twin.domain.models import CHALLENGER, CHAMPION, VersionTag
 from twin.settings import Settings
 
 pytestmark = pytest.mark.integration
+AUTHOR = "Ada Lindqvist"
 
 MIN_SAMPLES = 12
 QUESTIONS = [
@@ -133,23 +138,27 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
     client = tracking_client(settings)
     client.create_registered_model(settings.registered_model)
     fingerprint = tokenizer_fingerprint(tokenizer)
+    hers = record_dataset_version(settings, AUTHOR)
+    nobodys = record_dataset_version(settings, "Nobody Indexed")  # no passage in vectors.chunks
     plan = [
-        ("first", "good", fingerprint),
-        ("second", "good", fingerprint),
-        ("fails_to_load", "good", "0" * 16),
-        ("garbage", "garbage", fingerprint),
-        ("slow", "slow", fingerprint),
-        ("killed", "good", fingerprint),
+        ("first", "good", fingerprint, hers),
+        ("second", "good", fingerprint, hers),
+        ("fails_to_load", "good", "0" * 16, hers),
+        ("garbage", "garbage", fingerprint, hers),
+        ("slow", "slow", fingerprint, hers),
+        ("no_anchor", "good", fingerprint, nobodys),
+        ("killed", "good", fingerprint, hers),
     ]
     versions = {}
-    for label, model, fp in plan:
+    for label, model, fp, dataset in plan:
         info = logged[model]
+        tags = {VersionTag.TOKENIZER_FINGERPRINT: fp, VersionTag.DATASET_VERSION: dataset}
         mv = client.create_model_version(
             settings.registered_model,
             info.model_uri,
             run_id=info.run_id,
             model_id=info.model_id,
-            tags=passed(**{VersionTag.TOKENIZER_FINGERPRINT: fp}),
+            tags=passed(**tags),
         )
         versions[label] = int(mv.version)
     return versions
@@ -157,6 +166,8 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
+    from twin.datasets.generators import build_generator
+    from twin.datasets.questions import build_question_set
     from twin.stack import Stack
     from twin.store.base_models import resolve_base_model
     from twin.store.tracking import tracking_client
@@ -173,6 +184,7 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
                 "triton_grpc_url": endpoints["TRITON_GRPC_URL"],
                 "triton_metrics_url": endpoints["TRITON_METRICS_URL"],
                 "triton_model_repository": Path(endpoints["TRITON_MODEL_REPOSITORY"]),
+                "triton_repository_key": endpoints["TRITON_REPOSITORY_KEY"],
                 "registered_model": f"twin-llm-deploy-{os.getpid()}-{int(time.time())}",
                 "serving_default_max_tokens": 16,
                 "serving_context_tokens": 300,
@@ -181,6 +193,8 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
         )
         folder = resolve_base_model("tiny-llama", tmp_path_factory.mktemp("models")).path
         versions = register_all(settings, folder)
+        # her evaluation questions, as twin_datasets builds them from her marts
+        build_question_set(settings, AUTHOR, build_generator("offline", settings))
         with warehouse_connection(settings, autocommit=True) as conn:
             yield Env(settings, stack, tracking_client(settings), conn, versions)
     finally:
@@ -220,14 +234,48 @@ def embed():
     return Embedder.get().encode
 
 
+def answers(env: Env):
+    """A first deployment's own answers: her evaluation questions asked through twin_rag."""
+
+    def collect(d: Deployment):
+        who = version_author(env.settings, d.client, d.registered_model, d.version)
+        deployment_id = d.record().deployment_id
+        questions = questions_for(env.settings, who, d.thresholds.first_questions)
+        ask_questions(env.settings, d.conn, deployment_id, d.version, who.author, questions)
+        return first_answers(env.settings, d.conn, deployment_id, who, len(questions))
+
+    return collect
+
+
+def publish(env: Env):
+    """Attach each decision's report to the version, with what it was judged on."""
+
+    def attach(d: Deployment, report):
+        record = d.record()
+        if record.previous_champion is None:
+            stored = version_answers(d.conn, record.deployment_id)
+            return report_publisher(env.settings, d, answers=stored, embed=embed())(report)
+        pairs = load_pairs(d.conn, int(record.previous_champion), d.version)
+        return report_publisher(env.settings, d, pairs=pairs, embed=embed())(report)
+
+    return attach
+
+
 def deploy(env: Env, label: str):
+    d = deployment(env, label)
+    anchor = style_anchor(
+        env.conn, version_author(env.settings, env.client, d.registered_model, d.version)
+    )
     row = run_all(
-        deployment(env, label),
+        d,
         require_approval=False,
         shadow_share=1.0,
         collect_pairs=collect(env),
         embed=embed(),
-        author_vectors=author_vectors(env.settings, env.conn),
+        author_vectors=anchor.vectors,
+        anchor_problem=anchor.problem,
+        collect_answers=answers(env),
+        publish=publish(env),
     )
     env.figures[label] = row.figures
     print(f"{label}: v{row.version} {row.state} figures={row.figures} reason={row.reason}")
@@ -284,16 +332,35 @@ def aliases(env: Env) -> tuple[str | None, str | None]:
     return alias_version(env.client, name, CHAMPION), alias_version(env.client, name, CHALLENGER)
 
 
-def test_first_deployment_promotes_after_the_evaluation_gate(env: Env) -> None:
+def test_first_deployment_is_judged_on_its_own_answers_and_reported(env: Env, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+    from twin.deploy.report import REPORT_TAG
     from twin.serving.repository import load_rag
 
     row = deploy(env, "first")
     load_rag(env.settings)
 
-    assert row.state == "promoted" and row.previous_champion is None
-    assert row.figures["first_deployment"] == 1
+    assert row.state == "promoted" and row.previous_champion is None, row.reason
+    figures = row.figures
+    assert figures["first_deployment"] == 1 and figures["questions_asked"] == 12
+    assert {"empty_rate", "repeat_rate", "wrong_source_rate", "p95_ms"} <= set(figures)
+    assert {c["name"] for c in figures["checks"]} >= {"empty_answers", "loops", "wrong_source"}
     assert aliases(env) == (str(env.versions["first"]), None)
     assert_agree(env)
+    # the report is an artifact of the version's run, and the version links to it
+    name, version = env.settings.registered_model, str(env.versions["first"])
+    mv = env.client.get_model_version(name, version)
+    assert mv.tags[REPORT_TAG] == figures["report_uri"]
+    logged = {a.path for a in env.client.list_artifacts(mv.run_id, f"deployments/v{version}")}
+    assert {f"deployments/v{version}/{f}" for f in ("report.html", "lengths.png")} <= logged
+    # `twin deployments` shows the figures of its own answers and the report
+    monkeypatch.setenv("WAREHOUSE_DSN", env.settings.warehouse_dsn)
+    shown = CliRunner().invoke(app, ["deployments", "--model", name])
+    assert shown.exit_code == 0, shown.output
+    assert "asked" in shown.output and "wrong src" in shown.output
+    assert f"report of version {version}: {figures['report_uri']}" in shown.output
 
 
 def test_identical_challenger_is_promoted_and_clients_never_see_it_before(env: Env) -> None:
@@ -348,6 +415,18 @@ def test_broken_challenger_is_rolled_back_without_touching_clients(
     assert tags[VersionTag.DEPLOYMENT] == "rolled_back"
     assert aliases(env) == (str(champion), None)
     assert version not in TritonServing(env.settings).loaded_versions()
+    assert_agree(env)
+
+
+def test_a_challenger_whose_style_cannot_be_anchored_is_not_promoted(env: Env) -> None:
+    champion = env.versions["second"]
+    row = deploy(env, "no_anchor")
+
+    assert row.state == "rolled_back" and row.decision == "rollback"
+    assert "style not computed" in row.reason
+    assert "no passage of author 'Nobody Indexed'" in row.reason
+    assert row.figures["style_similarity"] is None
+    assert aliases(env) == (str(champion), None)
     assert_agree(env)
 
 

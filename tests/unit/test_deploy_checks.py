@@ -5,11 +5,18 @@ challengers fail on the check that names their fault."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from twin.deploy.checks import ShadowPair, Thresholds, evaluate_shadow, first_deployment_report
+from twin.deploy.checks import (
+    ShadowPair,
+    Thresholds,
+    VersionAnswer,
+    evaluate_shadow,
+    first_deployment_report,
+)
 from twin.deploy.guardrails import violations
 
 SENTENCES = [
@@ -133,9 +140,65 @@ def test_classifier_method_is_selectable(embed) -> None:
     assert not drift_bad.passed and bad.figures["classifier_auc"] > 0.9
 
 
-def test_first_deployment_report() -> None:
-    assert first_deployment_report(True).passed
-    assert not first_deployment_report(False).passed
+def test_without_a_style_anchor_the_style_check_fails_with_the_reason(embed) -> None:
+    report = evaluate_shadow(
+        pairs(answers(9, 50)),
+        Thresholds(min_samples=40),
+        embed,
+        None,
+        anchor_problem="vectors.chunks holds no passage of author 'Nobody'",
+    )
+    style = next(c for c in report.checks if c.name == "style")
+
+    assert not report.passed
+    assert not style.passed and style.figures["style_similarity"] is None
+    assert "style not computed: vectors.chunks holds no passage" in report.reason
+    empty = evaluate_shadow(pairs(answers(9, 50)), Thresholds(min_samples=40), embed, embed([])[:0])
+    assert not empty.passed and "style not computed" in empty.reason
+
+
+def test_an_embedding_failure_fails_drift_and_style_instead_of_passing(author) -> None:
+    def broken(texts):
+        raise RuntimeError("embedding model missing")
+
+    report = evaluate_shadow(pairs(answers(9, 50)), Thresholds(min_samples=40), broken, author)
+    failed = {c.name for c in report.checks if not c.passed}
+
+    assert failed == {"embedding_drift", "style"}
+    assert "embedding the answers failed: RuntimeError: embedding model missing" in report.reason
+
+
+def version_answers(n: int, wrong: int = 0, empty: int = 0) -> list[VersionAnswer]:
+    texts = answers(7, n)
+    return [
+        VersionAnswer(
+            question=QUESTIONS[i],
+            answer="" if i < empty else texts[i],
+            expected_documents=(f"doc-{i}",),
+            source_documents=("other",) if i < wrong else (f"doc-{i}", "other"),
+            latency_ms=100.0 + i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_first_deployment_is_judged_on_its_own_answers() -> None:
+    t = Thresholds(max_wrong_source_rate=0.5, max_empty_rate=0.1)
+    good = first_deployment_report(version_answers(12), t)
+    wrong = first_deployment_report(version_answers(12, wrong=8), t)
+    empty = first_deployment_report(version_answers(12, empty=4), t)
+    loop = "The scheduler is a test of the scheduler. " * 6
+    looping = first_deployment_report([replace(a, answer=loop) for a in version_answers(12)], t)
+    none = first_deployment_report([], t, "author 'Nobody' has no evaluation question set")
+
+    assert good.passed, good.reason
+    assert good.figures["questions_asked"] == 12 and good.figures["wrong_source_rate"] == 0.0
+    assert good.figures["p95_ms"] > 100 and good.figures["mean_words"] > 5
+    assert not wrong.passed and "wrong_source" in wrong.reason
+    assert wrong.figures["wrong_source_rate"] == pytest.approx(8 / 12, abs=1e-5)
+    assert not empty.passed and empty.figures["empty_rate"] == pytest.approx(4 / 12, abs=1e-5)
+    assert not looping.passed and "loops" in looping.reason and looping.figures["repeat_rate"] > 0.5
+    assert not none.passed and "has no evaluation question set" in none.reason
 
 
 def test_thresholds_from_settings_and_overrides() -> None:

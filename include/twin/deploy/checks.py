@@ -1,7 +1,10 @@
-"""Challenger-versus-champion checks over shadow pairs, and the promote / roll back verdict.
+"""Challenger-versus-champion checks over shadow pairs, a first deployment's checks over its own
+answers, and the promote / roll back verdict.
 
 Each check yields its figures and a pass/fail against a threshold; every figure is kept, so the
-decision row in `serving.deployments` shows why a version was promoted or rolled back.
+decision row in `serving.deployments` shows why a version was promoted or rolled back. A check
+that cannot be computed (no style anchor, no answers, an embedding failure) fails with that
+reason: nothing passes by default.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from twin.deploy import drift
-from twin.deploy.guardrails import violates
+from twin.deploy.guardrails import violates, violations
 from twin.settings import Settings
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -38,6 +41,9 @@ class Thresholds(BaseModel):
     max_latency_p95_ratio: float = _deploy_setting("max_latency_p95_ratio")
     max_error_rate: float = _deploy_setting("max_error_rate")
     max_guardrail_rate: float = _deploy_setting("max_guardrail_rate")
+    max_empty_rate: float = _deploy_setting("max_empty_rate")
+    max_wrong_source_rate: float = _deploy_setting("max_wrong_source_rate")
+    first_questions: int = _deploy_setting("first_questions")
     permutations: int = Field(default=500, ge=1, le=10_000)
     # absolute: the challenger's mean repeated word 4-gram rate, whatever the champion's
     max_loop_rate: float = Field(default=0.1, ge=0, le=1)
@@ -65,6 +71,19 @@ class ShadowPair:
     challenger_latency_ms: float | None
     champion_error: str | None = None
     challenger_error: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionAnswer:
+    """A version's own answer to one of its author's evaluation questions (through twin_rag):
+    the documents that should be among its sources, and the ones that were."""
+
+    question: str
+    answer: str
+    expected_documents: tuple[str, ...]
+    source_documents: tuple[str, ...]
+    latency_ms: float | None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +133,13 @@ def evaluate_shadow(
     thresholds: Thresholds,
     embed: Embed,
     author_vectors: np.ndarray | None = None,
+    *,
+    anchor_problem: str | None = None,
 ) -> CheckReport:
     """Every check over the shadow pairs; `embed` turns answers into unit vectors, and
-    `author_vectors` (the author's own passages, embedded) anchor the style check."""
+    `author_vectors` (the author's own passages, embedded) anchor the style check. Without an
+    anchor (`anchor_problem` says why) the style check fails; so do the embedding checks when
+    the answers cannot be embedded."""
     t = thresholds
     report = CheckReport()
     n = len(pairs)
@@ -143,19 +166,68 @@ def evaluate_shadow(
         report.checks.append(
             CheckResult("answers", False, {"answered_pairs": len(answered)}, "fewer than two pairs")
         )
+        report.checks.append(_no_style("fewer than two answered pairs"))
         return report
     report.checks.append(_latency(answered, t))
     report.checks.append(_guardrails(answered, t))
     report.checks.append(_loops(answered, t))
     champion_text = [p.champion_answer for p in answered]
     challenger_text = [p.challenger_answer for p in answered]
-    champion_vectors = np.asarray(embed(champion_text), dtype=np.float64)
-    challenger_vectors = np.asarray(embed(challenger_text), dtype=np.float64)
-    report.checks.append(_embedding_drift(champion_vectors, challenger_vectors, t))
+    report.checks.append(_empty(challenger_text, t))
     report.checks.append(_lengths(champion_text, challenger_text, t))
-    if author_vectors is not None and len(author_vectors):
+    try:
+        champion_vectors = _embedded(embed, champion_text)
+        challenger_vectors = _embedded(embed, challenger_text)
+    except Exception as err:  # a figure that cannot be computed fails its check, never passes
+        problem = f"embedding the answers failed: {type(err).__name__}: {err}"[:300]
+        report.checks.append(
+            CheckResult(
+                "embedding_drift",
+                False,
+                {"mmd2": None, "mmd_p_value": None, "classifier_auc": None},
+                f"not computed: {problem}",
+            )
+        )
+        report.checks.append(_no_style(problem))
+        return report
+    report.checks.append(_embedding_drift(champion_vectors, challenger_vectors, t))
+    if author_vectors is None or not len(author_vectors):
+        report.checks.append(_no_style(anchor_problem or "no style anchor was given"))
+    else:
         report.checks.append(_style(champion_vectors, challenger_vectors, author_vectors, t))
     return report
+
+
+def _embedded(embed: Embed, texts: Sequence[str]) -> np.ndarray:
+    vectors = np.asarray(embed(texts), dtype=np.float64)
+    if vectors.ndim != 2 or len(vectors) != len(texts) or not np.all(np.isfinite(vectors)):
+        raise ValueError(f"expected {len(texts)} finite vectors, got shape {vectors.shape}")
+    return vectors
+
+
+def _no_style(problem: str) -> CheckResult:
+    return CheckResult(
+        "style",
+        False,
+        {"style_similarity": None, "champion_style": None},
+        f"style not computed: {problem}",
+    )
+
+
+def rule_rate(answers: Sequence[str], rule: str) -> float:
+    """Share of answers that break one guardrail rule (`twin.deploy.guardrails`)."""
+    return drift.rate([rule in violations(a) for a in answers])
+
+
+def _empty(answers: Sequence[str], t: Thresholds) -> CheckResult:
+    """The share of empty answers, held to an absolute cap whatever any other version does."""
+    empty = rule_rate(answers, "empty")
+    return CheckResult(
+        "empty_answers",
+        empty <= t.max_empty_rate,
+        {"empty_rate": _round(empty)},
+        f"empty answers {empty:.3f} (max {t.max_empty_rate})",
+    )
 
 
 def _latency(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
@@ -193,19 +265,24 @@ def _guardrails(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
 
 
 def _loops(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
-    """The challenger's repeated 4-gram rate, held to an absolute cap: a champion that loops
-    as well does not make a looping challenger acceptable."""
+    return _loop_floor([p.challenger_answer for p in pairs], t, [p.champion_answer for p in pairs])
+
+
+def _loop_floor(
+    answers: Sequence[str], t: Thresholds, champion: Sequence[str] | None = None
+) -> CheckResult:
+    """A version's repeated 4-gram rate, held to an absolute cap: a champion that loops as well
+    does not make a looping challenger acceptable (a first deployment has no champion)."""
     from twin.training.style import repeat_rate
 
-    challenger = float(np.mean([repeat_rate(p.challenger_answer) for p in pairs]))
-    champion = float(np.mean([repeat_rate(p.champion_answer) for p in pairs]))
-    return CheckResult(
-        "loops",
-        challenger <= t.max_loop_rate,
-        {"repeat_rate": _round(challenger), "champion_repeat_rate": _round(champion)},
-        f"repeated 4-gram rate {challenger:.3f} (max {t.max_loop_rate}, whatever the "
-        f"champion's {champion:.3f})",
-    )
+    rate = float(np.mean([repeat_rate(a) for a in answers]))
+    figures: dict[str, float | int | None] = {"repeat_rate": _round(rate)}
+    detail = f"repeated 4-gram rate {rate:.3f} (max {t.max_loop_rate}"
+    if champion is not None:
+        theirs = float(np.mean([repeat_rate(a) for a in champion]))
+        figures["champion_repeat_rate"] = _round(theirs)
+        detail += f", whatever the champion's {theirs:.3f}"
+    return CheckResult("loops", rate <= t.max_loop_rate, figures, detail + ")")
 
 
 def _embedding_drift(champion: np.ndarray, challenger: np.ndarray, t: Thresholds) -> CheckResult:
@@ -268,17 +345,60 @@ def _style(
     )
 
 
-def first_deployment_report(evaluation_passed: bool) -> CheckReport:
-    """With no champion to compare against, the evaluation gate is the only check."""
-    return CheckReport(
-        [
-            CheckResult(
-                "evaluation_gate",
-                evaluation_passed,
-                {"first_deployment": 1},
-                "no champion: promoted on its evaluation thresholds"
-                if evaluation_passed
-                else "evaluation thresholds not passed",
-            )
-        ]
+def first_deployment_report(
+    answers: Sequence[VersionAnswer], thresholds: Thresholds, problem: str | None = None
+) -> CheckReport:
+    """With no champion to compare against, the version's own answers to its author's
+    evaluation questions (asked through twin_rag) are held to the absolute floors: enough
+    answers, errors, empty answers, loops (the same caps a challenger is held to), answers
+    whose sources miss the labelled document. Every figure is kept; no answers at all fails
+    (`problem` says why there are none)."""
+    t = thresholds
+    report = CheckReport()
+    n = len(answers)
+    report.checks.append(
+        CheckResult(
+            "first_answers",
+            n >= 2,
+            {"first_deployment": 1, "questions_asked": n},
+            f"{n} evaluation questions answered by the version through twin_rag (minimum 2)"
+            + (f": {problem}" if problem else ""),
+        )
     )
+    errors = drift.rate([a.error is not None for a in answers])
+    report.checks.append(
+        CheckResult(
+            "error_rate",
+            n > 0 and errors <= t.max_error_rate,
+            {"error_rate": _round(errors)},
+            f"error rate {errors:.3f} (max {t.max_error_rate})",
+        )
+    )
+    answered = [a for a in answers if a.error is None]
+    if not answered:
+        return report
+    texts = [a.answer for a in answered]
+    report.checks.append(_empty(texts, t))
+    report.checks.append(_loop_floor(texts, t))
+    wrong = drift.rate([not set(a.expected_documents) & set(a.source_documents) for a in answered])
+    report.checks.append(
+        CheckResult(
+            "wrong_source",
+            wrong <= t.max_wrong_source_rate,
+            {"wrong_source_rate": _round(wrong)},
+            f"answers whose sources miss the labelled document {wrong:.3f} "
+            f"(max {t.max_wrong_source_rate})",
+        )
+    )
+    latencies = [a.latency_ms for a in answered if a.latency_ms is not None]
+    words = [answer_length(x) for x in texts]
+    figures: dict[str, float | int | None] = {
+        "guardrail_rate": _round(drift.rate([violates(x) for x in texts])),
+        "mean_words": _round(np.mean(words)),
+        "p50_ms": _round(np.percentile(latencies, 50)) if latencies else None,
+        "p95_ms": _round(drift.p95(latencies)) if latencies else None,
+    }
+    report.checks.append(
+        CheckResult("answer_figures", True, figures, "figures of the version's own answers")
+    )
+    return report

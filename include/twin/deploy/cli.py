@@ -21,6 +21,7 @@ err = Console(stderr=True)
 
 # Figures shown in the table, in order, with their column titles.
 COLUMNS = {
+    "questions_asked": "asked",
     "samples": "pairs",
     "mmd_p_value": "MMD p",
     "classifier_auc": "AUC",
@@ -29,6 +30,9 @@ COLUMNS = {
     "latency_p95_ratio": "p95 ratio",
     "error_rate": "errors",
     "guardrail_rate": "guardrails",
+    "empty_rate": "empty",
+    "repeat_rate": "loops",
+    "wrong_source_rate": "wrong src",
 }
 COLOUR = {"promoted": "green", "rolled_back": "red", "failed": "yellow"}
 
@@ -88,6 +92,14 @@ def deployments(
             f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "-",
         )
     out.print(table)
+    for r in records:
+        link = r.figures.get("report_url") or r.figures.get("report_error")
+        if r.figures.get("report_uri"):
+            out.print(
+                f"report of version {r.version}: {r.figures['report_uri']} ({link})", markup=False
+            )
+        elif link:
+            out.print(f"report of version {r.version} not published: {link}", markup=False)
 
 
 @app.command("alerts")

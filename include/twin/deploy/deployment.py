@@ -30,6 +30,7 @@ from twin.deploy.checks import (
     CheckReport,
     ShadowPair,
     Thresholds,
+    VersionAnswer,
     evaluate_shadow,
     first_deployment_report,
 )
@@ -233,20 +234,38 @@ class Deployment:
         pairs: Sequence[ShadowPair],
         embed: Callable[[Sequence[str]], np.ndarray],
         author_vectors: np.ndarray | None = None,
+        *,
+        anchor_problem: str | None = None,
+        answers: Sequence[VersionAnswer] = (),
+        answers_problem: str | None = None,
+        publish: Callable[[CheckReport], dict[str, Any]] | None = None,
     ) -> DeploymentRecord:
-        """Run every check over the shadow pairs; store the figures and the verdict."""
+        """Run every check: over the shadow pairs against the champion, or, for a first
+        deployment, over the version's own answers to its author's evaluation questions
+        (`answers`; `answers_problem` says why there are none). Store the figures, the verdict
+        and what `publish` returns (the links of the report attached to the version)."""
         row = self.record()
         if reached(row.state, S.CHECKED):
             return row
         if row.previous_champion is None:
-            report = first_deployment_report(evaluation_passed=True)  # preflight checked it
+            report = first_deployment_report(answers, self.thresholds, answers_problem)
         else:
-            report = evaluate_shadow(pairs, self.thresholds, embed, author_vectors)
-        return self._store_report(row, report)
+            report = evaluate_shadow(
+                pairs, self.thresholds, embed, author_vectors, anchor_problem=anchor_problem
+            )
+        links = publish(report) if publish else {}
+        return self._store_report(row, report, links)
 
-    def _store_report(self, row: DeploymentRecord, report: CheckReport) -> DeploymentRecord:
+    def _store_report(
+        self, row: DeploymentRecord, report: CheckReport, links: dict[str, Any] | None = None
+    ) -> DeploymentRecord:
         verdict = "promote" if report.passed else "rollback"
-        figures = {**report.figures, "verdict": verdict, "checks": report.as_dict()["checks"]}
+        figures = {
+            **report.figures,
+            **(links or {}),
+            "verdict": verdict,
+            "checks": report.as_dict()["checks"],
+        }
         return self._advance(
             row, [S.SHADOWING], S.CHECKED, note=verdict, figures=figures, reason=report.reason
         )
@@ -341,8 +360,13 @@ def run_all(
     collect_pairs: Callable[[Deployment], list[ShadowPair]],
     embed: Callable[[Sequence[str]], np.ndarray],
     author_vectors: np.ndarray | None = None,
+    anchor_problem: str | None = None,
+    collect_answers: Callable[[Deployment], tuple[list[VersionAnswer], str | None]] | None = None,
+    publish: Callable[[Deployment, CheckReport], dict[str, Any]] | None = None,
 ) -> DeploymentRecord:
-    """Every step in order (what the DAG's tasks do one by one); stops at a decision."""
+    """Every step in order (what the DAG's tasks do one by one); stops at a decision. A first
+    deployment is judged on what `collect_answers` returns (its answers, or why there are
+    none); `publish` attaches the decision's report to the version."""
     row = deployment.start()
     for step in (
         lambda: deployment.preflight(require_approval),
@@ -354,8 +378,22 @@ def run_all(
         row = step()
     if row.state in FINAL:
         return row
-    pairs = [] if row.previous_champion is None else collect_pairs(deployment)
-    deployment.check(pairs, embed, author_vectors)
+    on_report = (lambda report: publish(deployment, report)) if publish else None
+    if row.previous_champion is None:
+        answers, problem = (
+            collect_answers(deployment)
+            if collect_answers
+            else ([], "no evaluation question was asked")
+        )
+        deployment.check([], embed, answers=answers, answers_problem=problem, publish=on_report)
+    else:
+        deployment.check(
+            collect_pairs(deployment),
+            embed,
+            author_vectors,
+            anchor_problem=anchor_problem,
+            publish=on_report,
+        )
     return deployment.decide()
 
 

@@ -106,7 +106,10 @@ def load_task(version: int, params: dict[str, Any] | None = None) -> str:
 
 
 def shadow_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Start mirroring, then replay questions until the minimum sample is stored."""
+    """Start mirroring, then replay questions until the minimum sample is stored. A first
+    deployment (no champion) is instead asked its author's evaluation questions through
+    twin_rag (`twin.deploy.first`)."""
+    from twin.deploy.lineage import version_author
     from twin.deploy.shadow import load_pairs, replay
     from twin.deploy.state import FINAL
 
@@ -118,8 +121,11 @@ def shadow_task(version: int, params: dict[str, Any] | None = None) -> dict[str,
         if row.state in FINAL:
             return {"state": row.state}
         row = d.begin_shadow(float(share))
-        if row.previous_champion is None or row.state != "shadowing":
+        if row.state != "shadowing":
             return {"state": row.state, "samples": 0}
+        who = version_author(settings, d.client, d.registered_model, d.version)
+        if row.previous_champion is None:
+            return {"state": row.state, **_ask_first(settings, d, row.deployment_id, who)}
         champion = int(row.previous_champion)
         added = replay(
             settings,
@@ -128,6 +134,7 @@ def shadow_task(version: int, params: dict[str, Any] | None = None) -> dict[str,
             d.version,
             d.thresholds.min_samples,
             deadline_s=settings.deploy_shadow_timeout_s,
+            author=who.author,
         )
         return {
             "state": row.state,
@@ -136,37 +143,71 @@ def shadow_task(version: int, params: dict[str, Any] | None = None) -> dict[str,
         }
 
 
-def author_vectors(settings: Settings, conn: Any, limit: int = 500):
-    """Embeddings of the author's own passages (the style anchor), or None without an index."""
-    import numpy as np
+def _ask_first(settings: Settings, d: Any, deployment_id: str, who: Any) -> dict[str, Any]:
+    from twin.deploy.first import NoQuestions, ask_questions, questions_for
 
     try:
-        rows = conn.execute(
-            "select embedding from vectors.chunks where author = %s order by chunk_id limit %s",
-            (settings.author, limit),
-        ).fetchall()
-    except Exception as err:  # no index yet: the style check is skipped, and says so
-        log.info("style check skipped: %s", err)
-        return None
-    vectors = [r[0].to_numpy() if hasattr(r[0], "to_numpy") else r[0] for r in rows]
-    return np.asarray(vectors, dtype=np.float32) if vectors else None
+        questions = questions_for(settings, who, d.thresholds.first_questions)
+    except NoQuestions as err:  # the checks fail with this reason
+        log.warning("first deployment %s asks nothing: %s", deployment_id, err)
+        return {"asked": 0, "problem": str(err)}
+    asked = ask_questions(
+        settings,
+        d.conn,
+        deployment_id,
+        d.version,
+        who.author,
+        questions,
+        deadline_s=settings.deploy_shadow_timeout_s,
+    )
+    return {"asked": asked, "questions": len(questions), "author": who.author}
+
+
+def lazy_embedder(settings: Settings):
+    """The embedding function, loaded on first use (a failure to load is the checks' figure)."""
+    loaded: list[Any] = []
+
+    def embed(texts):
+        if not loaded:
+            from twin.store.embeddings import Embedder
+
+            loaded.append(Embedder.from_settings(settings))
+        return loaded[0].encode(list(texts))
+
+    return embed
 
 
 def check_task(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Judge the version: against the champion on the shadow pairs, with the style anchored on
+    the version's own author (from its lineage); or, for a first deployment, on its own answers
+    to its author's evaluation questions. The decision's report is attached to the version in
+    MLflow (`twin.deploy.report`)."""
+    from twin.deploy.first import first_answers
+    from twin.deploy.lineage import style_anchor, version_author
+    from twin.deploy.report import report_publisher
     from twin.deploy.shadow import load_pairs
     from twin.deploy.state import FINAL
-    from twin.store.embeddings import Embedder
 
     settings = load_settings()
     with open_deployment(version, params, settings) as d:
         row = d.record()
         if row.state in FINAL:
             return {"state": row.state, "figures": row.figures}
-        pairs = []
-        if row.previous_champion is not None:
+        who = version_author(settings, d.client, d.registered_model, d.version)
+        embed = lazy_embedder(settings)
+        if row.previous_champion is None:
+            answers, problem = first_answers(
+                settings, d.conn, row.deployment_id, who, d.thresholds.first_questions
+            )
+            publish = report_publisher(settings, d, answers=answers, embed=embed)
+            row = d.check([], embed, answers=answers, answers_problem=problem, publish=publish)
+        else:
             pairs = load_pairs(d.conn, int(row.previous_champion), d.version)
-        embedder = Embedder.from_settings(settings)
-        row = d.check(pairs, embedder.encode, author_vectors(settings, d.conn))
+            anchor = style_anchor(d.conn, who)
+            publish = report_publisher(settings, d, pairs=pairs, embed=embed)
+            row = d.check(
+                pairs, embed, anchor.vectors, anchor_problem=anchor.problem, publish=publish
+            )
         return {"state": row.state, "verdict": row.figures.get("verdict"), "reason": row.reason}
 
 

@@ -300,3 +300,17 @@ def load_rag(settings: Settings) -> None:
         set_default_version(settings, max(served))
     install_rag(settings)
     _load(settings, RAG_MODEL)
+
+
+def ensure_rag_without_champion(settings: Settings) -> None:
+    """Serve twin_rag (install and load it when Triton does not) without choosing a champion:
+    until one is set, a request must name its `model_version` (a first deployment asks its
+    version this way before promoting it)."""
+    client = _client(settings)
+    try:
+        ready = client.is_model_ready(RAG_MODEL)
+    finally:
+        client.close()
+    if not ready:
+        install_rag(settings)
+        _load(settings, RAG_MODEL)

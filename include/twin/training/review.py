@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from twin.domain.models import CHALLENGER, ReviewState, VersionTag
+from twin.domain.models import CHALLENGER, CHAMPION, ReviewState, VersionTag
 from twin.settings import Settings
 from twin.store.tracking import tracking_client
 
@@ -54,7 +54,7 @@ def approve(settings: Settings, version: str, by: str, note: str = "") -> Versio
     """Mark a version approved by `by`; it keeps its aliases (deployment may promote it)."""
     if not by.strip():
         raise ReviewError("--by: name who approves the version")
-    _get(settings, version)
+    version = str(_get(settings, version).version)
     _decide(settings, version, ReviewState.APPROVED, by, note)
     return show_version(settings, version)
 
@@ -66,6 +66,7 @@ def reject(settings: Settings, version: str, reason: str, by: str) -> VersionSum
     if not by.strip():
         raise ReviewError("--by: name who rejects the version")
     mv = _get(settings, version)
+    version = str(mv.version)
     _decide(settings, version, ReviewState.REJECTED, by, reason)
     client = tracking_client(settings)
     for alias in list(getattr(mv, "aliases", []) or []):
@@ -86,11 +87,21 @@ def _decide(settings: Settings, version: str, state: ReviewState, by: str, note:
 
 
 def _get(settings: Settings, version: str):
+    """The registered version by number, or by alias (`challenger`: the candidate training
+    registered last)."""
     from mlflow.exceptions import MlflowException
 
+    if str(version) in (CHALLENGER, CHAMPION):
+        try:
+            return tracking_client(settings).get_model_version_by_alias(
+                settings.registered_model, str(version)
+            )
+        except MlflowException as exc:
+            raise ReviewError(f"no version of {settings.registered_model} is {version}") from exc
     if not str(version).isdigit():
         raise ReviewError(
-            f"VERSION must be a version number of {settings.registered_model}, got {version!r}"
+            f"VERSION must be a version number of {settings.registered_model} or "
+            f"{CHALLENGER}/{CHAMPION}, got {version!r}"
         )
     try:
         return tracking_client(settings).get_model_version(settings.registered_model, str(version))

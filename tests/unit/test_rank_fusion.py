@@ -148,3 +148,56 @@ def test_web_search_syntax_is_recognised() -> None:
     assert is_websearch_syntax('"rank fusion" -bm25')
     assert is_websearch_syntax("pgvector or faiss")
     assert not is_websearch_syntax("How do I fix E-4017 in my pipeline?")
+
+
+def test_sentence_windows_slide_over_sentences_and_lines() -> None:
+    from twin.rag.rerank import sentence_windows
+
+    text = "One fact. Two facts! Three?\n- four items\nFive: done"
+    assert sentence_windows(text, 2) == [
+        "One fact. Two facts!",
+        "Two facts! Three?",
+        "Three? - four items",
+        "- four items Five:",
+        "Five: done",
+    ]
+    assert sentence_windows("Short text.", 3) == ["Short text."]
+    with pytest.raises(ValueError, match="window size"):
+        sentence_windows(text, 0)
+
+
+def test_splits_and_sets_get_their_own_rows() -> None:
+    from twin.rag.evaluate import (
+        EvalTable,
+        LabelledQuestion,
+        QuestionResult,
+        group_rows,
+        question_groups,
+    )
+
+    def q(qid: str, *tags: str) -> LabelledQuestion:
+        return LabelledQuestion(id=qid, question=qid, relevant=["x"], tags=list(tags))
+
+    questions = [
+        q("a", "hand-written:sample"),
+        q("b", "paraphrase", "dev", "hand-written:paraphrases"),
+        q("c", "paraphrase", "test", "hand-written:paraphrases"),
+        q("d", "generated"),
+    ]
+    groups = question_groups(questions)
+    assert groups == {
+        "sample": ["a"],
+        "paraphrases": ["b", "c"],
+        "paraphrases/dev": ["b"],
+        "paraphrases/test": ["c"],
+    }
+    assert question_groups([q("e", "dev"), q("f", "test")]) == {"dev": ["e"], "test": ["f"]}
+
+    def result(qid: str, rr: float) -> QuestionResult:
+        return QuestionResult(qid, rr, rr, rr, rr, [], 1.0)
+
+    table = EvalTable(rows=[], per_question={"hybrid": [result(x, 1.0) for x in "ab"]})
+    table.per_question["hybrid"] += [result("c", 0.0), result("d", 0.5)]
+    rows = group_rows(table, groups)
+    assert rows["paraphrases"][0].mrr == 0.5 and rows["paraphrases"][0].questions == 2
+    assert rows["paraphrases/test"][0].mrr == 0.0 and rows["sample"][0].mrr == 1.0

@@ -147,6 +147,8 @@ class EvalTable:
     per_question: dict[str, list[QuestionResult]] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # group name -> the rows over that group's questions only (see `question_groups`)
+    groups: dict[str, list[EvalRow]] = field(default_factory=dict)
 
     def row(self, name: str) -> EvalRow:
         """The row of configuration `name`; KeyError if it was not evaluated."""
@@ -156,17 +158,20 @@ class EvalTable:
         raise KeyError(name)
 
     def render_table(self) -> str:
-        """A fixed-width text table, one line per configuration."""
+        """A fixed-width text table, one line per configuration; then one block per group."""
         header = (
             f"{'config':<15} {'recall@5':>8} {'recall@10':>9} {'MRR':>6} {'nDCG@10':>7} "
             f"{'questions':>9} {'p50 ms':>7}"
         )
         lines = [header, "-" * len(header)]
-        for r in self.rows:
-            lines.append(
-                f"{r.name:<15} {r.recall_at_5:>8.3f} {r.recall_at_10:>9.3f} {r.mrr:>6.3f} "
-                f"{r.ndcg_at_10:>7.3f} {r.questions:>9d} {r.p50_ms:>7.1f}"
-            )
+        for name, rows in [("", self.rows), *self.groups.items()]:
+            if name:
+                lines.append(f"[{name}]")
+            for r in rows:
+                lines.append(
+                    f"{r.name:<15} {r.recall_at_5:>8.3f} {r.recall_at_10:>9.3f} {r.mrr:>6.3f} "
+                    f"{r.ndcg_at_10:>7.3f} {r.questions:>9d} {r.p50_ms:>7.1f}"
+                )
         if self.skipped or self.unresolved:
             lines.append(
                 f"skipped questions: {len(self.skipped)}; unresolved labels: "
@@ -178,9 +183,52 @@ class EvalTable:
         """Rows and what was left out, JSON-ready (per-question detail omitted)."""
         return {
             "rows": [vars(r) for r in self.rows],
+            "groups": {name: [vars(r) for r in rows] for name, rows in self.groups.items()},
             "unresolved": self.unresolved,
             "skipped": self.skipped,
         }
+
+    def group(self, name: str, config: str) -> EvalRow:
+        """Configuration `config`'s row over group `name`'s questions; KeyError if absent."""
+        for row in self.groups[name]:
+            if row.name == config:
+                return row
+        raise KeyError(f"{name}: {config}")
+
+
+# A question's set (the tag `hand-written:<set>` a stored question carries) and its split: a
+# labelled set may mark the questions settings are tuned on (`dev`) and those only scored (`test`).
+SET_TAG_PREFIX = "hand-written:"
+SPLIT_TAGS = ("dev", "test")
+
+
+def question_groups(questions: Sequence[LabelledQuestion]) -> dict[str, list[str]]:
+    """Question ids per group worth its own rows: each hand-written set of a mixed question set,
+    and each split (`dev`, `test`) within a set or within a single file. Empty when no question
+    carries such a tag."""
+    groups: dict[str, list[str]] = {}
+    for q in questions:
+        sets = [t for t in q.tags if t.startswith(SET_TAG_PREFIX)]
+        base = sets[0].removeprefix(SET_TAG_PREFIX) if sets else ""
+        if base:
+            groups.setdefault(base, []).append(q.id)
+        for split in SPLIT_TAGS:
+            if split in q.tags:
+                groups.setdefault(f"{base}/{split}" if base else split, []).append(q.id)
+    return groups
+
+
+def group_rows(table: EvalTable, groups: dict[str, list[str]]) -> dict[str, list[EvalRow]]:
+    """The table's configurations scored again over each group's questions (from its
+    per-question results, nothing is searched twice)."""
+    out: dict[str, list[EvalRow]] = {}
+    for name, ids in groups.items():
+        wanted = set(ids)
+        out[name] = [
+            _mean_row(config, [r for r in results if r.question_id in wanted])
+            for config, results in table.per_question.items()
+        ]
+    return out
 
 
 def evaluate_retrieval(
@@ -227,6 +275,7 @@ def evaluate_retrieval(
             )
         table.per_question[config.name] = results
         table.rows.append(_mean_row(config.name, results))
+    table.groups = group_rows(table, question_groups(usable))
     return table
 
 

@@ -9,7 +9,8 @@ One `Retriever.search` call:
    over the question's words, chunks with more distinct query terms first, then `ts_rank_cd`;
    in hybrid mode a full-text candidate must contain at least two of the terms);
 4. fuses the rankings by reciprocal rank fusion, drops duplicate and near-duplicate chunks, and
-   reranks (MMR over the candidates' embeddings by default) down to k passages.
+   reranks down to k passages (by default the best 20 candidates re-scored by their sentence
+   window closest to the question, with the same embedder: `twin.rag.rerank.WindowReranker`).
 
 pgvector 0.6 filters HNSW results after the index scan, so a selective filter can leave fewer than
 the requested rows: the dense search scans the filtered rows exactly when the planner expects few
@@ -114,7 +115,7 @@ class Retriever:
         register_vector(conn)
         self.conn = conn
         self.embedder = embedder
-        self.reranker = reranker or default_reranker()
+        self.reranker = reranker or default_reranker(encoder=embedder)
         self.table = sql.Identifier(*table)
         self._known_authors = known_authors
         self.query_extractor = query_extractor
@@ -478,10 +479,9 @@ def open_retriever(settings: Settings, **options: Any) -> Iterator[Retriever]:
     from twin.store.warehouse import warehouse_connection
 
     conn = warehouse_connection(settings, autocommit=True)
-    options.setdefault("reranker", default_reranker(settings.rerank_model_path))
+    embedder = options.pop("embedder", None) or default_embedder(settings)
+    options.setdefault("reranker", default_reranker(settings.rerank_model_path, encoder=embedder))
     try:
-        yield Retriever(
-            conn, options.pop("embedder", None) or default_embedder(settings), **options
-        )
+        yield Retriever(conn, embedder, **options)
     finally:
         conn.close()

@@ -117,7 +117,9 @@ class RagService:
                 f"({type(exc).__name__})"
             ) from None
         self._retriever = Retriever(
-            conn, self.embedder, reranker=default_reranker(self.settings.rerank_model_path)
+            conn,
+            self.embedder,
+            reranker=default_reranker(self.settings.rerank_model_path, encoder=self.embedder),
         )
         return self._retriever
 

@@ -82,3 +82,15 @@ def test_groundedness_is_the_share_of_content_words_found_in_the_passage() -> No
     grounded = "A new engineer reruns the pipeline alone on a Tuesday."
     assert style.groundedness(grounded, passage) == 0.8  # all but "reruns" (5 content words)
     assert style.groundedness("Kubernetes operators reconcile custom resources.", passage) == 0.0
+
+
+def test_the_voice_classifier_scores_the_authors_voice_above_the_generic_one() -> None:
+    base_answers = [
+        "In today's fast-paced world, it is important to note that teamwork plays a crucial role.",
+        "I'm thrilled to announce that our journey has been an incredible adventure for everyone.",
+        "Let's dive into the ever-evolving landscape of innovation and unlock its full potential.",
+        "As we navigate this exciting era, collaboration remains the key to unlocking success.",
+    ]
+    voice = style.VoiceModel(AUTHOR, base_answers)
+    author, generic = voice.score(AUTHOR_OFF_TOPIC), voice.score(GENERIC_ON_TOPIC)
+    assert min(author) > 0.5 > max(generic)

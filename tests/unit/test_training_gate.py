@@ -8,8 +8,8 @@ from twin.training.gate import evaluation_gate
 
 
 def row(name: str, ppl: float, style: float, words: float, **extra: float) -> dict:
-    figures = {"voice_similarity": 0.40, "voice_similarity_sd": 0.01, "repeat_rate": 0.01}
-    figures |= {"voice_similarity": 0.50} if name != "base" else {}
+    figures = {"voice_score": 0.40, "voice_score_sd": 0.01, "repeat_rate": 0.01}
+    figures |= {"voice_score": 0.50} if name != "base" else {}
     return {
         "model": name,
         "perplexity": ppl,
@@ -68,11 +68,11 @@ def test_a_looping_version_is_refused_whatever_its_other_figures() -> None:
 
 def test_a_voice_no_better_than_the_base_beyond_the_seed_spread_is_refused() -> None:
     # a gain of 0.02 with seed sds of 0.015 each: within the spread, so not a voice gain
-    base = row("base", 60.0, 0.50, 30, voice_similarity=0.40, voice_similarity_sd=0.015)
-    tuned = row("dpo", 40.0, 0.55, 30, voice_similarity=0.42, voice_similarity_sd=0.015)
+    base = row("base", 60.0, 0.50, 30, voice_score=0.40, voice_score_sd=0.015)
+    tuned = row("dpo", 40.0, 0.55, 30, voice_score=0.42, voice_score_sd=0.015)
     verdict = evaluation_gate({"rows": [base, tuned]})
     assert not verdict.passed and "needs > 0.030" in verdict.note
-    tuned["voice_similarity"] = 0.45
+    tuned["voice_score"] = 0.45
     assert evaluation_gate({"rows": [base, tuned]}).passed
     assert not evaluation_gate({"rows": [base, tuned]}, min_voice_gain=0.15).passed
 

@@ -5,7 +5,9 @@
   model's own chat template (the end-of-turn text its template writes counts as the answer's).
 - On the author's topic-held-out prompts (`twin.training.style_prompts`), with the candidate's
   decoding and `seeds` seeds each, the base and the candidate (the last phase) are scored on:
-  voice similarity (topic-masked character n-grams), raw character n-gram and function-word
+  voice score (a classifier of the author's corpus against the base's answers to the held-out
+  instructions, on topic-masked character n-grams), voice similarity (the same n-grams' cosine
+  to the corpus centroid), raw character n-gram and function-word
   similarity, the embedding centroid, repeated 4-gram rate, stock-phrase rate, copying of the
   training text, sentence repeats and length (`twin.training.style`); mean and sd over seeds.
 - On held-out questions given the passage they come from: groundedness of the answer.
@@ -39,7 +41,8 @@ from twin.training.style_prompts import StylePrompt
 
 PUNCTUATION = ",;:!?()-\u2014'\""
 BATCH = 12
-CALIBRATION_PROMPTS = 8
+CALIBRATION_PROMPTS = 24
+GRID_PROMPTS = 8
 GROUNDED_QUESTIONS = 6
 PASSAGE_CHARS = 700
 MAX_REPEAT_RATE = 0.05
@@ -49,6 +52,7 @@ GRID = (
     GenerationSettings(temperature=0.5, top_p=0.9, repetition_penalty=1.3, no_repeat_ngram_size=3),
 )
 SEEDED = (
+    "voice_score",
     "voice_similarity",
     "char_similarity",
     "function_word_similarity",
@@ -208,10 +212,19 @@ class Scorer:
         self.corpus_vectors = embedder.encode(config.corpus)
         self.training_grams = style.ngram_set(config.training_texts)
         self.stock_phrases: list[str] = []
+        self.voice: style.VoiceModel | None = None
+
+    def learn_from_base(self, base_answers: list[str]) -> None:
+        """The base model's answers to prompts other than the scored ones teach what the author
+        is not: its stock phrases, and the voice classifier's other class."""
+        self.stock_phrases = style.learn_stock_phrases(base_answers, self.corpus)
+        self.voice = style.VoiceModel(self.corpus, [a for a in base_answers if a])
 
     def score(self, answers: list[str]) -> dict[str, float]:
         nonempty = [a for a in answers if a] or [""]
+        voice = self.voice.score(answers) if self.voice is not None else []
         return {
+            "voice_score": _mean(voice),
             "voice_similarity": _mean(style.voice_similarity(answers, self.corpus)),
             "char_similarity": _mean(style.char_similarity(answers, self.corpus)),
             "function_word_similarity": _mean(style.function_word_similarity(answers, self.corpus)),
@@ -282,6 +295,7 @@ def evaluate(config: EvalConfig) -> dict:
     scorer = Scorer(config, Embedder.from_settings(load_settings()))
     style_prompts = [p.prompt for p in config.style_prompts]
     calibration = [i for i, _ in config.heldout[:CALIBRATION_PROMPTS]]
+    grid_prompts = calibration[:GRID_PROMPTS]
     grounded = config.heldout[:GROUNDED_QUESTIONS]
     grounded_prompts = [grounded_prompt(q, passage) for q, passage in grounded]
     rows: dict[str, dict] = {}
@@ -307,13 +321,13 @@ def evaluate(config: EvalConfig) -> dict:
             }
             if label == candidate and generation is None:
                 generation, trials = choose_generation(
-                    model, tokenizer, calibration, scorer, config.max_new_tokens
+                    model, tokenizer, grid_prompts, scorer, config.max_new_tokens
                 )
             if label == base:
                 base_calibration = generate_answers(
                     model, tokenizer, calibration, config.max_new_tokens, generation
                 )
-                scorer.stock_phrases = style.learn_stock_phrases(base_calibration, config.corpus)
+                scorer.learn_from_base(base_calibration)
             if label in (candidate, base):
                 row["answers"] = seeded_answers(model, tokenizer, config, generation, style_prompts)
                 row["grounded_answers"] = generate_answers(

@@ -2,7 +2,8 @@
 
 The candidate is the last phase evaluated (DPO when it ran, else SFT), compared with the base
 model on the same prompts, decoding and seeds. It holds absolutely, whatever any champion does:
-- its voice similarity on the author's topic-held-out prompts must beat the base's by more than
+- its voice score (the probability its answers are the author's, `twin.training.style`) on the
+  author's topic-held-out prompts must beat the base's by more than
   the seed spread (the two sds added) and by at least `min_voice_gain` (relative);
 - its repeated 4-gram rate must stay within `max_repeat_rate` (a looping model is refused);
 - its perplexity of the author's held-out answers must not rise above `max_perplexity_ratio` x
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VOICE = "voice_similarity"
+VOICE = "voice_score"
 REPEAT = "repeat_rate"
 
 
@@ -38,7 +39,7 @@ def evaluation_gate(
     min_voice_gain: float = 0.0,
     absolute: bool = True,
 ) -> GateVerdict:
-    """The verdict on the evaluation's rows (`model`, `perplexity`, `voice_similarity` and its
+    """The verdict on the evaluation's rows (`model`, `perplexity`, `voice_score` and its
     `_sd`, `repeat_rate`, `style_similarity`, `answer_words`). `absolute=False` reports the voice
     and loop figures without letting them decide (only for chain tests on tiny models that
     cannot write)."""

@@ -74,7 +74,8 @@ def _fmt(value: object) -> str:
 
 # The seeded figures shown as mean ± sd, with what a reader should want of each.
 VOICE_COLUMNS = (
-    ("voice_similarity", "voice (masked char n-grams) ↑"),
+    ("voice_score", "voice score (P author) ↑"),
+    ("voice_similarity", "masked char n-grams ↑"),
     ("char_similarity", "char n-grams ↑"),
     ("function_word_similarity", "function words ↑"),
     ("style_similarity", "embedding centroid ↑"),
@@ -96,7 +97,7 @@ def mean_sd(row: dict, metric: str) -> str:
 
 def voice_table(evaluation: dict) -> str:
     """Base vs candidate (and the author's own figures) on the topic-held-out prompts."""
-    rows = [r for r in evaluation.get("rows", []) if "voice_similarity" in r]
+    rows = [r for r in evaluation.get("rows", []) if "voice_score" in r]
     if not rows:
         return "No topic-held-out figures (evaluated before they existed).\n"
     author = evaluation.get("author", {})
@@ -193,11 +194,13 @@ ZeRO-{params.zero_stage} over {params.ranks} rank(s).
 ### Voice on topics the author never wrote about
 {n_prompts} topic-held-out prompts ({origin}), in the author's platforms' forms, answered by the
 base and the candidate (`{candidate}`) with the same decoding, seeds {seeds}: mean ± sd over
-seeds. Voice is the cosine of character
-2-4-gram TF-IDF on topic-masked text (only function words, punctuation and word shapes are
-left) to the author's corpus; stock phrases are openers and clichés the base uses and the author
-never does; copying is the share of 8-grams found verbatim in the training text; groundedness is
-the share of an answer's content words found in the passage it was given.
+seeds. The voice score is the probability an answer is the author's, from a classifier of her
+corpus against the base's answers to other prompts, on character 2-4-grams of topic-masked text
+(only function words, punctuation and word shapes are left); the masked n-gram figure is the
+cosine of the same features to the corpus centroid; stock phrases are openers and clichés the
+base uses and the author never does; copying is the share of 8-grams found verbatim in the
+training text; groundedness is the share of an answer's content words found in the passage it
+was given.
 
 {voice_table(evaluation)}
 Decoding (chosen on the held-out instructions, saved as `generation_config.json` and the

@@ -1,5 +1,8 @@
 """Measures of voice that do not read topic, and of the ways a small model fails as a writer.
 
+- `VoiceModel.score` (`voice_score`): the probability an answer is the author's, from a classifier
+  of her corpus against the base model's answers (to other prompts) on topic-masked character
+  n-grams; the headline voice figure and the gate's.
 - `voice_similarity`: character 2-4-gram TF-IDF over *topic-masked* text (Stamatatos' text
   distortion: every word outside the most frequent English function words becomes one `*` per
   letter, digits `#`), cosine of each answer to the centroid of the author's corpus. What is left
@@ -118,6 +121,31 @@ def _tfidf_similarity(answers: Sequence[str], corpus: Sequence[str]) -> list[flo
 def voice_similarity(answers: Sequence[str], corpus: Sequence[str]) -> list[float]:
     """Per answer: topic-masked character n-gram similarity to the author's corpus."""
     return _tfidf_similarity([mask_topic(a) for a in answers], [mask_topic(c) for c in corpus])
+
+
+class VoiceModel:
+    """A classifier of the author's writing against the base model's, on topic-masked character
+    2-4-grams (function words, punctuation and word shapes only): `score` is the probability an
+    answer is the author's. Fitted on the corpus and the base's answers to prompts other than
+    the ones scored, so it separates voices, not topics or prompts."""
+
+    def __init__(self, corpus: Sequence[str], base_answers: Sequence[str]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        texts = [mask_topic(t) for t in (*corpus, *base_answers)]
+        labels = [1] * len(corpus) + [0] * len(base_answers)
+        self.vectorizer = TfidfVectorizer(
+            analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2
+        )
+        features = self.vectorizer.fit_transform(texts)
+        self.classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        self.classifier.fit(features, labels)
+
+    def score(self, answers: Sequence[str]) -> list[float]:
+        """Per answer: the probability it was written by the author (0 to 1)."""
+        features = self.vectorizer.transform([mask_topic(a or " ") for a in answers])
+        return [float(p) for p in self.classifier.predict_proba(features)[:, 1]]
 
 
 def char_similarity(answers: Sequence[str], corpus: Sequence[str]) -> list[float]:

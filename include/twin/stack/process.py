@@ -55,7 +55,8 @@ class ManagedProcess:
         """The PID file's record, or None when there is none or it is unreadable."""
         try:
             data = json.loads(self.pid_path.read_text())
-            program = data.get("program") or data["command"][0]  # older files held the command
+            # Older files held the whole command line instead of the program.
+            program = data.get("program") or next(iter(data.get("command") or []), "")
             return ProcessRecord(int(data["pid"]), float(data["create_time"]), str(program))
         except (OSError, ValueError, KeyError, TypeError):
             return None

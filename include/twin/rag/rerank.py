@@ -43,7 +43,7 @@ MMR_LAMBDA = 0.7
 WINDOW_SENTENCES = 2
 WINDOW_WEIGHT = 0.3
 WINDOW_DEPTH = 20
-WINDOW_CACHE_SIZE = 20_000  # window vectors kept per process (a chunk's text never changes)
+WINDOW_CACHE_SIZE = 5_000  # chunks whose window vectors a process keeps (about 75 MB at 384-d)
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
 
 

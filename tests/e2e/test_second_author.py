@@ -59,6 +59,9 @@ QUALITY_BARS_OPEN = {
     "DEPLOY_MAX_REPETITION_RATE": "1",
     "DEPLOY_MAX_WRONG_SOURCE_RATE": "1",
     "DEPLOY_FIRST_QUESTIONS": "3",
+    # the tiny model's context is 1024 tokens: twin_rag's prompt and answer must fit in it
+    "SERVING_CONTEXT_TOKENS": "300",
+    "SERVING_DEFAULT_MAX_TOKENS": "16",
     # a test machine shared with other suites answers slowly: waits, not errors
     "SERVICE_TIMEOUT_S": "60",
     "SERVING_REQUEST_TIMEOUT_S": "600",

@@ -19,7 +19,10 @@ from twin.form import validate_strict
 from twin.settings import Settings
 
 LATEST = "latest"
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# LoRA rank 32 on every linear layer (attention and MLP) at 6e-4: on SmolLM2-135M, 30 SFT steps
+# raised the voice score on the sample author's topic-held-out prompts from 0.414 to 0.634 (3
+# seeds); rank 16 on the attention projections at 2e-4 had left the voice where it was.
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
 # Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.
 UNHASHED = frozenset(
@@ -74,13 +77,13 @@ class TrainingParams(BaseModel):
         "TWIN_TRAINING_BASE_MODEL (default smollm2-135m).",
     )
     lora_r: int = Field(
-        default=16,
+        default=32,
         ge=1,
         title="LoRA rank",
         description="Rank r of the LoRA adapter matrices; higher trains more parameters.",
     )
     lora_alpha: int = Field(
-        default=32,
+        default=64,
         ge=1,
         title="LoRA alpha",
         description="LoRA scaling numerator: the update is scaled by alpha / rank.",
@@ -100,7 +103,7 @@ class TrainingParams(BaseModel):
         "exist in the base model.",
     )
     learning_rate: float = Field(
-        default=2e-4,
+        default=6e-4,
         gt=0,
         title="SFT learning rate",
         description="Peak learning rate of supervised fine-tuning; above 0.",

@@ -21,7 +21,8 @@ from twin.settings import Settings
 LATEST = "latest"
 # LoRA rank 32 on every linear layer (attention and MLP) at 6e-4: on SmolLM2-135M, 30 SFT steps
 # raised the voice score on the sample author's topic-held-out prompts from 0.414 to 0.634 (3
-# seeds); rank 16 on the attention projections at 2e-4 had left the voice where it was.
+# seeds, benchmarks/style.py). The previous defaults (rank 16 on the attention projections at
+# 2e-4) were not measured on this score; their demo version had read less like her than its base.
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
 # Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.

@@ -155,6 +155,7 @@ class Settings(BaseSettings):
     deploy_max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)  # above the champion's
     # absolute floors on a version's own answers, first deployment or not
     deploy_max_empty_rate: float = Field(default=0.1, ge=0, le=1)
+    deploy_max_loop_rate: float = Field(default=0.1, ge=0, le=1)  # repeated 4-grams per answer
     deploy_max_wrong_source_rate: float = Field(default=0.5, ge=0, le=1)  # label not in sources
     # evaluation questions a first deployment asks the version through twin_rag
     deploy_first_questions: int = Field(default=12, ge=2, le=500)

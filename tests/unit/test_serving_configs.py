@@ -43,8 +43,15 @@ def test_python_backend_configs_parse_and_carry_the_contract(settings: Settings)
     stream = parse(stream_config(settings, [1]))
     rag = parse(rag_config(settings))
 
-    assert [i.name for i in llm.input] == ["prompt", "max_tokens", "temperature"]
-    assert [i.optional for i in llm.input] == [False, True, True]
+    assert [i.name for i in llm.input] == [
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "repetition_penalty",
+        "seed",
+    ]
+    assert [i.optional for i in llm.input] == [False, True, True, True, True, True]
     assert {o.name for o in llm.output} == {PYTHON.text, *PYTHON.counts}
     assert llm.HasField("dynamic_batching") and not unbatched.HasField("dynamic_batching")
     assert list(llm.version_policy.specific.versions) == [1, 2]

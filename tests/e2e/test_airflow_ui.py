@@ -4,8 +4,9 @@ Debian's chromium driven by Playwright opens the embedded stack's UI (`airflow s
 opens the trigger form, checks that the Params render as one field per platform with their
 titles, that a bad link is refused with a message naming the Param, and that a typed link
 starts a run that crawls the new page. Then every DAG's form opens with no field marked invalid
-and triggers with its defaults (the Params left empty mean the platform's author and base model),
-and the runs of `twin_datasets` and `twin_training` (tiny model) started that way succeed. Runs
+and triggers with its defaults (the Params left empty mean the platform's author and base model);
+with `TWIN_UI_CHAIN=1` the runs of `twin_datasets` and `twin_training` (tiny model) started that
+way must succeed too. Runs
 with `make test-ui` (CI calls it after `make test`); it needs `chromium` on PATH
 (`apt-get install -y chromium`) or `TWIN_CHROMIUM` naming a binary.
 """
@@ -189,9 +190,16 @@ def wait_until_quiet(af: AirflowUnderTest, timeout_s: float) -> None:
     raise AssertionError(f"runs still going after {timeout_s} s: {busy}")
 
 
+# Waiting for the default runs to succeed trains and deploys the tiny model through the asset chain
+# (a real retrain by the training form's defaults): tens of minutes on 2 cores, so it is opt-in.
+WAIT_FOR_CHAIN = os.environ.get("TWIN_UI_CHAIN") == "1"
+
+
 def test_every_form_triggers_with_its_defaults_and_the_chain_runs_succeed(
     airflow_standalone: AirflowUnderTest, browser
 ) -> None:
+    """Every form submits with its defaults; with TWIN_UI_CHAIN=1 the crawl, datasets and
+    training runs started that way must also succeed."""
     from twin.crawl.run import record_author_links
     from twin.settings import load_settings
     from twin.stack.demo_site import describe_demo_site
@@ -204,12 +212,12 @@ def test_every_form_triggers_with_its_defaults_and_the_chain_runs_succeed(
     af.api.patch("/dags/twin_healthcheck", json={"is_paused": False})
     started: dict[str, str] = {}
     for dag_id in FORM_DAGS:
-        if dag_id in MUST_SUCCEED:
+        if WAIT_FOR_CHAIN and dag_id in MUST_SUCCEED:
             # the crawl's assets start the rest of the chain: let it finish first, so these
             # default runs have the sample author's marts, dataset and model to work on
             wait_until_quiet(af, CHAIN_TIMEOUT_S)
         started[dag_id] = trigger_with_defaults(browser, af, dag_id)
-        if dag_id in MUST_SUCCEED:
+        if WAIT_FOR_CHAIN and dag_id in MUST_SUCCEED:
             run = af.wait_for(dag_id, set(), CHAIN_TIMEOUT_S, run_id=started[dag_id])
             assert run["state"] == "success", failure_logs(af, dag_id, started[dag_id])
     assert set(started) == set(FORM_DAGS)

@@ -150,6 +150,9 @@ EDGES = [
     ("twin_deploy", "max_guardrail_rate", -0.01, False),
     ("twin_deploy", "shadow_share", 1, True),
     ("twin_deploy", "shadow_share", 1.01, False),
+    ("twin_deploy", "min_samples", "5", False),
+    ("twin_deploy", "require_approval", "false", False),
+    ("twin_deploy", "max_style_drop", "0.1", False),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from twin.form import named_problems
+from twin.form import named_problems, validate_strict
 from twin.form import param_schemas as form_schemas
 from twin.settings import Settings
 
@@ -145,7 +145,7 @@ def deploy_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     falls back to the loaded settings for the others. A ValueError names each bad Param."""
     given = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
     try:
-        valid = DeployParams.model_validate(given)
+        valid = validate_strict(DeployParams, given)
     except ValidationError as exc:
         raise ValueError(f"invalid twin_deploy Params: {named_problems(exc)}") from None
     return valid.model_dump(include=set(valid.model_fields_set))

@@ -220,6 +220,8 @@ def test_thresholds_from_settings_and_overrides() -> None:
         ("#$%^&*()!@#$%^&*()_+ 12 34", "not_language"),
         ("data " * 30, "repetition"),
         ("Write to me at ada@example.com for details.", "personal_data"),
+        # shadow pairs are stored redacted: the placeholder stands for what the model wrote
+        ("Write to me at [EMAIL] or call [PHONE] for details.", "personal_data"),
     ],
 )
 def test_guardrail_rules(answer: str, rule: str) -> None:

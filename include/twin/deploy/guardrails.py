@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from twin.domain.pii import PLACEHOLDERS
+
 LEAKED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "[INST]")
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 PHONE = re.compile(r"(?<!\w)\+?\d[\d ()-]{8,}\d(?!\w)")
@@ -35,7 +37,9 @@ def violations(answer: str) -> list[str]:
     tokens = text.lower().split()
     if len(tokens) >= 12 and len(set(tokens)) / len(tokens) < 0.25:
         found.append("repetition")
-    if EMAIL.search(text) or PHONE.search(text):
+    # stored answers are redacted before they reach a check: a placeholder is personal data
+    # the model wrote
+    if EMAIL.search(text) or PHONE.search(text) or any(p in text for p in PLACEHOLDERS):
         found.append("personal_data")
     return found
 

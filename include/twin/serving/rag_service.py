@@ -34,6 +34,14 @@ SHADOW_BACKLOG = 16
 GenerateFn = Callable[[int, str, int], tuple[str, int, int]]
 
 
+def answering_author(configured: str, known: list[str]) -> str | None:
+    """Whose passages a query that names no author searches: the platform's author when the
+    index holds them, else the only author it holds, else every author (None)."""
+    if configured in known:
+        return configured
+    return known[0] if len(known) == 1 else None
+
+
 class RetrievalUnavailable(RuntimeError):
     """The warehouse cannot be reached; the request fails with this message."""
 
@@ -191,7 +199,7 @@ class RagService:
                         f"input 'author': unknown author {who!r}; "
                         f"known: {', '.join(known) or 'none'}"
                     )
-                who = who or (known[0] if len(known) == 1 else None)
+                who = who or answering_author(s.author, known)
                 row["author"] = who
                 from twin.rag.query import SearchFilters
 

@@ -44,6 +44,7 @@ SERVED_FILE = "served.json"
 # Settings fields twin_rag needs inside the Triton stub (written next to its model.py).
 RAG_SETTINGS_FIELDS = {
     "home",
+    "author",
     "warehouse_dsn",
     "triton_http_url",
     "triton_model_repository",

@@ -174,3 +174,13 @@ def test_her_dataset_is_decontaminated_against_her_questions_and_retrieval_score
     assert scored["labelled_set"] == f"ml:{latest.version.version}"
     assert scored["questions"] == len(DOCUMENTS) + 1 and not scored["skipped"]
     assert next(r for r in scored["rows"] if r["name"] == "hybrid")["recall_at_10"] > 0.5
+
+
+def test_a_capped_build_asks_the_generator_for_that_many_questions(her_marts: Settings) -> None:
+    # last in the module: the capped set becomes her newest one
+    generator = build_generator("offline", her_marts)
+    capped, _ = build_question_set(her_marts, AUTHOR, generator, max_generated=2)
+    assert (capped.generated, capped.documents_covered) == (2, 2)
+    # a different cap is a different set, the uncapped one keeps every document
+    whole, _ = build_question_set(her_marts, AUTHOR, generator)
+    assert whole.version != capped.version and whole.generated == whole.documents > 2

@@ -108,7 +108,14 @@ def build_dataset(
     generator = generator or build_generator(options.generator, settings)
     result = BuildResult(generator=generator_label(generator), documents=len(docs))
     built, question_set = build_question_set(
-        settings, options.author, generator, docs=docs, languages=options.languages
+        settings,
+        options.author,
+        generator,
+        docs=docs,
+        languages=options.languages,
+        # the instruction cap bounds the question generator's calls as well (a local model
+        # writes one question per document otherwise)
+        max_generated=options.max_instructions or None,
     )
     result.question_set = built.as_dict()
     drops = filters.DropCounter()

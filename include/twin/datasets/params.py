@@ -40,8 +40,8 @@ class DatasetOptions(BaseModel):
         default=0,
         ge=0,
         title="Max instructions",
-        description="Sections given an instruction in this version; 0: every section "
-        "(smollm2 needs 1-200).",
+        description="Sections given an instruction in this version, and documents given a "
+        "generated evaluation question; 0: every one (smollm2 needs 1-200).",
     )
     max_preferences: int = Field(
         default=0,

@@ -77,8 +77,10 @@ def build_question_set(
     docs: list[MartDocument] | None = None,
     per_document: int = PER_DOCUMENT,
     languages: tuple[str, ...] = ("en",),
+    max_generated: int | None = None,
 ) -> tuple[QuestionSetResult, QuestionSetSnapshot]:
     """Build (or find) the author's question set from their marts; see the module docstring.
+    `max_generated` caps the generated questions (documents in id order; None: every document).
     Raises LookupError naming the author when the marts hold none of their documents."""
     started = time.perf_counter()
     if docs is None:
@@ -90,7 +92,9 @@ def build_question_set(
     result.documents = len(docs)
     drops = filters.DropCounter()
     calls_before = generator.usage.calls
-    generated = _generated(settings, generator, docs, per_document, languages, drops, result)
+    generated = _generated(
+        settings, generator, docs, per_document, languages, drops, result, max_generated
+    )
     written_by_hand = _hand_written(settings, author, result)
     questions = filters.drop_exact_duplicates(
         [*generated, *written_by_hand], lambda q: q.question, drops
@@ -108,6 +112,7 @@ def build_question_set(
         "build": QUESTION_BUILD,
         "per_document": per_document,
         "languages": list(languages),
+        "max_generated": max_generated,
     }
     result.version = content_digest(
         {"config": config, "questions": sorted(q.question_id for q in questions)}
@@ -175,12 +180,15 @@ def _generated(
     languages: tuple[str, ...],
     drops: filters.DropCounter,
     result: QuestionSetResult,
+    max_generated: int | None = None,
 ) -> list[EvalQuestion]:
     chosen = [
         (doc, section)
         for doc in sorted(docs, key=lambda d: d.document_id)
         for section in _chosen_sections(doc, per_document, languages, drops)
     ]
+    if max_generated is not None:
+        chosen = chosen[:max_generated]
     requests = [
         (
             doc,

@@ -25,6 +25,8 @@ from twin.training.gate import evaluation_gate
 from twin.training.params import TrainingParams
 
 MAX_DIGEST = 32  # as the datasets stage logs versions (MLflow allows 36)
+# MLflow stores a version's description in a varchar(5000)
+MAX_DESCRIPTION_CHARS = 5000
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def register_candidate(
         source=info["model_uri"],
         run_id=run.info.run_id,
         tags=tags,
-        description=model_card,
+        description=version_description(model_card),
         model_id=info["model_id"],
     )
     client.set_registered_model_alias(settings.registered_model, CHALLENGER, version.version)
@@ -241,6 +243,17 @@ def register_candidate(
         run.info.run_id,
         f"models:/{settings.registered_model}/{version.version}",
     )
+
+
+def version_description(model_card: str, limit: int = MAX_DESCRIPTION_CHARS) -> str:
+    """The model card as the version's description, cut at a section boundary where it is
+    longer than MLflow stores, with a pointer to the whole card (the run's artifact)."""
+    if len(model_card) <= limit:
+        return model_card
+    pointer = f"\n\n(cut here: the whole card is the run's artifact `{MODEL_CARD_ARTIFACT}`)\n"
+    head = model_card[: limit - len(pointer)]
+    cut = head.rfind("\n## ")
+    return (head[:cut] if cut > 0 else head).rstrip() + pointer
 
 
 def _log_model_in_subprocess(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,20 +148,18 @@ class LocalModelGenerator:
         return out
 
     def instructions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
-        if not sections:
-            return []
-        prompts = [self.render(instruction_messages(s)) for s in sections]
-        texts = self.generate(prompts, [INSTRUCTION_TOKENS] * len(prompts))
-        results = []
-        for section, text in zip(sections, texts, strict=True):
-            line, reason = clean_instruction(text)
-            results.append(Generated(section.key, text=line, reason=reason))
-        return results
+        return self._one_line_each(sections, instruction_messages)
 
     def questions(self, sections: Sequence[SectionPrompt]) -> list[Generated]:
+        return self._one_line_each(sections, question_messages)
+
+    def _one_line_each(
+        self, sections: Sequence[SectionPrompt], messages: Callable[[SectionPrompt], list]
+    ) -> list[Generated]:
+        """One cleaned line per section, from the chat `messages` builds for it."""
         if not sections:
             return []
-        prompts = [self.render(question_messages(s)) for s in sections]
+        prompts = [self.render(messages(s)) for s in sections]
         texts = self.generate(prompts, [INSTRUCTION_TOKENS] * len(prompts))
         results = []
         for section, text in zip(sections, texts, strict=True):

@@ -40,7 +40,9 @@ TRAINING = {
     "dpo": False,
     "ranks": 1,
     "zero_stage": 0,
-    "max_length": 128,
+    # room for a prompt and some of its answer: at 128 tokens a long generated instruction can
+    # leave no answer token in any example, which the worker refuses
+    "max_length": 384,
     "learning_rate": 1e-3,
     "save_steps": 4,
     "eval_samples": 2,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_serving import register_version
-from twin.serving.repository import load_versions
+from twin.serving.repository import load_versions, write_llm_configs
 from twin.settings import Settings
 
 
@@ -23,10 +23,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple[Settings, int]]:
-    """A registered tiny version, materialised and loaded as twin_llm and twin_llm_stream."""
+    """A registered tiny version, materialised and loaded as twin_llm and twin_llm_stream: the
+    only version they serve (what earlier modules left on the session's Triton is unloaded, so a
+    request that names no version reaches this one)."""
+    from twin.serving.client import http_client
+
     settings = stack_settings.model_copy(
         update={"registered_model": f"twin-llm-test-{uuid.uuid4().hex[:6]}"}
     )
+    client = http_client(settings)
+    try:
+        for model in ("twin_rag", "twin_llm_stream", "twin_llm"):
+            client.unload_model(model)
+    finally:
+        client.close()
+    write_llm_configs(settings, [])
     version = register_version(settings, tiny_model_dir)
     load_versions(settings, [version])
     yield settings, version

@@ -57,6 +57,12 @@ class FakeChatServer(BaseHTTPRequestHandler):
         assert self.path == "/v1/chat/completions"
         assert self.headers.get("Authorization") == "Bearer test-key"
         user = body["messages"][-1]["content"]
+        if not user.startswith("Platform:") and user.startswith("Title: "):
+            # the author's evaluation questions (built with the dataset) are answered well: the
+            # faults below are the instruction and answer requests'
+            with self.lock:
+                self.seen["question"] += 1
+            return self._content(json.dumps({"question": "How do you keep reruns safe?"}))
         title = re.search(r"Title: (\S+)", user)
         fault = title.group(1) if title else "answer"
         with self.lock:
@@ -156,9 +162,10 @@ def test_each_fault_drops_or_retries_only_its_item(chat_server, fault_marts) -> 
     assert seconds >= 1.0  # the 429's Retry-After was waited for
     assert first.usage["retries"] == 3  # one after the 429, two after the 500s
     assert first.usage["prompt_tokens"] > 0 and first.usage["completion_tokens"] > 0
+    assert seen["question"] == len(FAULTS)  # one evaluation question per document
 
     # a second run retries only the item that failed for a transient reason
     FakeChatServer.seen.clear()
     second = build_dataset(fault_marts, options, generator=endpoint(chat_server), log_mlflow=False)
-    assert set(FakeChatServer.seen) == {"error500"}
+    assert set(FakeChatServer.seen) == {"error500"}  # the question set is not asked again
     assert second.version == first.version and second.rows_written == 0

@@ -74,6 +74,7 @@ def test_a_bad_mart_row_fails_the_sync_task_after_the_others_are_indexed(
                 copy.write_row(good)
                 copy.write_row(bad)
         monkeypatch.setenv("WAREHOUSE_DSN", dsn)
+        monkeypatch.setenv("TWIN_AUTHOR", "Ada")  # the platform's author, whose rows these are
 
         with pytest.raises(FeatureSyncFailed) as caught:
             sync_features_task()

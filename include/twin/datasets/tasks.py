@@ -44,7 +44,8 @@ def dataset_options(params: dict[str, Any]) -> dict[str, Any]:
 def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build (or find) the dataset version for the Params; the build's report as a dict.
 
-    Raises `NoAuthorDocuments` naming the author when the marts hold nothing of theirs.
+    Invalid Params fail the task at once, without the retry a transient failure gets; raises
+    `NoAuthorDocuments` naming the author when the marts hold nothing of theirs.
     """
     from airflow.sdk import get_current_context
 
@@ -54,7 +55,12 @@ def build_dataset_task(params: dict[str, Any] | None = None) -> dict[str, Any]:
     from twin.store.warehouse import require_author_documents, warehouse_connection
 
     params = params if params is not None else dict(get_current_context()["params"])
-    options = DatasetOptions.model_validate(dataset_options(params))
+    try:
+        options = DatasetOptions.model_validate(dataset_options(params))
+    except ValueError as exc:  # the same Params fail the same way: no retry
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
     settings = load_settings()
     with warehouse_connection(settings) as conn:  # no documents of the author: fail, named
         require_author_documents(conn, options.author, "twin_datasets")

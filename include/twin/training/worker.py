@@ -165,6 +165,12 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
         peft_config=lora,
         callbacks=[MetricsWriter(config)],
     )
+    if len(trainer.train_dataset) == 0:
+        raise SystemExit(
+            f"{config.phase}: none of the {len(dataset)} training examples keeps an answer token "
+            f"within max_length={p.max_length} tokens (the prompt takes them all): raise "
+            "max_length in twin_training's Params"
+        )
     return trainer
 
 

@@ -177,10 +177,15 @@ def test_her_dataset_is_decontaminated_against_her_questions_and_retrieval_score
 
 
 def test_a_capped_build_asks_the_generator_for_that_many_questions(her_marts: Settings) -> None:
-    # last in the module: the capped set becomes her newest one
+    # last in the module: it adds capped sets of hers
     generator = build_generator("offline", her_marts)
     capped, _ = build_question_set(her_marts, AUTHOR, generator, max_generated=2)
     assert (capped.generated, capped.documents_covered) == (2, 2)
     # a different cap is a different set, the uncapped one keeps every document
     whole, _ = build_question_set(her_marts, AUTHOR, generator)
     assert whole.version != capped.version and whole.generated == whole.documents > 2
+    # a capped set built after it does not replace it as the set deployments ask
+    newer, _ = build_question_set(her_marts, AUTHOR, generator, max_generated=1)
+    assert newer.version not in (whole.version, capped.version)
+    latest = latest_question_set(her_marts, AUTHOR)
+    assert latest is not None and latest.version.version == whole.version

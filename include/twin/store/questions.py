@@ -142,11 +142,15 @@ def load_question_set(settings: Settings, version: str) -> QuestionSetSnapshot:
 
 
 def latest_question_set(settings: Settings, author: str) -> QuestionSetSnapshot | None:
-    """The author's newest question set with its questions, or None when there is none."""
+    """The author's newest question set built without a cap (a capped build, `Max instructions`
+    in twin_datasets, asks about a few documents only), with its questions; the newest capped
+    one when every set is capped; None when there is none."""
     with _connect(settings) as conn:
         row = conn.execute(
             f"""select {SET_COLUMNS} from ml.question_sets where author = %s
-                order by created_at desc, version limit 1""",
+                order by (generator_config ->> 'max_generated') is not null,
+                         created_at desc, version
+                limit 1""",
             (author,),
         ).fetchone()
         if row is None:

@@ -14,6 +14,21 @@ from twin.serving.repository import load_versions, write_llm_configs
 from twin.settings import Settings
 
 
+def clear_served_llm(settings: Settings) -> None:
+    """Unload twin_rag, twin_llm_stream and twin_llm from the session's Triton and empty their
+    served set: what an earlier module deployed there (another registered model's versions, with
+    the same numbers) neither answers nor blocks a version of this module's model."""
+    from twin.serving.client import http_client
+
+    client = http_client(settings)
+    try:
+        for model in ("twin_rag", "twin_llm_stream", "twin_llm"):
+            client.unload_model(model)
+    finally:
+        client.close()
+    write_llm_configs(settings, [])
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from twin.store.base_models import resolve_base_model
@@ -26,18 +41,10 @@ def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple
     """A registered tiny version, materialised and loaded as twin_llm and twin_llm_stream: the
     only version they serve (what earlier modules left on the session's Triton is unloaded, so a
     request that names no version reaches this one)."""
-    from twin.serving.client import http_client
-
     settings = stack_settings.model_copy(
         update={"registered_model": f"twin-llm-test-{uuid.uuid4().hex[:6]}"}
     )
-    client = http_client(settings)
-    try:
-        for model in ("twin_rag", "twin_llm_stream", "twin_llm"):
-            client.unload_model(model)
-    finally:
-        client.close()
-    write_llm_configs(settings, [])
+    clear_served_llm(settings)
     version = register_version(settings, tiny_model_dir)
     load_versions(settings, [version])
     yield settings, version

@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from sample_author.training import snapshot as sample_author_snapshot
+from tests.integration.conftest import clear_served_llm
 from tests.integration.test_serving import register_version
 from twin.domain.samples import Split
 from twin.serving.client import generate_text, stream_text
@@ -72,6 +73,7 @@ def test_family_trains_evaluates_and_answers_on_triton(
     assert len(answers) == len(heldout)
 
     version = register_version(settings, folder)
+    clear_served_llm(settings)  # version 1 of an earlier module's model may still be served
     load_versions(settings, [version])
     try:
         prompt = chat_prompt(tokenizer, heldout[0][0])

@@ -64,7 +64,8 @@ def _serve_up_then_ask(chunk_store, tmp_path) -> None:  # noqa: F811
             app, ["ask", "What is the Tuesday test?", "--protocol", protocol], env=env
         )
         assert asked.exit_code == 0, asked.output
-        sources = " ".join(asked.output.split("sources", 1)[-1].split())
+        assert "sources" in asked.output
+        sources = " ".join(asked.output.split("sources", 1)[1].split())
         assert "[1] The Tuesday test (linkedin)" in sources
 
     status = runner.invoke(app, ["serve", "status"], env=env)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, StringConstraints, ValidationError
@@ -23,6 +25,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 # The header that carries the platform's key to Triton's model-repository API (load, unload).
 TRITON_REPOSITORY_KEY_HEADER = "twin-repository-key"
+
+# `scheme://user:password@` in an endpoint URL: the password is left out of a repr
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 # Airflow connection ids (DESIGN.md) and the settings field each one backs.
 CONNECTION_IDS: dict[str, str] = {
@@ -47,6 +52,9 @@ class Settings(BaseSettings):
     mongo_uri: str | None = None
     mongo_database: str = "twin"
     warehouse_dsn: str | None = None
+    # twin_rag's own least-privileged warehouse login (reads the chunk store, writes the serving
+    # logs), on the database warehouse_dsn names. Unset: twin_rag connects as warehouse_dsn.
+    serving_dsn: str | None = None
     mlflow_tracking_uri: str | None = None
     # MLflow basic auth (the embedded stack's platform user); exported for MLflow's clients
     mlflow_tracking_username: str | None = None
@@ -169,6 +177,11 @@ class Settings(BaseSettings):
     monitor_max_error_rate: float = Field(default=0.02, ge=0, le=1)
     monitor_max_no_context_share: float = Field(default=0.3, ge=0, le=1)
     alert_webhook_url: str | None = Field(default=None, validation_alias="TWIN_ALERT_WEBHOOK_URL")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # a repr ends up in logs and test reports: endpoint URLs without their passwords
+        for name, value in super().__repr_args__():
+            yield name, _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
     def require(self, field: str) -> str:
         """The value of an endpoint field, or a clear error saying how to provide it."""

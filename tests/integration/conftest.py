@@ -15,10 +15,13 @@ from twin.settings import Settings
 
 
 def clear_served_llm(settings: Settings) -> None:
-    """Unload twin_rag, twin_llm_stream and twin_llm from the session's Triton and empty their
-    served set: what an earlier module deployed there (another registered model's versions, with
-    the same numbers) neither answers nor blocks a version of this module's model."""
+    """Unload twin_rag, twin_llm_stream and twin_llm from the session's Triton, empty their
+    served set and forget twin_rag's champion and shadow: what an earlier module deployed there
+    (another registered model's versions, with the same numbers) neither answers nor blocks a
+    version of this module's model."""
     from twin.serving.client import http_client
+    from twin.serving.configs import RAG_MODEL
+    from twin.serving.repository import ROUTING_FILE, repository_path
 
     client = http_client(settings)
     try:
@@ -27,6 +30,7 @@ def clear_served_llm(settings: Settings) -> None:
     finally:
         client.close()
     write_llm_configs(settings, [])
+    (repository_path(settings) / RAG_MODEL / ROUTING_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -152,7 +152,12 @@ def record_windows(settings: Settings, current_kind: str) -> None:
 
 
 def monitor(settings: Settings, webhook: Webhook) -> dict:
-    configured = settings.model_copy(update={"alert_webhook_url": webhook.url})
+    """Run the monitor on the planted serving-log windows. The session's Triton counters carry
+    whatever earlier modules asked it (CPU generation, seconds a request), so the Triton checks
+    are left out here: the unit tests cover them and the last test reads the real endpoint."""
+    configured = settings.model_copy(
+        update={"alert_webhook_url": webhook.url, "triton_metrics_url": None}
+    )
     result = run_monitor(configured, END.isoformat())
     print(result["window_end"], result["alerts"], result["figures"])
     return result

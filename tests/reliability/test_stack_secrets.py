@@ -291,3 +291,51 @@ def test_system_user_is_created_where_sbin_is_not_on_path(monkeypatch) -> None:
         userdel = shutil.which("userdel", path="/usr/sbin:/sbin")
         if userdel:
             subprocess.run([userdel, name], check=False, capture_output=True)
+
+
+def test_twin_rag_logs_in_as_the_serving_role_with_serving_rights_only(
+    scratch_warehouse: Settings, tmp_path: Path
+) -> None:
+    """twin_rag's settings hold the serving role's login on the warehouse it serves (a scratch
+    one here), never the platform's; that role reads the chunk store (tables built after the
+    grant too) and writes and expires the serving logs, and is refused everything else."""
+    import json
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from twin.serving.repository import install_rag
+    from twin.store.serving import delete_expired, write_inference_log
+    from twin.store.warehouse import warehouse_connection
+
+    settings = scratch_warehouse.model_copy(update={"triton_model_repository": tmp_path})
+    assert settings.serving_dsn, "SERVING_DSN missing from stack.env"
+    folder = install_rag(settings)
+    written = json.loads((folder / "1" / "settings.json").read_text())
+    dsn = urlsplit(written["warehouse_dsn"])
+    platform = urlsplit(settings.require("warehouse_dsn"))
+    assert (dsn.username, dsn.path) == ("twin_serving", platform.path)
+    assert platform.password not in json.dumps(written)
+    assert written["serving_dsn"] is None
+
+    with warehouse_connection(settings, autocommit=True) as conn:  # built after the grant
+        conn.execute("create table vectors.chunks_later (chunk_id text)")
+        conn.execute("insert into vectors.chunks_later values ('c1')")
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table marts.private_notes (note text)")
+    row = {"request_id": "r1", "model": "twin_rag", "query": "q", "status": "ok"}
+    with psycopg.connect(written["warehouse_dsn"], autocommit=True) as conn:
+        assert conn.execute("select chunk_id from vectors.chunks_later").fetchall() == [("c1",)]
+        assert write_inference_log(conn, [row]) == 1
+        assert delete_expired(conn, 30)["inference_log"] == 0
+        refused = [
+            "select * from marts.private_notes",
+            "update serving.inference_log set query = 'x'",
+            "drop table serving.inference_log",
+            "delete from vectors.chunks_later",
+            "create table serving.mine (x int)",
+            "create schema mine",
+        ]
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)

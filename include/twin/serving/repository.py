@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from twin.domain.devices import DevicePolicy, detect
 from twin.serving.configs import (
@@ -278,6 +279,27 @@ def set_shadow(settings: Settings, version: int | None, share: float | None = No
     return routing
 
 
+def rag_warehouse_dsn(settings: Settings) -> str:
+    """The DSN twin_rag connects with: the serving role of `serving_dsn` on the database
+    `warehouse_dsn` names (a scratch warehouse is served by the same role), after granting that
+    role what serving needs there (`grant_serving_access`). Without `serving_dsn`, the warehouse
+    DSN itself."""
+    warehouse = settings.require("warehouse_dsn")
+    if not settings.serving_dsn:
+        return warehouse
+    from twin.store.serving import grant_serving_access
+    from twin.store.warehouse import warehouse_connection
+
+    serving, target = urlsplit(settings.serving_dsn), urlsplit(warehouse)
+    if not serving.username:
+        raise RepositoryError("SERVING_DSN names no role: postgresql://<role>:<password>@…")
+    with warehouse_connection(settings, autocommit=True) as conn:
+        grant_serving_access(conn, unquote(serving.username))
+    credentials = serving.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{target.netloc.rpartition('@')[2]}"
+    return urlunsplit(target._replace(netloc=netloc))
+
+
 def install_rag(settings: Settings) -> Path:
     """Write twin_rag's config, model.py and the settings it runs with (mode 0600: it holds the
     warehouse DSN). Re-run after changing serving settings; returns the model folder."""
@@ -286,6 +308,8 @@ def install_rag(settings: Settings) -> Path:
     _write(model_dir / "config.pbtxt", rag_config(settings))
     _write(model_dir / "1" / "model.py", (TEMPLATES / "twin_rag.py").read_text())
     values = settings.model_dump(mode="json", include=RAG_SETTINGS_FIELDS)
+    # the Triton process holds the serving role's login, never the platform's
+    values["warehouse_dsn"], values["serving_dsn"] = rag_warehouse_dsn(settings), None
     _write(model_dir / "1" / "settings.json", json.dumps(values, indent=2), mode=0o600)
     if not (model_dir / ROUTING_FILE).exists():
         _write_routing(settings, read_routing(settings))

@@ -175,6 +175,8 @@ class PostgresService(Service):
     owners: ClassVar[dict[str, str]] = {"twin": "twin", "mlflow": "mlflow", "airflow": "airflow"}
     databases = tuple(owners)
     platform_role = "twin"  # may also create (scratch) databases
+    # twin_rag's login: owns nothing; granted (per database) only what serving does
+    serving_role = "twin_serving"
     system_user = SYSTEM_USER
 
     def __init__(self, ctx: StackContext) -> None:
@@ -331,7 +333,7 @@ class PostgresService(Service):
 
         with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
             roles = {row[0] for row in conn.execute("select rolname from pg_roles")}
-            for role in dict.fromkeys(self.owners.values()):
+            for role in dict.fromkeys([*self.owners.values(), self.serving_role]):
                 verb = "alter" if role in roles else "create"
                 conn.execute(
                     sql.SQL("{} role {} login nosuperuser nocreaterole password {}").format(
@@ -342,6 +344,12 @@ class PostgresService(Service):
                 )
             conn.execute(
                 sql.SQL("alter role {} createdb").format(sql.Identifier(self.platform_role))
+            )
+            # the platform may end twin_rag's sessions (dropping a scratch database it served)
+            conn.execute(
+                sql.SQL("grant {} to {}").format(
+                    sql.Identifier(self.serving_role), sql.Identifier(self.platform_role)
+                )
             )
             owned = dict(
                 conn.execute("select datname, pg_get_userbyid(datdba) from pg_database").fetchall()
@@ -389,7 +397,9 @@ class PostgresService(Service):
 
     def endpoints(self) -> dict[str, str]:
         dsn = self.dsn("twin")
+        role = self.serving_role
         return {
             "WAREHOUSE_DSN": dsn,
+            "SERVING_DSN": self._dsn(role, self.role_password(role), "twin", "postgresql"),
             "AIRFLOW_CONN_WAREHOUSE_POSTGRES": endpoint_to_connection("warehouse_dsn", dsn),
         }

@@ -117,10 +117,45 @@ _TIME_COLUMNS = {
 }
 
 
+def serving_schema_exists(conn: psycopg.Connection) -> bool:
+    """Whether every table of the `serving` schema is there (no privilege beyond USAGE needed)."""
+    checks = ", ".join(f"to_regclass('serving.{table}') is not null" for table in _TIME_COLUMNS)
+    return all(conn.execute(f"select {checks}").fetchone())
+
+
 def ensure_serving_schema(conn: psycopg.Connection) -> None:
-    """Create the `serving` schema and its tables when missing (idempotent)."""
+    """Create the `serving` schema and its tables when missing (idempotent). Runs no DDL when
+    they are all there, so the serving role, which may not create, can call it."""
+    if serving_schema_exists(conn):
+        return
     with conn.transaction():
         conn.execute(SERVING_DDL)
+
+
+def grant_serving_access(conn: psycopg.Connection, role: str) -> None:
+    """Let `role` (twin_rag's login) do in this database what serving does and no more: read the
+    chunk store (`vectors`), insert into and expire the serving logs. Chunk tables built later
+    are covered by default privileges of the connected (owning) role; those are per database,
+    so this runs in every database twin_rag is installed against. Idempotent."""
+    from psycopg import sql
+
+    from twin.store.vectors import ensure_vector_schema
+
+    ensure_serving_schema(conn)
+    ensure_vector_schema(conn)
+    who = sql.Identifier(role)
+    logs = sql.SQL(", ").join(sql.Identifier("serving", t) for t in _TIME_COLUMNS)
+    statements = [
+        sql.SQL("grant usage on schema serving, vectors to {}").format(who),
+        sql.SQL("grant select on all tables in schema vectors to {}").format(who),
+        sql.SQL("alter default privileges in schema vectors grant select on tables to {}").format(
+            who
+        ),
+        sql.SQL("grant select, insert, delete on {} to {}").format(logs, who),
+    ]
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement)
 
 
 def redact_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:

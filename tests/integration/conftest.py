@@ -33,6 +33,12 @@ def clear_served_llm(settings: Settings) -> None:
     (repository_path(settings) / RAG_MODEL / ROUTING_FILE).unlink(missing_ok=True)
 
 
+def printed_sources(output: str) -> str:
+    """The sources block `twin ask` prints after its answer, whitespace folded (rich wraps it)."""
+    assert "sources" in output, output
+    return " ".join(output.split("sources", 1)[1].split())
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from twin.store.base_models import resolve_base_model

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
+from tests.integration.conftest import printed_sources
 from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
 from twin.cli import app
 
@@ -64,8 +65,7 @@ def _serve_up_then_ask(chunk_store, tmp_path) -> None:  # noqa: F811
             app, ["ask", "What is the Tuesday test?", "--protocol", protocol], env=env
         )
         assert asked.exit_code == 0, asked.output
-        assert "sources" in asked.output
-        sources = " ".join(asked.output.split("sources", 1)[1].split())
+        sources = printed_sources(asked.output)
         assert "[1] The Tuesday test (linkedin)" in sources
 
     status = runner.invoke(app, ["serve", "status"], env=env)

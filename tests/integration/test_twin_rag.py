@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from tritonclient.utils import InferenceServerException
 
 from sample_author.questions import QUESTIONS
+from tests.integration.conftest import printed_sources
 from tests.integration.test_retrieval import chunk_store  # noqa: F401 - module fixture
 from twin.rag.evaluate import load_questions, resolve_keys
 from twin.rag.guardrails import NOT_WRITTEN
@@ -243,8 +245,7 @@ def test_twin_ask_prints_the_answer_and_its_sources(rag: Settings, args) -> None
 
     result = CliRunner().invoke(app, ["ask", "What is the Tuesday test?", *args])
     assert result.exit_code == 0, result.output
-    assert "sources" in result.output
-    sources = " ".join(result.output.split("sources", 1)[1].split())
+    sources = printed_sources(result.output)
     assert "[1] The Tuesday test (linkedin)" in sources  # the labelled document, first
 
 
@@ -279,3 +280,103 @@ def test_twin_search_prints_passages_without_a_loading_bar(rag: Settings) -> Non
     assert "tuesday-test" in result.stdout
     for output in (result.stdout, result.stderr):
         assert "Loading weights" not in output and "it/s]" not in output, output
+
+
+def answering_copy(base: Path, out: Path, how: str) -> Path:
+    """A copy of the tiny model that answers with text of its own: taught sentences, or noise on
+    its weights (greedy decoding then gives other characters)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.reliability.deploy_env import teach_sentences
+
+    shutil.copytree(base, out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    if how == "taught":
+        teach_sentences(model, AutoTokenizer.from_pretrained(out))
+    else:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for weights in model.parameters():
+                weights.add_(torch.randn_like(weights) * 0.05)
+    model.save_pretrained(out)
+    return out
+
+
+def shadow_row(settings: Settings, request_id: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with psycopg.connect(settings.require("warehouse_dsn")) as conn:
+            row = conn.execute(
+                "select champion_version, shadow_version, champion_answer, shadow_answer, "
+                "shadow_error, backend from serving.shadow_comparisons where request_id = %s",
+                (request_id,),
+            ).fetchone()
+        if row is not None:
+            return row
+        time.sleep(0.5)
+    return None
+
+
+def test_tensorrt_llm_path_serves_each_version_through_its_own_bls(
+    rag: Settings, served_llm, tiny_model_dir, tmp_path
+) -> None:
+    """On CPU, each version's TensorRT-LLM BLS is the stand-in (the BLS's exact configuration,
+    decoupled) on the real Triton: twin_rag answers through it over HTTP and gRPC, promoting
+    another version switches the BLS that answers, and a shadow pair is recorded against the
+    same backend, with the answers the versions' own BLS models give."""
+    from twin.serving.client import generate_text
+    from twin.serving.repository import (
+        load_versions,
+        materialise_version,
+        set_shadow,
+        unload_version,
+    )
+    from twin.serving.trtllm import install_standin
+
+    _, python_champion = served_llm
+    trt = rag.model_copy(update={"serving_llm_backend": "tensorrtllm"})
+    first, second = 9001, 9002
+    for version, how in ((first, "noise"), (second, "taught")):
+        folder = answering_copy(tiny_model_dir, tmp_path / how, how)
+        materialise_version(trt, version, source_dir=folder)
+        install_standin(trt, version)
+    question = "What is the Tuesday test?"
+    try:
+        load_versions(trt, [first, second])
+        set_default_version(trt, first)
+        load_rag(trt)  # twin_rag now calls the TensorRT-LLM backend
+        prompt = ask(trt, question, prompt_only=True)["meta"]["prompt"]
+        direct = {
+            v: generate_text(trt, prompt, max_tokens=16, version=v)["text"].strip()
+            for v in (first, second)
+        }
+        assert direct[first] and direct[second] and direct[first] != direct[second]
+
+        for protocol in ("http", "grpc"):
+            result = ask(trt, question, max_tokens=16, protocol=protocol)
+            assert result["meta"]["backend"] == "tensorrtllm"
+            assert result["meta"]["llm_model"] == f"tensorrt_llm_bls_v{first}"
+            assert result["answer"] == direct[first]
+            assert result["meta"]["completion_tokens"] >= 1  # counted: the BLS reports none
+
+        set_default_version(trt, second)  # promotion: routing only, no reload
+        promoted = ask(trt, question, max_tokens=16)
+        assert promoted["meta"]["llm_model"] == f"tensorrt_llm_bls_v{second}"
+        assert promoted["answer"] == direct[second]
+
+        set_shadow(trt, first, share=1.0)
+        try:
+            mirrored = ask(trt, question, max_tokens=16)
+        finally:
+            set_shadow(trt, None)
+        row = shadow_row(trt, mirrored["meta"]["request_id"])
+        assert row is not None, "no shadow comparison was written"
+        assert row == (second, first, direct[second], direct[first], None, "tensorrtllm")
+    finally:
+        set_default_version(rag, python_champion)
+        load_rag(rag)  # back to the Python backend for the module's other tests
+        for version in (first, second):
+            unload_version(trt, version)

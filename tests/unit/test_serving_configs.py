@@ -3,6 +3,7 @@ the Python-backend models, and the TensorRT-LLM repository (ensemble steps name 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from tritonclient.grpc import model_config_pb2
 from twin.serving.backend_names import PYTHON, TENSORRT_LLM
 from twin.serving.configs import llm_config, rag_config, stream_config
 from twin.serving.repository import materialise_version
-from twin.serving.trtllm import TRTLLM_MODELS, build_trtllm_repository
+from twin.serving.trtllm import build_trtllm_repository, pipeline_names
+from twin.serving.trtllm.repository import weights_digest
 from twin.settings import Settings
 
 
@@ -65,37 +67,62 @@ def test_python_backend_configs_parse_and_carry_the_contract(settings: Settings)
 
 
 def test_every_trtllm_config_parses_with_its_folder_name(trt_repo: Path) -> None:
+    names = pipeline_names(3)
     configs = {
-        name: parse((trt_repo / name / "config.pbtxt").read_text()) for name in TRTLLM_MODELS
+        model: parse((trt_repo / name / "config.pbtxt").read_text())
+        for model, name in names.items()
     }
     assert sorted(p.name for p in trt_repo.iterdir() if (p / "config.pbtxt").exists()) == sorted(
-        TRTLLM_MODELS
+        names.values()
     )
-    for name, config in configs.items():
-        assert config.name == name
+    for model, config in configs.items():
+        assert config.name == names[model] == f"{model}_v3"
         assert config.max_batch_size == 16
-        assert (trt_repo / name / "1").is_dir()
+        assert (trt_repo / names[model] / "1").is_dir()
     assert configs["tensorrt_llm"].backend == "tensorrtllm"
     assert configs["ensemble"].platform == "ensemble"
     params = {k: v.string_value for k, v in configs["tensorrt_llm"].parameters.items()}
     assert params["gpt_model_path"] == "/models/trtllm_assets/v3/engine"
     tokenizer = configs["preprocessing"].parameters["tokenizer_dir"].string_value
     assert tokenizer == "/models/trtllm_assets/v3/hf"
+    # the BLS calls this version's engine, not another version's
+    bls = configs["tensorrt_llm_bls"].parameters["tensorrt_llm_model_name"].string_value
+    assert bls == "tensorrt_llm_v3"
     assert (trt_repo / "trtllm_assets" / "v3" / "hf" / "config.json").exists()
-    assert (trt_repo / "trtllm_assets" / "v3" / "build.json").exists()
+    build = json.loads((trt_repo / "trtllm_assets" / "v3" / "build.json").read_text())
+    assert build["models"] == names
+    assert build["weights_sha256"] == weights_digest(trt_repo / "trtllm_assets" / "v3" / "hf")
+
+
+def test_each_version_gets_its_own_pipeline(settings: Settings, trt_repo: Path) -> None:
+    from twin.store.base_models import resolve_base_model
+
+    folder = resolve_base_model("tiny-llama", settings.home / "cache").path
+    materialise_version(settings, 4, source_dir=folder)
+    build_trtllm_repository(settings, 4, trt_repo, max_batch_size=16)
+    ensemble = parse((trt_repo / "ensemble_v4" / "config.pbtxt").read_text())
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
+        "preprocessing_v4",
+        "tensorrt_llm_v4",
+        "postprocessing_v4",
+    ]
+    assert parse((trt_repo / "ensemble_v3" / "config.pbtxt").read_text()).name == "ensemble_v3"
 
 
 def test_ensemble_steps_name_real_tensors_and_every_internal_tensor_is_produced(
     trt_repo: Path,
 ) -> None:
+    names = pipeline_names(3)
     configs = {
-        name: parse((trt_repo / name / "config.pbtxt").read_text()) for name in TRTLLM_MODELS
+        model: parse((trt_repo / name / "config.pbtxt").read_text())
+        for model, name in names.items()
     }
+    by_name = {names[m]: c for m, c in configs.items()}
     ensemble = configs["ensemble"]
     produced = {i.name for i in ensemble.input}
     consumed: set[str] = set()
     for step in ensemble.ensemble_scheduling.step:
-        model = configs[step.model_name]
+        model = by_name[step.model_name]
         inputs, outputs = {i.name for i in model.input}, {o.name for o in model.output}
         assert set(step.input_map) <= inputs, (step.model_name, set(step.input_map) - inputs)
         assert set(step.output_map) <= outputs, (step.model_name, set(step.output_map) - outputs)
@@ -108,8 +135,25 @@ def test_ensemble_steps_name_real_tensors_and_every_internal_tensor_is_produced(
 
 
 def test_twin_rag_calls_the_bls_model_by_its_real_tensor_names(trt_repo: Path) -> None:
-    bls = parse((trt_repo / "tensorrt_llm_bls" / "config.pbtxt").read_text())
-    assert TENSORRT_LLM.model == bls.name
+    bls = parse((trt_repo / "tensorrt_llm_bls_v3" / "config.pbtxt").read_text())
+    assert TENSORRT_LLM.model_name(3) == bls.name
+    assert TENSORRT_LLM.triton_version(3) == -1
+    assert bls.model_transaction_policy.decoupled is TENSORRT_LLM.decoupled
     names = {i.name for i in bls.input}
-    assert {TENSORRT_LLM.prompt, TENSORRT_LLM.max_tokens} <= names
+    assert {TENSORRT_LLM.prompt, TENSORRT_LLM.max_tokens, TENSORRT_LLM.stream} <= names
     assert TENSORRT_LLM.text in {o.name for o in bls.output}
+
+
+def test_the_standin_has_the_bls_exact_inputs_and_outputs(settings: Settings, trt_repo) -> None:
+    from twin.serving.trtllm import install_standin
+
+    folder = install_standin(settings, 3)
+    standin = parse((folder / "config.pbtxt").read_text())
+    bls = parse((trt_repo / "tensorrt_llm_bls_v3" / "config.pbtxt").read_text())
+    assert standin.name == bls.name
+    assert list(standin.input) == list(bls.input)
+    assert list(standin.output) == list(bls.output)
+    assert standin.model_transaction_policy.decoupled is True
+    weights = standin.parameters["twin_standin_weights"].string_value
+    assert (Path(weights) / "config.json").exists()
+    assert (folder / "1" / "model.py").exists()

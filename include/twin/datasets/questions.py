@@ -28,7 +28,12 @@ from twin.datasets.cache import cached_generate
 from twin.datasets.generators import InstructionGenerator, SectionPrompt, generator_label
 from twin.datasets.labelled import hand_written_sets, resolve_set
 from twin.datasets.sources import MartDocument, Section, read_documents, split_sections
-from twin.domain.questions import EvalQuestion, QuestionSetSnapshot, QuestionSetVersion
+from twin.domain.questions import (
+    MAX_GENERATED_KEY,
+    EvalQuestion,
+    QuestionSetSnapshot,
+    QuestionSetVersion,
+)
 from twin.domain.samples import content_digest
 from twin.settings import Settings
 from twin.store import questions as store
@@ -112,7 +117,7 @@ def build_question_set(
         "build": QUESTION_BUILD,
         "per_document": per_document,
         "languages": list(languages),
-        "max_generated": max_generated,
+        MAX_GENERATED_KEY: max_generated,
     }
     result.version = content_digest(
         {"config": config, "questions": sorted(q.question_id for q in questions)}

@@ -69,7 +69,10 @@ def deployments(
     records = _records(model, limit)
     if as_json:
         rows = [
-            {k: getattr(r, k) for k in ("version", "state", "decision", "reason", "figures")}
+            {
+                k: getattr(r, k)
+                for k in ("version", "state", "backend", "decision", "reason", "figures")
+            }
             | {"updated_at": r.updated_at.isoformat() if r.updated_at else None}
             for r in records
         ]
@@ -79,13 +82,15 @@ def deployments(
         err.print("no deployment recorded yet: run the twin_deploy DAG")
         raise typer.Exit(1)
     table = Table(title="serving.deployments")
-    for column in ("version", "state", "champion before", *COLUMNS.values(), "reason", "when"):
+    columns = ("version", "state", "backend", "champion before", *COLUMNS.values())
+    for column in (*columns, "reason", "when"):
         table.add_column(column, overflow="fold")
     for r in records:
         colour = COLOUR.get(r.state, "cyan")
         table.add_row(
             r.version,
             f"[{colour}]{r.state}[/]",
+            r.backend or "-",
             r.previous_champion or "-",
             *(_fmt(r.figures.get(key)) for key in COLUMNS),
             escape((r.reason or "")[:160]),

@@ -63,6 +63,7 @@ class Deployment:
     version: int
     thresholds: Thresholds
     run_id: str | None = None
+    backend: str | None = None  # the LLM backend serving runs (settings.serving_llm_backend)
     drain_s: float = 2.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -122,6 +123,7 @@ class Deployment:
                 thresholds=self.thresholds.model_dump(),
                 run_id=self.run_id,
                 now=self.clock(),
+                backend=self.backend,
             )
             if not created and row.state == S.FAILED:
                 row = self._restart(row, champion, "restarted after a failed run", [S.FAILED])

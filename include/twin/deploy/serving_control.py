@@ -8,8 +8,10 @@ reconcile step compares MLflow with what the server really serves, not with a fi
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
+from twin.serving.backend_names import llm_tensors
 from twin.settings import Settings
 
 LLM_MODEL = "twin_llm"
@@ -83,12 +85,22 @@ class TritonServing:
         return {int(v) for v in served_versions(self.settings)}
 
     def loaded_versions(self) -> set[int]:
-        """Versions of twin_llm that Triton reports READY (raises when Triton is unreachable)."""
+        """Versions Triton reports READY: of twin_llm, or (TensorRT-LLM) whose own BLS is
+        (raises when Triton is unreachable)."""
         from twin.serving.client import http_client
 
+        names = llm_tensors(self.settings.serving_llm_backend)
         client = http_client(self.settings)
         try:
             index = client.get_model_repository_index()
+            if not names.versioned:  # one pipeline per version, its BLS named after it
+                pattern = re.compile(rf"{re.escape(names.model)}_v(\d+)")
+                return {
+                    int(found.group(1))
+                    for m in index
+                    if m.get("state") == "READY"
+                    and (found := pattern.fullmatch(str(m.get("name", ""))))
+                }
             versions = {
                 int(m["version"])
                 for m in index

@@ -136,6 +136,7 @@ def replay(
             "champion_answer": first["text"],
             "champion_tokens": first["completion_tokens"],
             "champion_latency_ms": round(champion_ms, 2),
+            "backend": settings.serving_llm_backend,
         }
         clock = time.perf_counter()
         try:

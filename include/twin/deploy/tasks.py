@@ -72,6 +72,7 @@ def open_deployment(
             int(version),
             thresholds,
             run_id=run_id,
+            backend=settings.serving_llm_backend,
         )
     finally:
         conn.close()

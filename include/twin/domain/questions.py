@@ -12,6 +12,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# the key of a set version's generator config that holds the build's cap on generated questions
+# (None: every document was asked about)
+MAX_GENERATED_KEY = "max_generated"
+
 
 class EvalQuestion(BaseModel):
     """One evaluation question and the documents that answer it."""

@@ -116,6 +116,7 @@ def serve_up(
 @serve_app.command("status")
 def serve_status() -> None:
     """Served versions, the champion and shadow of twin_rag, and each model's readiness."""
+    from twin.serving.backend_names import llm_tensors
     from twin.serving.client import http_client
     from twin.serving.repository import read_routing, served_versions
 
@@ -123,9 +124,15 @@ def serve_status() -> None:
     routing = read_routing(settings)
     out.print(f"served twin_llm versions: {served_versions(settings) or 'none'}", markup=False)
     out.print(f"routing: {json.dumps(routing)}", markup=False, highlight=False)
+    names = llm_tensors(settings.serving_llm_backend)
+    if names.versioned:
+        models = [names.model, names.stream_model or names.model]
+    else:
+        models = [names.model_name(v) for v in served_versions(settings)]
+    out.print(f"LLM backend: {names.backend}", markup=False)
     client = http_client(settings)
     try:
-        for model in ("twin_llm", "twin_llm_stream", "twin_rag"):
+        for model in (*models, "twin_rag"):
             out.print(f"  {model}: {'READY' if client.is_model_ready(model) else 'not ready'}")
     except Exception as exc:
         _fail(f"Triton cannot be reached: {exc}")
@@ -140,15 +147,31 @@ def main() -> None:  # pragma: no cover
 @serve_app.command("trtllm")
 def serve_trtllm(
     version: int = typer.Option(..., min=1, help="Registered version to build for."),
-    out: str | None = typer.Option(None, help="Output folder (default: <home>/trtllm/v<N>)."),
+    out: str | None = typer.Option(
+        None, help="Output folder (default: the serving model repository, beside twin_rag)."
+    ),
     max_batch_size: int = typer.Option(64, min=1, max=2048, help="Engine and Triton batch size."),
+    stand_in: bool = typer.Option(
+        False,
+        "--stand-in",
+        help="No GPU: write the version's BLS as a CPU stand-in (same inputs and outputs, "
+        "transformers on the version's weights) into the serving repository.",
+    ),
 ) -> None:
-    """Generate the TensorRT-LLM repository of a version (the engine builds on a GPU host)."""
+    """Generate a version's TensorRT-LLM pipeline (the engine builds on a GPU host), or its CPU
+    stand-in. Serve it with SERVING_LLM_BACKEND=tensorrtllm."""
     from pathlib import Path
 
-    from twin.serving.trtllm import build_trtllm_repository
+    from twin.serving.trtllm import build_trtllm_repository, install_standin
 
     try:
+        if stand_in:
+            if out:
+                _fail("--stand-in writes into the serving model repository: leave --out out")
+            folder = install_standin(_settings(), version)
+            serve = f"SERVING_LLM_BACKEND=tensorrtllm twin serve up --version {version}"
+            typer.echo(f"{folder}\nserve it: {serve}")
+            return
         folder = build_trtllm_repository(
             _settings(), version, Path(out) if out else None, max_batch_size=max_batch_size
         )

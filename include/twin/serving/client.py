@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from twin.serving.backend_names import LlmTensors, llm_tensors
 from twin.settings import TRITON_REPOSITORY_KEY_HEADER, Settings
 
 
@@ -94,13 +95,23 @@ def generate_text(
     version: int | None = None,
     protocol: str = "http",
 ) -> dict[str, Any]:
-    """One `twin_llm` completion: {"text", "prompt_tokens", "completion_tokens"}."""
-    values = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
-    result = _infer(settings, "twin_llm", values, version, protocol, batched=True)
+    """One completion from the LLM backend that serves `version` (`serving_llm_backend`):
+    {"text", "prompt_tokens", "completion_tokens"}; the counts are None when the backend does not
+    report them (TensorRT-LLM). A decoupled backend is asked over a gRPC stream whatever
+    `protocol` says (Triton answers a plain HTTP request to one with 501)."""
+    names = llm_tensors(settings.serving_llm_backend)
+    if names.decoupled:
+        if version is None:
+            raise ValueError(f"the {names.backend} backend serves each version apart: name one")
+        pieces = _stream(settings, names, prompt, max_tokens, temperature, version, False)
+        return {"text": "".join(pieces), "prompt_tokens": None, "completion_tokens": None}
+    values = {names.prompt: prompt, names.max_tokens: max_tokens, "temperature": temperature}
+    result = _infer(settings, names.model, values, version, protocol, batched=names.batched)
+    counts = [int(result.as_numpy(name).reshape(-1)[0]) for name in names.counts]
     return {
-        "text": _text(result.as_numpy("text").reshape(-1)[0]),
-        "prompt_tokens": int(result.as_numpy("prompt_tokens").reshape(-1)[0]),
-        "completion_tokens": int(result.as_numpy("completion_tokens").reshape(-1)[0]),
+        "text": _text(result.as_numpy(names.text).reshape(-1)[0]),
+        "prompt_tokens": counts[0] if counts else None,
+        "completion_tokens": counts[1] if counts else None,
     }
 
 
@@ -161,18 +172,45 @@ def stream_text(
     temperature: float | None = None,
     version: int | None = None,
 ) -> Iterator[str]:
-    """`twin_llm_stream` pieces as they are generated, over a gRPC stream."""
+    """Pieces of a completion as they are generated, over a gRPC stream: from `twin_llm_stream`,
+    or from the version's TensorRT-LLM BLS asked to stream."""
+    names = llm_tensors(settings.serving_llm_backend)
+    if not names.versioned and version is None:
+        raise ValueError(f"the {names.backend} backend serves each version apart: name one")
+    return _stream(settings, names, prompt, max_tokens, temperature, version, True)
+
+
+def _stream(
+    settings: Settings,
+    names: LlmTensors,
+    prompt: str | bytes,
+    max_tokens: int | None,
+    temperature: float | None,
+    version: int | None,
+    streaming: bool,
+) -> Iterator[str]:
+    """The text of each response of a decoupled model, until its final one."""
     import tritonclient.grpc as module
 
+    if names.stream:  # the model streams on request (TensorRT-LLM's BLS, one per version)
+        model, text, batched, triton_version = names.model_name(version or 0), names.text, True, ""
+        values: dict[str, Any] = {
+            names.prompt: prompt,
+            names.max_tokens: max_tokens,
+            "temperature": temperature,
+            names.stream: streaming,
+        }
+    else:  # a streaming model of its own (twin_llm_stream), versions as Triton versions
+        model, text, batched, triton_version = names.stream_model, "text", False, str(version or "")
+        values = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
     pieces: queue.SimpleQueue = queue.SimpleQueue()
     client = grpc_client(settings)
     client.start_stream(callback=lambda result, error: pieces.put((result, error)))
     try:
-        values = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
         client.async_stream_infer(
-            "twin_llm_stream",
-            _inputs(module, values, batched=False),
-            model_version=str(version or ""),
+            model,
+            _inputs(module, values, batched=batched),
+            model_version=triton_version,
             enable_empty_final_response=True,
         )
         while True:
@@ -180,8 +218,8 @@ def stream_text(
             if error is not None:
                 raise error
             response = result.get_response()
-            if result.as_numpy("text") is not None:
-                yield _text(result.as_numpy("text").reshape(-1)[0])
+            if result.as_numpy(text) is not None:
+                yield _text(result.as_numpy(text).reshape(-1)[0])
             if response.parameters["triton_final_response"].bool_param:
                 return
     finally:

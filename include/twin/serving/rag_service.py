@@ -22,6 +22,7 @@ from typing import Any
 
 from twin.rag.guardrails import NOT_WRITTEN, redact_pii
 from twin.rag.prompt import build_prompt, sources_of
+from twin.serving.backend_names import llm_tensors
 from twin.serving.configs import LLM_MODEL, RAG_MODEL
 from twin.serving.inference_log import InferenceLogWriter
 from twin.serving.validation import InvalidRequest, check_max_tokens, decode_text
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 SHADOW_BACKLOG = 16
 # (version, prompt, max_tokens) -> (text, prompt_tokens, completion_tokens)
-GenerateFn = Callable[[int, str, int], tuple[str, int, int]]
+# (version, prompt, max_tokens) -> (text, prompt tokens, completion tokens); None: not reported
+GenerateFn = Callable[[int, str, int], tuple[str, int | None, int | None]]
 
 
 def answering_author(configured: str, known: list[str]) -> str | None:
@@ -55,6 +57,10 @@ class RagAnswer:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def _count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def token_overlap(a: str, b: str) -> float:
     """Jaccard overlap of two answers' lower-cased words (1.0: same words)."""
     left, right = set(a.lower().split()), set(b.lower().split())
@@ -70,6 +76,7 @@ class RagService:
 
         self.settings = settings
         self.generate = generate
+        self.backend = llm_tensors(settings.serving_llm_backend)
         self.embedder = embedder or default_embedder(settings)
         self.repository = Path(settings.require("triton_model_repository"))
         self.writer = InferenceLogWriter(settings)
@@ -154,6 +161,7 @@ class RagService:
             result = self._answer(
                 query, author, model_version, max_tokens, row, timings, prompt_only
             )
+            result.meta["request_id"] = request_id  # the key of its log and shadow rows
             row["status"] = "prompt_only" if prompt_only else "ok"
             return result
         except InvalidRequest as exc:
@@ -262,6 +270,10 @@ class RagService:
         clock = time.perf_counter()
         raw, prompt_tokens, completion_tokens = self.generate(version, plan.prompt, limit)
         timings["generation"] = round((time.perf_counter() - clock) * 1000, 2)
+        if prompt_tokens is None:  # the backend reports no counts (TensorRT-LLM)
+            prompt_tokens = _count(tokenizer, plan.prompt)
+        if completion_tokens is None:
+            completion_tokens = _count(tokenizer, raw)
         answer, redacted = redact_pii(raw.strip())
         row.update(grounded=True, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         row["shadow_version"] = self._maybe_shadow(
@@ -277,6 +289,8 @@ class RagService:
         meta = {
             "grounded": True,
             "model_version": version,
+            "backend": self.backend.backend,
+            "llm_model": self.backend.model_name(version),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "context_tokens": plan.context_tokens,
@@ -317,6 +331,7 @@ class RagService:
             "champion_answer": answer,
             "champion_tokens": tokens,
             "champion_latency_ms": ms,
+            "backend": self.backend.backend,
         }
         start = time.perf_counter()
         try:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from twin.domain.devices import DevicePolicy, detect
+from twin.serving.backend_names import llm_tensors
 from twin.serving.configs import (
     LLM_MODEL,
     RAG_MODEL,
@@ -48,6 +49,7 @@ RAG_SETTINGS_FIELDS = {
     "author",
     "warehouse_dsn",
     "triton_http_url",
+    "triton_grpc_url",
     "triton_model_repository",
     "embedding_model",
     "embedding_model_name",
@@ -200,18 +202,38 @@ def _load(settings: Settings, name: str) -> None:
 
 
 def load_versions(settings: Settings, versions: Iterable[int], *, stream: bool = True) -> list[int]:
-    """Serve `versions` of `twin_llm` (and `twin_llm_stream`) in addition to those already
-    served; each is materialised first when needed. Returns the served set. Raises
-    `RepositoryError` with Triton's message when a version fails to load (e.g. a tokenizer
-    fingerprint mismatch)."""
+    """Serve `versions` in addition to those already served; each is materialised first when
+    needed (twin_rag reads its tokenizer there). The Python backend loads them as versions of
+    `twin_llm` (and `twin_llm_stream`); TensorRT-LLM loads each version's own pipeline, which must
+    be in the repository (`twin serve trtllm`). Returns the served set. Raises `RepositoryError`
+    with Triton's message when a version fails to load (e.g. a tokenizer fingerprint mismatch)."""
     wanted = [int(v) for v in versions]
     for v in wanted:
         materialise_version(settings, v)
     served = write_llm_configs(settings, [*served_versions(settings), *wanted])
-    _load(settings, LLM_MODEL)
-    if stream:
-        _load(settings, STREAM_MODEL)
+    if llm_tensors(settings.serving_llm_backend).versioned:
+        _load(settings, LLM_MODEL)
+        if stream:
+            _load(settings, STREAM_MODEL)
+    else:
+        for v in wanted:
+            for name in _pipeline(settings, v):
+                _load(settings, name)
     return served
+
+
+def _pipeline(settings: Settings, version: int) -> list[str]:
+    """Version `version`'s TensorRT-LLM models in the repository, in load order."""
+    from twin.serving.trtllm import installed_pipeline
+
+    models = installed_pipeline(settings, version)
+    if not models:
+        raise RepositoryError(
+            f"version {version} has no TensorRT-LLM pipeline in {repository_path(settings)}: run "
+            f"`twin serve trtllm --version {version}` and build its engine on the GPU host "
+            "(`--stand-in` on a machine without one)"
+        )
+    return models
 
 
 def unload_version(settings: Settings, version: int) -> list[int]:
@@ -226,11 +248,17 @@ def unload_version(settings: Settings, version: int) -> list[int]:
     write_llm_configs(settings, remaining)
     client = _client(settings)
     try:
-        for name in (LLM_MODEL, STREAM_MODEL):
-            if remaining:
-                if client.is_model_ready(name):
-                    client.load_model(name)
-            else:
+        if llm_tensors(settings.serving_llm_backend).versioned:
+            for name in (LLM_MODEL, STREAM_MODEL):
+                if remaining:
+                    if client.is_model_ready(name):
+                        client.load_model(name)
+                else:
+                    client.unload_model(name)
+        else:
+            from twin.serving.trtllm import installed_pipeline
+
+            for name in reversed(installed_pipeline(settings, version)):
                 client.unload_model(name)
     finally:
         client.close()

@@ -42,6 +42,8 @@ create table if not exists serving.deployments (
     unique (registered_model, version)
 );
 create index if not exists deployments_recent on serving.deployments (updated_at desc);
+-- the LLM backend the version was served by (python, tensorrtllm); added after the first release
+alter table serving.deployments add column if not exists backend text;
 create table if not exists serving.alerts (
     alert_id      bigserial primary key,
     monitor       text not null,
@@ -70,7 +72,7 @@ create table if not exists serving.monitor_runs (
 LOCK_NAMESPACE = 0x7477  # "tw"
 COLUMNS = (
     "deployment_id, registered_model, version, state, previous_champion, decision, reason, "
-    "figures, thresholds, history, attempts, run_id, created_at, updated_at, decided_at"
+    "figures, thresholds, history, attempts, run_id, created_at, updated_at, decided_at, backend"
 )
 
 
@@ -93,6 +95,7 @@ class DeploymentRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     decided_at: datetime | None = None
+    backend: str | None = None  # the LLM backend that served the version (python, tensorrtllm)
 
 
 def deployment_id(registered_model: str, version: str | int) -> str:
@@ -159,6 +162,7 @@ def plan_deployment(
     thresholds: dict[str, Any],
     run_id: str | None,
     now: datetime,
+    backend: str | None = None,
 ) -> tuple[DeploymentRecord, bool]:
     """The deployment row for a version, created in `state` when it did not exist; returns the
     row and whether this call created it."""
@@ -166,8 +170,8 @@ def plan_deployment(
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "insert into serving.deployments (deployment_id, registered_model, version, state, "
-            "previous_champion, thresholds, history, run_id, created_at, updated_at) "
-            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "previous_champion, thresholds, history, run_id, created_at, updated_at, backend) "
+            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"on conflict (deployment_id) do nothing returning {COLUMNS}",
             (
                 deployment_id(registered_model, version),
@@ -180,6 +184,7 @@ def plan_deployment(
                 run_id,
                 now,
                 now,
+                backend,
             ),
         )
         created = cur.fetchone()

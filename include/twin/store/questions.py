@@ -17,7 +17,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from twin.domain.questions import EvalQuestion, QuestionSetSnapshot, QuestionSetVersion
+from twin.domain.questions import (
+    MAX_GENERATED_KEY,
+    EvalQuestion,
+    QuestionSetSnapshot,
+    QuestionSetVersion,
+)
 from twin.settings import Settings
 
 DDL = """
@@ -148,10 +153,9 @@ def latest_question_set(settings: Settings, author: str) -> QuestionSetSnapshot 
     with _connect(settings) as conn:
         row = conn.execute(
             f"""select {SET_COLUMNS} from ml.question_sets where author = %s
-                order by (generator_config ->> 'max_generated') is not null,
-                         created_at desc, version
+                order by (generator_config ->> %s) is not null, created_at desc, version
                 limit 1""",
-            (author,),
+            (author, MAX_GENERATED_KEY),
         ).fetchone()
         if row is None:
             return None

@@ -53,8 +53,12 @@ create table if not exists serving.shadow_comparisons (
     shadow_tokens int,
     champion_latency_ms double precision,
     shadow_latency_ms double precision,
-    token_overlap double precision
+    token_overlap double precision,
+    backend text
 );
+-- the LLM backend both answers came from (python, tensorrtllm); added after the table's first
+-- release
+alter table serving.shadow_comparisons add column if not exists backend text;
 create index if not exists shadow_comparisons_compared_at
     on serving.shadow_comparisons (compared_at);
 create table if not exists serving.log_quarantine (
@@ -95,6 +99,7 @@ _SHADOW_COLUMNS = (
     "champion_latency_ms",
     "shadow_latency_ms",
     "token_overlap",
+    "backend",
 )
 _JSON_COLUMNS = {"retrieved", "latency_ms"}
 # free text that may carry a user's personal data or a secret: redacted before it is stored
@@ -118,9 +123,14 @@ _TIME_COLUMNS = {
 
 
 def serving_schema_exists(conn: psycopg.Connection) -> bool:
-    """Whether every table of the `serving` schema is there (no privilege beyond USAGE needed)."""
-    checks = ", ".join(f"to_regclass('serving.{table}') is not null" for table in _TIME_COLUMNS)
-    return all(conn.execute(f"select {checks}").fetchone())
+    """Whether every table and column of the `serving` schema is there (no privilege beyond
+    USAGE needed)."""
+    tables = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = 'serving' "
+        "and (table_name, column_name) in (('inference_log', 'logged_at'), "
+        "('shadow_comparisons', 'backend'), ('log_quarantine', 'quarantined_at'))"
+    ).fetchone()[0]
+    return tables == 3
 
 
 def ensure_serving_schema(conn: psycopg.Connection) -> None:

@@ -1,4 +1,5 @@
-"""Triton Python backend `twin_rag`: retrieval in pgvector, then a BLS call to `twin_llm`.
+"""Triton Python backend `twin_rag`: retrieval in pgvector, then a BLS call to the LLM backend
+(`twin_llm`, or the version's TensorRT-LLM `tensorrt_llm_bls_v<N>`).
 
 Copied as `1/model.py` by `twin.serving.repository.install_rag`. Inputs: `query` BYTES, optional
 `author` BYTES, `model_version` INT32 (default: the champion in `routing.json`), `max_tokens`
@@ -29,30 +30,38 @@ class TritonPythonModel:
         self.service = RagService(settings, self._generate)
 
     def _generate(self, version, prompt, max_tokens):
-        """BLS call to the LLM model (Python backend or TensorRT-LLM, names mapped)."""
+        """BLS call to the LLM that serves `version` (Python backend or the version's TensorRT-LLM
+        pipeline, names mapped); a decoupled model's responses are gathered. Token counts are
+        None when the backend does not report them."""
         n = self.names
         batch = (1, 1) if n.batched else (1,)
         inputs = [
             pb_utils.Tensor(n.prompt, np.array([prompt.encode()], dtype=np.object_).reshape(batch)),
             pb_utils.Tensor(n.max_tokens, np.array([max_tokens], dtype=np.int32).reshape(batch)),
         ]
+        if n.stream:
+            inputs.append(pb_utils.Tensor(n.stream, np.array([False]).reshape(batch)))
+        model = n.model_name(version)
         request = pb_utils.InferenceRequest(
-            model_name=n.model,
-            model_version=int(version) if n.versioned else -1,
+            model_name=model,
+            model_version=n.triton_version(version),
             requested_output_names=[n.text, *n.counts],
             inputs=inputs,
         )
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(f"{n.model} v{version}: {response.error().message()}")
-        text = pb_utils.get_output_tensor_by_name(response, n.text).as_numpy().reshape(-1)[0]
-        counts = [
-            int(pb_utils.get_output_tensor_by_name(response, name).as_numpy().reshape(-1)[0])
-            for name in n.counts
-        ]
-        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-        prompt_tokens, completion_tokens = ([*counts, 0, 0])[:2]
-        return text, prompt_tokens, completion_tokens
+        responses = request.exec(decoupled=True) if n.decoupled else [request.exec()]
+        pieces, counts = [], [None, None]
+        for response in responses:
+            if response.has_error():
+                raise RuntimeError(f"{model} (version {version}): {response.error().message()}")
+            tensor = pb_utils.get_output_tensor_by_name(response, n.text)
+            if tensor is None:  # the empty final response of a decoupled model
+                continue
+            text = tensor.as_numpy().reshape(-1)[0]
+            pieces.append(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))
+            for i, name in enumerate(n.counts):
+                value = pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+                counts[i] = int(value.reshape(-1)[0])
+        return "".join(pieces), counts[0], counts[1]
 
     def execute(self, requests):
         responses = []

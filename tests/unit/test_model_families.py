@@ -124,3 +124,20 @@ def test_completion_rows_and_a_template_neither_mode_can_train(cache) -> None:
     tokenizer.chat_template = None
     with pytest.raises(TemplateError, match="has no chat template"):
         sft_loss_mode(tokenizer, "tiny-mistral")
+
+
+@pytest.mark.parametrize("spec", list(FAMILIES))
+def test_twin_rags_prompt_carries_its_instructions_in_every_familys_template(
+    spec: str, cache
+) -> None:
+    """twin_rag and the deployment's shadow replay build prompts with a system message; Gemma's
+    and Mistral's templates refuse one, so its text leads the user turn there."""
+    from twin.rag.prompt import SYSTEM_PROMPT, build_prompt
+
+    tokenizer, _ = load(spec, cache)
+    plan = build_prompt(tokenizer, QUESTION, [], author="Ines Okafor", context_tokens=100)
+    system = SYSTEM_PROMPT.format(author="Ines Okafor")
+    assert system in plan.prompt
+    assert plan.prompt.index(system) < plan.prompt.index(f"Question: {QUESTION}")
+    # it ends as the family's own prompt does after the question: at the assistant's turn
+    assert plan.prompt.endswith(FAMILIES[spec][0].split(QUESTION, 1)[1])

@@ -119,6 +119,29 @@ class GenerationSettings(BaseModel):
         return cls.model_validate(values)
 
 
+def render_chat(
+    tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
+) -> str:
+    """`messages` through the tokenizer's chat template, as text. A template that refuses a
+    system message (Gemma's, Mistral-v0.1's: they raise) gets its text at the head of the first
+    user turn, which is how those families are given instructions."""
+    from jinja2.exceptions import TemplateError
+
+    def render(chat: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(
+            chat, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    try:
+        return render(messages)
+    except TemplateError:
+        if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+            raise
+    system, user, *rest = messages
+    folded = {"role": "user", "content": f"{system['content']}\n\n{user['content']}"}
+    return render([folded, *rest])
+
+
 def end_of_turn(tokenizer: Any) -> str:
     """What the tokenizer's chat template writes after an assistant message's content, up to
     its first whitespace (`<|im_end|>` for ChatML, `<|eot_id|>` for Llama 3, `<end_of_turn>` for

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twin.domain.generation import render_chat
 from twin.rag.guardrails import strip_instructions
 from twin.rag.passages import Passage
 
@@ -77,7 +78,7 @@ def build_prompt(
         },
     ]
     if getattr(tokenizer, "chat_template", None):
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = render_chat(tokenizer, messages)
     else:  # a base model without a template: a plain transcript
         prompt = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
     return PromptPlan(prompt, [p for p, _ in fitted], used, removed)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.datasets.generators.base import AnswerPrompt, Generated, SectionPrompt, Usage
+from twin.domain.generation import render_chat
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class LocalModelGenerator:
 
     def render(self, messages: list[dict[str, str]]) -> str:
         _, tokenizer = self.load()
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(tokenizer, messages)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: Sequence[int]) -> list[str]:
         """Greedy completions of rendered prompts, batched by length."""

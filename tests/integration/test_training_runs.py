@@ -111,3 +111,35 @@ def test_bad_params_fail_before_launch_naming_the_parameter(
         with pytest.raises(ParamsError) as caught:
             plan_training(raw, settings)  # the step before any process starts
     assert caught.value.param == param and f"'{param}'" in str(caught.value)
+
+
+def test_two_nodes_train_as_one_node_with_two_ranks(setup) -> None:
+    """Two launchers on this machine as nodes 0 and 1 (one rank each, meeting at a loopback
+    rendezvous; node 1 joins through `join_run` as `twin models join` does) train as one
+    launcher with two ranks does: the same ZeRO-2 loss at every step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twin.stack.process import free_port
+    from twin.training.launch import join_run
+
+    settings, base, data, home = setup
+    one = phase_config(
+        tiny_params(max_steps=3, dpo=False), "sft", str(base.path), data, home / "one-node"
+    )
+    run_phase(settings, one, timeout_s=600)
+    rendezvous = f"127.0.0.1:{free_port()}"
+    params = tiny_params(max_steps=3, dpo=False, ranks=1, nodes=2, rendezvous=rendezvous)
+    two = phase_config(params, "sft", str(base.path), data, home / "two-nodes")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        node1 = pool.submit(join_run, settings, home / "two-nodes", 1, wait_s=300, poll_s=0.2)
+        result = run_phase(settings, two, timeout_s=600)
+        assert node1.result(timeout=600) == ["sft"]
+
+    assert result.trained
+    single = read_jsonl(one.metrics_path)
+    spanned = read_jsonl(two.metrics_path)
+    assert [r["step"] for r in spanned] == [r["step"] for r in single] == [1, 2, 3]
+    assert all(r["ranks"] == 2 for r in spanned)  # world size: 2 nodes x 1 rank
+    for a, b in zip(single, spanned, strict=True):
+        assert abs(a["loss"] - b["loss"]) <= 1e-3 * max(1.0, abs(a["loss"])), (a, b)
+    assert (two.output_dir / "train-node1.log").exists()

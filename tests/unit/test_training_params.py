@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from twin.training.config import deepspeed_config
@@ -156,3 +158,22 @@ def test_author_picks_the_dataset_and_is_no_training_parameter() -> None:
         {"dataset_version": "latest", "author": "Ada", "lora_r": 4}, Settings()
     )
     assert (version, params.lora_r) == ("latest", 4)
+
+
+def test_a_run_across_nodes_names_where_they_meet() -> None:
+    from twin.training.launch import launch_command, rendezvous_of
+
+    with pytest.raises(ParamsError, match="rendezvous"):
+        parse_params({"nodes": 2})
+    with pytest.raises(ParamsError, match="rendezvous"):
+        parse_params({"nodes": 2, "rendezvous": "no port"})
+    params = parse_params({"nodes": 2, "ranks": 1, "rendezvous": "node0.internal:29400"})
+    assert rendezvous_of(params) == ("node0.internal", 29400)
+    command = launch_command(
+        Path("w.json"), 1, 29400, nodes=2, node_rank=1, master="node0.internal"
+    )
+    assert {"--nnodes=2", "--node_rank=1", "--master_addr=node0.internal"} <= set(command)
+    # where node 0 listens does not change the model: one-node runs keep their hash
+    moved = params.model_copy(update={"rendezvous": "elsewhere:29500"})
+    assert moved.config_hash() == params.config_hash()
+    assert TrainingParams().config_hash() != TrainingParams(nodes=2, rendezvous="h:1").config_hash()

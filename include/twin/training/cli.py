@@ -152,3 +152,22 @@ def train_cmd(
     except (ParamsError, json.JSONDecodeError) as exc:
         _fail(exc)
     out.print_json(json.dumps({k: v for k, v in outcome.items() if k != "evaluation"}))
+
+
+@models_app.command("join")
+def join_cmd(
+    run_folder: str = typer.Argument(..., help="The run's folder, shared with node 0."),
+    node_rank: int = typer.Option(..., "--node-rank", min=1, help="This machine's node rank."),
+    wait_s: float = typer.Option(3600.0, "--wait-s", min=1, help="How long to wait for node 0."),
+) -> None:
+    """Take part in a training run that spans machines (Params `nodes` > 1, `rendezvous`
+    node 0's host:port): run this node's ranks of each phase node 0 prepares."""
+    from pathlib import Path
+
+    from twin.training.launch import join_run
+
+    try:
+        phases = join_run(_settings(), Path(run_folder), node_rank, wait_s=wait_s)
+    except (OSError, RuntimeError, ValueError) as exc:
+        _fail(exc)
+    out.print(f"node {node_rank} trained in: {', '.join(phases) or 'no phase (all trained)'}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from twin.domain.devices import DEVICE_ENV, detect
 from twin.settings import Settings
 from twin.training.config import WorkerConfig, deepspeed_config, last_complete_checkpoint
-from twin.training.params import available_cores
+from twin.training.params import TrainingParams, available_cores
 
 
 class LaunchError(RuntimeError):
@@ -55,19 +55,41 @@ def prepare_phase(config: WorkerConfig) -> Path:
     return path
 
 
-def launch_command(config_path: Path, ranks: int, port: int) -> list[str]:
+def launch_command(
+    config_path: Path,
+    ranks: int,
+    port: int,
+    *,
+    nodes: int = 1,
+    node_rank: int = 0,
+    master: str = "127.0.0.1",
+) -> list[str]:
+    """torchrun for this node's `ranks` ranks; with several nodes, node `node_rank` of `nodes`,
+    meeting the others at `master:port` (node 0 listens there; static rendezvous)."""
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         f"--nproc_per_node={ranks}",
-        "--nnodes=1",
+        f"--nnodes={nodes}",
+        f"--node_rank={node_rank}",
         f"--master_port={port}",
-        "--master_addr=127.0.0.1",
+        f"--master_addr={master}",
         "-m",
         "twin.training.worker",
         str(config_path),
     ]
+
+
+def rendezvous_of(params: TrainingParams) -> tuple[str, int]:
+    """Where a run's nodes meet: its `rendezvous` (host, port), or a free loopback port for a
+    one-node run."""
+    from twin.stack.process import free_port
+
+    if params.nodes == 1 or not params.rendezvous:
+        return "127.0.0.1", free_port()
+    host, _, port = params.rendezvous.rpartition(":")
+    return host, int(port)
 
 
 def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
@@ -94,15 +116,27 @@ def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
     return env
 
 
-def start_phase(settings: Settings, config: WorkerConfig) -> subprocess.Popen:
-    """Start the ranks in their own process group (so they can be stopped together)."""
-    from twin.stack.process import free_port
-
-    path = prepare_phase(config)
-    log = (config.output_dir / "train.log").open("ab")
+def start_phase(settings: Settings, config: WorkerConfig, node_rank: int = 0) -> subprocess.Popen:
+    """Start this node's ranks in their own process group (so they can be stopped together).
+    Node 0 writes the phase's configuration; another node (`node_rank` > 0) reads the one node 0
+    wrote in the run's folder, which every node must see."""
+    params = config.params
+    if not 0 <= node_rank < params.nodes:
+        raise ValueError(f"node_rank must be in [0, {params.nodes - 1}], not {node_rank}")
+    path = prepare_phase(config) if node_rank == 0 else config.output_dir / "worker.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: node 0 has not prepared this phase (or the folder is not shared)"
+        )
+    master, port = rendezvous_of(params)
+    log = (
+        config.output_dir / ("train.log" if node_rank == 0 else f"train-node{node_rank}.log")
+    ).open("ab")
     return subprocess.Popen(
-        launch_command(path, config.params.ranks, free_port()),
-        env=launch_env(settings, config.params.ranks),
+        launch_command(
+            path, params.ranks, port, nodes=params.nodes, node_rank=node_rank, master=master
+        ),
+        env=launch_env(settings, params.ranks),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -137,6 +171,46 @@ def run_phase(
         tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
         raise LaunchError(f"{config.phase} training failed; log {log_path}:\n{tail}")
     return PhaseResult(config.phase, config.output_dir, log_path, resumed, trained=True)
+
+
+def join_run(
+    settings: Settings,
+    folder: Path,
+    node_rank: int,
+    *,
+    wait_s: float = 3600.0,
+    poll_s: float = 2.0,
+) -> list[str]:
+    """Node `node_rank` (> 0) of a run that spans machines: for each phase node 0 prepares in
+    the shared run `folder` (`<folder>/<phase>/worker.json`: SFT, then DPO when the run has it),
+    start this node's ranks and wait for them; a phase already trained is skipped, as node 0
+    skips it. Returns the phases this node trained in."""
+    import time
+
+    from twin.training.config import WorkerConfig
+
+    joined: list[str] = []
+    phases = ["sft", "dpo"]
+    while phases:
+        phase = phases.pop(0)
+        path = folder / phase / "worker.json"
+        deadline = time.monotonic() + wait_s
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node 0 did not prepare {path} within {wait_s:.0f} s")
+            time.sleep(poll_s)
+        config = WorkerConfig.model_validate_json(path.read_text())
+        if phase == "sft" and not config.params.dpo:
+            phases = []
+        if config.trained_marker.exists():
+            continue
+        rc = _wait(start_phase(settings, config, node_rank), None)
+        if rc != 0:
+            log = config.output_dir / f"train-node{node_rank}.log"
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+            raise LaunchError(f"node {node_rank}: {phase} ranks exited {rc}; log {log}:\n{tail}")
+        joined.append(phase)
+    return joined
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float | None) -> int:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from twin.domain.samples import content_digest
 from twin.form import param_schemas as form_schemas
@@ -27,7 +34,15 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 # Fields that only steer the run, not what it produces: they stay out of the configuration hash.
 # Evaluation knobs change the report, not the model: new ones re-evaluate, never retrain.
 UNHASHED = frozenset(
-    {"force", "save_steps", "eval_samples", "eval_pairs", "eval_seeds", "max_new_tokens"}
+    {
+        "force",
+        "save_steps",
+        "eval_samples",
+        "eval_pairs",
+        "eval_seeds",
+        "max_new_tokens",
+        "rendezvous",
+    }
 )
 # A step count is positive, or -1 for "run the epochs"; 0 would train nothing.
 STEPS: dict[str, Any] = {"ge": -1, "json_schema_extra": {"not": {"const": 0}}}
@@ -149,6 +164,21 @@ class TrainingParams(BaseModel):
         description="Training processes: one per CPU core (gloo) or per GPU (NCCL); cannot "
         "exceed the cores or GPUs available. Empty: every GPU, or every core without one.",
     )
+    nodes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        title="Nodes",
+        description="Machines one run spans, each running `Ranks` ranks (world size nodes x "
+        "ranks); above 1 needs a rendezvous, and every node sees the run's folder.",
+    )
+    rendezvous: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]*:[0-9]{1,5}$",
+        title="Rendezvous",
+        description="host:port of node 0, where the nodes' launchers meet (torchrun's master "
+        "address); needed when Nodes is above 1.",
+    )
     dpo: bool = Field(
         default=True,
         title="Run DPO",
@@ -229,9 +259,18 @@ class TrainingParams(BaseModel):
             raise ValueError("must be a positive step count, or -1 to run the epochs")
         return value
 
+    @model_validator(mode="after")
+    def _nodes_meet_somewhere(self) -> TrainingParams:
+        if self.nodes > 1 and not self.rendezvous:
+            raise ValueError("rendezvous (host:port of node 0) is needed when nodes is above 1")
+        return self
+
     def config_hash(self) -> str:
-        """Digest of every field that changes the trained model (not `force`)."""
+        """Digest of every field that changes the trained model (not `force`); a one-node run
+        hashes as it did before runs could span nodes."""
         payload = self.model_dump(mode="json", exclude=set(UNHASHED))
+        if payload["nodes"] == 1:
+            del payload["nodes"]
         return content_digest(payload)[:16]
 
 
@@ -239,8 +278,8 @@ class TrainingParams(BaseModel):
 FORM_FIELDS = (
     "base_model", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
     "epochs", "max_steps", "dpo_max_steps", "batch_size", "max_length", "zero_stage", "ranks",
-    "dpo", "beta", "dpo_learning_rate", "qlora", "bf16", "save_steps", "eval_samples",
-    "eval_pairs", "eval_seeds", "force",
+    "nodes", "rendezvous", "dpo", "beta", "dpo_learning_rate", "qlora", "bf16", "save_steps",
+    "eval_samples", "eval_pairs", "eval_seeds", "force",
 )  # fmt: skip
 # A triggered or scheduled run is a real retrain: the epochs over the whole dataset (the step
 # counts' -1) on every device of the machine (`ranks` empty: `available_ranks()`). The demo and

@@ -98,8 +98,10 @@ def served_plan(
 
 
 def apply_plan(settings: Settings, plan: ServedPlan) -> None:
-    """Load the plan's versions of twin_llm and twin_llm_stream (their configuration kept as
-    written when it lists exactly them), route twin_rag, and load it."""
+    """Load the plan's versions (of twin_llm and twin_llm_stream, their configuration kept as
+    written when it lists exactly them; or each version's TensorRT-LLM pipeline), route twin_rag,
+    and load it."""
+    from twin.serving.backend_names import llm_tensors
     from twin.serving.configs import LLM_MODEL, RAG_MODEL, STREAM_MODEL
     from twin.serving.repository import (
         load_rag,
@@ -113,9 +115,10 @@ def apply_plan(settings: Settings, plan: ServedPlan) -> None:
 
     root = repository_path(settings)
     configured = (root / LLM_MODEL / "config.pbtxt").exists()
-    if configured and set(served_versions(settings)) == set(plan.versions):
+    python_backend = llm_tensors(settings.serving_llm_backend).versioned
+    if python_backend and configured and set(served_versions(settings)) == set(plan.versions):
         _load(settings, LLM_MODEL, STREAM_MODEL)
-    else:
+    else:  # (TensorRT-LLM: each version's own pipeline, loaded by load_versions)
         from twin.serving.repository import write_llm_configs
 
         write_llm_configs(settings, [])  # exactly the plan's versions, none left over

@@ -168,8 +168,7 @@ def run_phase(
                 timeout_s,
             )
     if not config.done_marker.exists():
-        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
-        raise LaunchError(f"{config.phase} training failed; log {log_path}:\n{tail}")
+        raise LaunchError(f"{config.phase} training failed; log {log_path}:\n{_tail(log_path)}")
     return PhaseResult(config.phase, config.output_dir, log_path, resumed, trained=True)
 
 
@@ -207,10 +206,15 @@ def join_run(
         rc = _wait(start_phase(settings, config, node_rank), None)
         if rc != 0:
             log = config.output_dir / f"train-node{node_rank}.log"
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-            raise LaunchError(f"node {node_rank}: {phase} ranks exited {rc}; log {log}:\n{tail}")
+            raise LaunchError(
+                f"node {node_rank}: {phase} ranks exited {rc}; log {log}:\n{_tail(log)}"
+            )
         joined.append(phase)
     return joined
+
+
+def _tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float | None) -> int:

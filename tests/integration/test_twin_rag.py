@@ -247,6 +247,10 @@ def test_twin_ask_prints_the_answer_and_its_sources(rag: Settings, args) -> None
     assert result.exit_code == 0, result.output
     sources = printed_sources(result.output)
     assert "[1] The Tuesday test (linkedin)" in sources  # the labelled document, first
+    # each source is a title line and a whole URL line (a long URL is not cut at 80 columns)
+    block = result.output.split("sources", 1)[1].split("twin_llm v", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert lines and all(line.startswith(("  [", "      http")) for line in lines), lines
 
 
 @pytest.mark.parametrize("author", ["Nobody", "[/]", "[bold]Nobody"])
@@ -327,7 +331,7 @@ def test_tensorrt_llm_path_serves_each_version_through_its_own_bls(
     decoupled) on the real Triton: twin_rag answers through it over HTTP and gRPC, promoting
     another version switches the BLS that answers, and a shadow pair is recorded against the
     same backend, with the answers the versions' own BLS models give."""
-    from twin.serving.client import generate_text
+    from twin.serving.client import generate_text, stream_text
     from twin.serving.repository import (
         load_versions,
         materialise_version,
@@ -366,6 +370,9 @@ def test_tensorrt_llm_path_serves_each_version_through_its_own_bls(
         promoted = ask(trt, question, max_tokens=16)
         assert promoted["meta"]["llm_model"] == f"tensorrt_llm_bls_v{second}"
         assert promoted["answer"] == direct[second]
+        # `twin ask --stream`: the prompt from twin_rag, the pieces from the same BLS, streaming
+        streamed = "".join(stream_text(trt, prompt, max_tokens=16, version=second))
+        assert streamed.strip() == direct[second]
 
         set_shadow(trt, first, share=1.0)
         try:

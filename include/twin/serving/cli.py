@@ -39,8 +39,9 @@ def _print_sources(sources: list[dict]) -> None:
         first = passages[0]
         numbers = "".join(f"[{p['n']}]" for p in passages)
         line = f"  {numbers} {first['title']} ({first['platform']})"
-        out.print(line, markup=False, highlight=False)
-        out.print(f"      {first['url']}", markup=False, highlight=False)
+        # soft wrap: a long title or URL stays one line (to copy), not cut where the console ends
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(f"      {first['url']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("ask")
@@ -89,9 +90,14 @@ def ask_command(
     _print_sources(result["sources"])
     meta = result["meta"]
     if meta.get("grounded"):
+        version = meta.get("model_version")
+        served_by = (
+            f"twin_llm v{version}"
+            if meta.get("backend", "python") == "python"
+            else f"{meta.get('llm_model')} (version {version})"
+        )
         out.print(
-            f"\n[dim]twin_llm v{meta.get('model_version')} over {protocol}"
-            f"{' (streamed over gRPC)' if stream else ''}[/]",
+            f"\n[dim]{served_by} over {protocol}{' (streamed over gRPC)' if stream else ''}[/]",
             highlight=False,
         )
 

@@ -260,6 +260,8 @@ class RagService:
             meta = {
                 "grounded": True,
                 "model_version": version,
+                "backend": self.backend.backend,
+                "llm_model": self.backend.model_name(version),
                 "prompt": plan.prompt,
                 "max_tokens": limit,
                 "context_tokens": plan.context_tokens,

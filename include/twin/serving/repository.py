@@ -307,11 +307,11 @@ def set_shadow(settings: Settings, version: int | None, share: float | None = No
     return routing
 
 
-def rag_warehouse_dsn(settings: Settings) -> str:
-    """The DSN twin_rag connects with: the serving role of `serving_dsn` on the database
-    `warehouse_dsn` names (a scratch warehouse is served by the same role), after granting that
-    role what serving needs there (`grant_serving_access`). Without `serving_dsn`, the warehouse
-    DSN itself."""
+def grant_rag_login(settings: Settings) -> str:
+    """Grant twin_rag's login, the role of `serving_dsn`, what serving needs in the database
+    `warehouse_dsn` names (`grant_serving_access`; a scratch warehouse is served by the same role)
+    and return the DSN twin_rag connects with: that role on that database. Without
+    `serving_dsn`, the warehouse DSN itself."""
     warehouse = settings.require("warehouse_dsn")
     if not settings.serving_dsn:
         return warehouse
@@ -337,7 +337,7 @@ def install_rag(settings: Settings) -> Path:
     _write(model_dir / "1" / "model.py", (TEMPLATES / "twin_rag.py").read_text())
     values = settings.model_dump(mode="json", include=RAG_SETTINGS_FIELDS)
     # the Triton process holds the serving role's login, never the platform's
-    values["warehouse_dsn"], values["serving_dsn"] = rag_warehouse_dsn(settings), None
+    values["warehouse_dsn"], values["serving_dsn"] = grant_rag_login(settings), None
     _write(model_dir / "1" / "settings.json", json.dumps(values, indent=2), mode=0o600)
     if not (model_dir / ROUTING_FILE).exists():
         _write_routing(settings, read_routing(settings))

@@ -123,14 +123,15 @@ _TIME_COLUMNS = {
 
 
 def serving_schema_exists(conn: psycopg.Connection) -> bool:
-    """Whether every table and column of the `serving` schema is there (no privilege beyond
-    USAGE needed)."""
-    tables = conn.execute(
+    """Whether every table of the `serving` schema is there, with its newest column (no
+    privilege beyond USAGE needed)."""
+    probe = _TIME_COLUMNS | {"shadow_comparisons": "backend"}  # added after the first release
+    found = conn.execute(
         "select count(*) from information_schema.columns where table_schema = 'serving' "
-        "and (table_name, column_name) in (('inference_log', 'logged_at'), "
-        "('shadow_comparisons', 'backend'), ('log_quarantine', 'quarantined_at'))"
+        "and (table_name, column_name) in (select * from unnest(%s::text[], %s::text[]))",
+        (list(probe), list(probe.values())),
     ).fetchone()[0]
-    return tables == 3
+    return found == len(probe)
 
 
 def ensure_serving_schema(conn: psycopg.Connection) -> None:

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # evaluation questions a first deployment asks the version through twin_rag
     deploy_first_questions: int = Field(default=12, ge=2, le=500)
     deploy_shadow_timeout_s: float = Field(default=900.0, gt=0)
+    # requests a deployment keeps in flight (replayed pairs, first-deployment questions): Triton's
+    # dynamic batcher answers concurrent twin_llm requests in one batch
+    deploy_concurrency: int = Field(default=8, ge=1, le=64)
     monitor_window_hours: float = Field(default=1.0, gt=0)
     monitor_reference_days: float = Field(default=7.0, gt=0)
     monitor_min_queries: int = Field(default=20, ge=1)

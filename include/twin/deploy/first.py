@@ -3,7 +3,8 @@
 With no champion there is nothing to compare against, so before the version can be promoted it
 is asked `first_questions` of its author's evaluation questions (their newest question set in
 `ml`, built by the datasets stage) through twin_rag, the way clients will ask it: retrieval,
-prompt and generation, naming the version explicitly (twin_rag has no champion to route to yet).
+prompt and generation, naming the version explicitly (twin_rag has no champion to route to yet),
+up to `deploy_concurrency` questions in flight.
 Each answer, with the sources it had and its latency, is stored in `serving.deployment_answers`,
 so a resumed run asks only what is missing; `twin.deploy.checks.first_deployment_report` then
 holds the answers to the absolute floors.
@@ -58,7 +59,7 @@ def ask_questions(
 ) -> int:
     """Ask `version` every question not answered yet, through twin_rag; returns how many were
     asked. A failed request is stored with its error (a figure, not a crash)."""
-    from twin.serving.client import ask
+    from twin.serving.client import ask, timed_calls
     from twin.serving.repository import ensure_rag_without_champion
 
     done = store.answered_ids(conn, deployment_id)
@@ -66,36 +67,42 @@ def ask_questions(
     if not todo:
         return 0
     ensure_rag_without_champion(settings)
+    width = settings.deploy_concurrency
     started = time.monotonic()
-    for q in todo:
+    for start in range(0, len(todo), width):
         if deadline_s is not None and time.monotonic() - started > deadline_s:
             raise TimeoutError(
                 f"first-deployment questions stopped after {deadline_s:.0f} s with "
                 f"{len(store.answered_ids(conn, deployment_id))} of {len(questions)} answered"
             )
-        clock = time.perf_counter()
-        answer, sources, error = "", [], None
-        try:
-            result = ask(
+        chunk = todo[start : start + width]
+        results = timed_calls(
+            lambda q: ask(
                 settings, q.question, author=author, version=version, max_tokens=max_tokens
-            )
-            answer, sources = result["answer"], result["sources"]
-        except Exception as err:  # the version's failure is a figure, not a crash
-            error = f"{type(err).__name__}: {err}"[:500]
-        store.write_answer(
-            conn,
-            deployment_id,
-            store.DeploymentAnswer(
-                question_id=q.question_id,
-                question=q.question,
-                expected_documents=q.document_ids,
-                answer=answer,
-                source_documents=tuple(s.get("document_id", "") for s in sources),
-                latency_ms=round((time.perf_counter() - clock) * 1000, 2),
-                error=error,
-                sources=tuple(sources),
             ),
+            chunk,
+            width,
         )
+        for q, (result, latency_ms) in zip(chunk, results, strict=True):
+            answer, sources, error = "", [], None
+            if isinstance(result, Exception):  # the version's failure is a figure, not a crash
+                error = f"{type(result).__name__}: {result}"[:500]
+            else:
+                answer, sources = result["answer"], result["sources"]
+            store.write_answer(
+                conn,
+                deployment_id,
+                store.DeploymentAnswer(
+                    question_id=q.question_id,
+                    question=q.question,
+                    expected_documents=q.document_ids,
+                    answer=answer,
+                    source_documents=tuple(s.get("document_id", "") for s in sources),
+                    latency_ms=latency_ms,
+                    error=error,
+                    sources=tuple(sources),
+                ),
+            )
     log.info("deployment %s: asked %d evaluation questions of %s", deployment_id, len(todo), author)
     return len(todo)
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from twin.serving.backend_names import LlmTensors, llm_tensors
 from twin.settings import TRITON_REPOSITORY_KEY_HEADER, Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def http_client(settings: Settings, *, timeout_s: float | None = None):
@@ -113,6 +117,28 @@ def generate_text(
         "prompt_tokens": counts[0] if counts else None,
         "completion_tokens": counts[1] if counts else None,
     }
+
+
+def timed_calls(
+    call: Callable[[T], R], items: Sequence[T], workers: int
+) -> list[tuple[R | Exception, float]]:
+    """`call` on every item with up to `workers` in flight (Triton's dynamic batcher answers
+    concurrent requests to one model in one batch), in the items' order: each result (or the
+    exception it raised, so one failed request never loses the others) with its latency in ms."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def timed(item: T) -> tuple[R | Exception, float]:
+        clock = time.perf_counter()
+        try:
+            result: R | Exception = call(item)
+        except Exception as err:
+            result = err
+        return result, round((time.perf_counter() - clock) * 1000, 2)
+
+    if workers <= 1 or len(items) <= 1:
+        return [timed(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(timed, items))
 
 
 def ask(

@@ -126,6 +126,39 @@ def test_rerun_with_same_dataset_and_config_trains_nothing(trained, training_set
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_differing_only_in_dpo_reuses_the_sft_phase(trained, training_settings, snapshot):
+    """The same dataset and SFT configuration without DPO: the finished SFT phase is brought
+    over (weights linked, not retrained), and the new run's files stay its own."""
+    from twin.training.pipeline import run_dir, train_candidate
+
+    params = tiny_params(dpo=False)
+    assert params.sft_hash() == tiny_params().sft_hash()
+    dataset = snapshot.version.version
+    first = run_dir(training_settings, dataset, tiny_params().config_hash()) / "sft"
+    log_before = (first / "train.log").read_bytes()
+    config_before = (first / "merged" / "generation_config.json").read_text()
+
+    outcome = train_candidate(training_settings, params, snapshot)
+    second = run_dir(training_settings, dataset, params.config_hash()) / "sft"
+
+    assert outcome.status == "trained" and outcome.version != trained.version
+    assert (second / "REUSED").read_text() == str(first)
+    weights = Path("merged") / "model.safetensors"
+    assert (second / weights).stat().st_ino == (first / weights).stat().st_ino
+    assert not (second / "checkpoints").exists()  # no rank ran here
+    assert (first / "train.log").read_bytes() == log_before
+    # the SFT model is this run's candidate: its decoding is saved in this run's copy only
+    assert (first / "merged" / "generation_config.json").read_text() == config_before
+    assert (second / "merged" / "generation_config.json").read_text() != config_before
+    assert [row["model"] for row in outcome.evaluation["rows"]] == ["base", "sft"]
+
+
+def test_another_sft_configuration_trains_its_own_phase() -> None:
+    assert tiny_params(learning_rate=1e-3).sft_hash() != tiny_params().sft_hash()
+    assert tiny_params(max_steps=5).sft_hash() != tiny_params().sft_hash()
+    assert tiny_params(beta=0.5, dpo_max_steps=2).sft_hash() == tiny_params().sft_hash()
+
+
 def test_approve_and_reject_show_in_the_registry(trained, training_settings, monkeypatch) -> None:
     from typer.testing import CliRunner
 

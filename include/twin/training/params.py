@@ -44,6 +44,9 @@ UNHASHED = frozenset(
         "rendezvous",
     }
 )
+# Fields only the DPO phase reads: runs of one dataset that differ in these alone (or in the
+# unhashed ones) train the same SFT phase, which the later run reuses (`TrainingParams.sft_hash`).
+DPO_FIELDS = frozenset({"dpo", "beta", "dpo_learning_rate", "dpo_max_steps", "dpo_epochs"})
 # A step count is positive, or -1 for "run the epochs"; 0 would train nothing.
 STEPS: dict[str, Any] = {"ge": -1, "json_schema_extra": {"not": {"const": 0}}}
 
@@ -268,7 +271,14 @@ class TrainingParams(BaseModel):
     def config_hash(self) -> str:
         """Digest of every field that changes the trained model (not `force`); a one-node run
         hashes as it did before runs could span nodes."""
-        payload = self.model_dump(mode="json", exclude=set(UNHASHED))
+        return self._digest(UNHASHED)
+
+    def sft_hash(self) -> str:
+        """Digest of the fields that change the SFT phase's model (not the DPO ones)."""
+        return self._digest(UNHASHED | DPO_FIELDS)
+
+    def _digest(self, exclude: frozenset[str]) -> str:
+        payload = self.model_dump(mode="json", exclude=set(exclude))
         if payload["nodes"] == 1:
             del payload["nodes"]
         return content_digest(payload)[:16]

@@ -2,12 +2,15 @@
 
 Every heavy step runs in processes of its own (the ranks, the merge, the evaluation); this
 process only writes configurations, waits, and talks to MLflow. Outputs live under
-`<home>/training/<dataset version>-<config hash>/`, so a killed run resumes where it stopped.
+`<home>/training/<dataset version>-<config hash>/`, so a killed run resumes where it stopped; a
+run that differs from an earlier one of the same dataset only in its DPO knobs reuses that run's
+SFT phase (`reuse_sft`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +22,10 @@ from twin.settings import Settings
 from twin.store.base_models import BaseModelFolder, resolve_base_model
 from twin.training.config import WorkerConfig, base_model_module_names
 from twin.training.data import dpo_rows, sft_rows, write_jsonl
-from twin.training.launch import LaunchError, launch_env, model_cache, run_phase
+from twin.training.launch import LaunchError, launch_env, model_cache, prepare_phase, run_phase
 from twin.training.params import ParamsError, TrainingParams, check_params
+
+PHASE_KEY = "phase.json"  # in a finished SFT phase's folder: the configuration digest it trained
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,10 @@ def train_phases(
     answers are the SFT model's own (`twin.training.rejected`)."""
     sft_data = write_jsonl(sft_rows(snapshot), folder / "data" / "sft.jsonl")
     sft = phase_config(params, "sft", str(base.path), sft_data, folder)
+    if not params.force:
+        reuse_sft(settings, snapshot.version.version, params, sft)
     run_phase(settings, sft)
+    (sft.output_dir / PHASE_KEY).write_text(json.dumps({"sft_hash": params.sft_hash()}))
     phases = {"sft": sft}
     if params.dpo:
         limit = dpo_pairs_needed(params)
@@ -130,6 +138,51 @@ def train_phases(
         run_phase(settings, dpo)
         phases["dpo"] = dpo
     return phases
+
+
+def reuse_sft(
+    settings: Settings, dataset_version: str, params: TrainingParams, sft: WorkerConfig
+) -> Path | None:
+    """Bring the finished SFT phase of another run of this dataset with the same SFT
+    configuration (one that differs in its DPO or evaluation knobs only) into this run's folder
+    (weights linked, the rest copied), so the phase is not trained twice; returns the folder it
+    came from, or None. Checkpoints stay behind; `DONE` comes last, so a phase brought over only
+    in part is simply trained."""
+    if sft.done_marker.exists():
+        return None
+    wanted = {"sft_hash": params.sft_hash()}
+    runs = Path(settings.home) / "training"
+    for key in sorted(runs.glob(f"{dataset_version[:16]}-*/sft/{PHASE_KEY}")):
+        source = key.parent
+        done = source / sft.done_marker.name
+        if source == sft.output_dir or not done.exists() or not (source / "merged").is_dir():
+            continue
+        if json.loads(key.read_text()) != wanted:
+            continue
+        shutil.rmtree(sft.output_dir, ignore_errors=True)
+        shutil.copytree(
+            source,
+            sft.output_dir,
+            ignore=shutil.ignore_patterns("checkpoints", "worker.json", done.name),
+            copy_function=_link_or_copy,
+        )
+        prepare_phase(sft)  # another node of a multi-node run reads it: SFT is trained
+        (sft.output_dir / "REUSED").write_text(str(source))
+        _link_or_copy(str(done), str(sft.done_marker))
+        return source
+    return None
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Weights are linked (written once, never rewritten); every other file is copied, since
+    some are rewritten in place later (the merged model's `generation_config.json`)."""
+    if src.endswith(".safetensors"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system
+            pass
+    shutil.copy2(src, dst)
 
 
 def dpo_pairs_needed(params: TrainingParams) -> int | None:

@@ -25,7 +25,10 @@ import math
 import re
 import statistics
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +42,7 @@ from twin.domain.generation import (
 from twin.training import style
 from twin.training.style_prompts import StylePrompt
 
+T = TypeVar("T")
 PUNCTUATION = ",;:!?()-\u2014'\""
 BATCH = 12
 CALIBRATION_PROMPTS = 24
@@ -264,21 +268,39 @@ def choose_generation(
 def seeded_answers(
     model, tokenizer, config: EvalConfig, generation: GenerationSettings, prompts: list[str]
 ) -> dict[int, list[str]]:
-    """Answers per seed, read from / written to the content-addressed cache when configured
-    (a base model's answers under the same decoding are the same in every run)."""
-    out = {}
-    for seed in config.seeds:
-        setting = generation.override(seed=seed)
-        key = _cache_key(config.models, tokenizer, prompts, setting, config.max_new_tokens)
-        path = config.cache_dir / f"{key}.json" if config.cache_dir and key else None
-        if path is not None and path.exists():
-            out[seed] = json.loads(path.read_text())
-            continue
-        out[seed] = generate_answers(model, tokenizer, prompts, config.max_new_tokens, setting)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(out[seed]))
-    return out
+    """Answers per seed (each cached, see `cached_answers`)."""
+    return {
+        seed: cached_answers(model, tokenizer, config, prompts, generation.override(seed=seed))
+        for seed in config.seeds
+    }
+
+
+def cached_answers(
+    model, tokenizer, config: EvalConfig, prompts: list[str], setting: GenerationSettings
+) -> list[str]:
+    """`generate_answers`, read from / written to the content-addressed cache when configured (a
+    packaged base model's answers under the same decoding are the same in every run)."""
+    payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16]
+    return cached(
+        config,
+        tokenizer,
+        payload,
+        lambda: generate_answers(model, tokenizer, prompts, config.max_new_tokens, setting),
+    )
+
+
+def cached(config: EvalConfig, tokenizer, payload: list, compute: Callable[[], T]) -> T:
+    """`compute()`, or its JSON from the cache under the model's content marker and `payload`;
+    computed every time for a model without a marker (only packaged base models carry one)."""
+    key = _cache_key(tokenizer, payload)
+    path = config.cache_dir / f"{key}.json" if config.cache_dir and key else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    return value
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -313,25 +335,24 @@ def evaluate(config: EvalConfig) -> dict:
         # way, so the comparison stays fair
         autocast = config.bf16 and not policy.cuda
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            row = {
-                "model": label,
-                "perplexity": round(
-                    answer_perplexity(model, tokenizer, config.heldout, config.max_length), 4
-                ),
-            }
+            perplexity = cached(
+                config,
+                tokenizer,
+                ["perplexity", config.heldout, config.max_length, autocast],
+                partial(answer_perplexity, model, tokenizer, config.heldout, config.max_length),
+            )
+            row = {"model": label, "perplexity": round(perplexity, 4)}
             if label == candidate and generation is None:
                 generation, trials = choose_generation(
                     model, tokenizer, grid_prompts, scorer, config.max_new_tokens
                 )
             if label == base:
-                base_calibration = generate_answers(
-                    model, tokenizer, calibration, config.max_new_tokens, generation
-                )
+                base_calibration = cached_answers(model, tokenizer, config, calibration, generation)
                 scorer.learn_from_base(base_calibration)
             if label in (candidate, base):
                 row["answers"] = seeded_answers(model, tokenizer, config, generation, style_prompts)
-                row["grounded_answers"] = generate_answers(
-                    model, tokenizer, grounded_prompts, config.max_new_tokens, generation
+                row["grounded_answers"] = cached_answers(
+                    model, tokenizer, config, grounded_prompts, generation
                 )
         del model
         rows[label] = row
@@ -407,17 +428,14 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in figures.items()}
 
 
-def _cache_key(
-    models: dict[str, str], tokenizer, prompts: list[str], setting: GenerationSettings, tokens: int
-) -> str | None:
-    """A digest of the model folder's weights marker, prompts, decoding and length; None for a
-    folder without a content marker (only packaged base models carry one)."""
+def _cache_key(tokenizer, payload: list) -> str | None:
+    """A digest of the model folder's weights marker and `payload`; None for a folder without
+    a content marker."""
     folder = Path(getattr(tokenizer, "name_or_path", ""))
     marker = folder / ".twin-base-model.json"
     if not marker.exists():
         return None
-    payload = [marker.read_text(), prompts, setting.model_dump(mode="json"), tokens]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps([marker.read_text(), *payload]).encode()).hexdigest()[:24]
 
 
 def main(argv: list[str] | None = None) -> int:

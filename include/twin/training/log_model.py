@@ -22,8 +22,10 @@ def log_merged_model(run_id: str, model_dir: str) -> dict[str, str]:
 
     from twin.domain.devices import detect
 
-    # the folder is saved as it is either way; the policy keeps a 7B model off float32 on a GPU
-    model = AutoModelForCausalLM.from_pretrained(model_dir, **detect().load_kwargs())
+    # logged in the dtype the merge stored (bf16 when trained in bf16), on the policy's device
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, **(detect().load_kwargs() | {"dtype": "auto"})
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.transformers.log_model(

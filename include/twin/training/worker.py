@@ -215,8 +215,15 @@ def merge(config: WorkerConfig) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # the same policy as training (the launcher hands it down): half precision on a GPU
-    base = AutoModelForCausalLM.from_pretrained(config.model_path, **detect().load_kwargs())
+    policy = detect()
+    base = AutoModelForCausalLM.from_pretrained(config.model_path, **policy.load_kwargs())
     merged = PeftModel.from_pretrained(base, str(config.adapter_dir)).merge_and_unload()
+    if config.params.bf16 and not policy.half:
+        import torch
+
+        # trained under bf16 autocast on the CPU: stored in bf16, half the bytes to log, load
+        # and serve (each loader upcasts to its own policy's dtype)
+        merged = merged.to(torch.bfloat16)
     tmp = config.merged_dir.with_name("merged.tmp")
     merged.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(config.model_path).save_pretrained(tmp)

@@ -26,16 +26,19 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -m pip install -q uv 2>/dev/null; then \
 	  INSTALL="$(BIN)/uv pip install --system-certs --python $(BIN)/python $(FIND_LINKS)"; \
+	  COMPILE=--compile-bytecode; \
 	else \
 	  echo "uv unavailable: installing with pip (slower)"; \
 	  INSTALL="$(BIN)/python -m pip install -q $(FIND_LINKS)"; \
+	  COMPILE=; \
 	fi; \
 	set -e; \
 	echo "installing CPU torch"; $$INSTALL $(TORCH); \
 	echo "installing the pinned runtime and dev set"; \
 	DS_BUILD_OPS=0 $$INSTALL -r requirements.txt -r requirements-dev.txt; \
 	$$INSTALL --no-deps -r requirements-nodeps.txt; \
-	$$INSTALL --no-deps -e .
+	echo "installing the twin package and compiling the environment's bytecode"; \
+	$$INSTALL --no-deps $$COMPILE -e .
 	@touch $(STAMP)
 	@echo "environment ready in $(VENV)"
 
@@ -111,11 +114,12 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@echo '== twin ask "What is the Tuesday test?" (HTTP, then gRPC)'
 	@$(BIN)/twin ask "What is the Tuesday test?" --protocol http
 	@$(BIN)/twin ask "What is the Tuesday test?" --protocol grpc
-	@# a second, cheaper candidate (SFT only, fewer steps), judged on shadow traffic beside the
-	@# champion: promoted or rolled back
-	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 10, "dpo": false}'
+	@# a second candidate: the champion's SFT phase without DPO (reused, not retrained: the
+	@# same dataset and SFT configuration), judged on shadow traffic beside the champion, so the
+	@# comparison says whether DPO earned its place: promoted or rolled back
+	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 30, "dpo": false, "ranks": 2}'
 	@$(BIN)/twin models approve challenger --by "demo reviewer" \
-	  --note "cheaper candidate approved for a shadow comparison with the champion"
+	  --note "SFT-only candidate approved for a shadow comparison with the champion"
 	@$(MAKE) --no-print-directory dag DAG=twin_deploy CONF='{"min_samples": 12}'
 	@$(BIN)/twin deployments
 	@$(BIN)/twin stack status

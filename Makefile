@@ -33,12 +33,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	  COMPILE=; \
 	fi; \
 	set -e; \
-	echo "installing CPU torch"; $$INSTALL $(TORCH); \
-	echo "installing the pinned runtime and dev set"; \
-	DS_BUILD_OPS=0 $$INSTALL -r requirements.txt -r requirements-dev.txt; \
-	$$INSTALL --no-deps -r requirements-nodeps.txt; \
-	echo "installing the twin package and compiling the environment's bytecode"; \
-	$$INSTALL --no-deps $$COMPILE -e .
+	echo "installing CPU torch"; $$INSTALL $$COMPILE $(TORCH); \
+	echo "installing the pinned runtime and dev set (and compiling their bytecode)"; \
+	DS_BUILD_OPS=0 $$INSTALL $$COMPILE -r requirements.txt -r requirements-dev.txt; \
+	$$INSTALL $$COMPILE --no-deps -r requirements-nodeps.txt; \
+	$$INSTALL --no-deps -e .
 	@touch $(STAMP)
 	@echo "environment ready in $(VENV)"
 

@@ -183,7 +183,9 @@ class TritonService(Service):
         python_backend.mkdir(parents=True, exist_ok=True)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = self.package_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
-        sources = [*sorted((self.package_dir / "backends" / "python").iterdir()), stub]
+        # the backend's files (not the __pycache__ an install that compiles bytecode leaves)
+        files = (self.package_dir / "backends" / "python").iterdir()
+        sources = [*sorted(f for f in files if f.is_file()), stub]
         for source in sources:
             target = python_backend / source.name
             if not target.exists() or target.stat().st_size != source.stat().st_size:

@@ -30,6 +30,9 @@ default_permission = READ
 database_uri = {database_uri}
 admin_username = {admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# A verified credential is remembered (HMAC-keyed, in the one worker) for 10 minutes: without
+# it every API call pays a password-hash check (about 0.45 s of CPU per request here).
+auth_cache_ttl_seconds = 600
 """
 
 

@@ -431,8 +431,10 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
 def _cache_key(tokenizer, payload: list) -> str | None:
     """A digest of the model folder's weights marker and `payload`; None for a folder without
     a content marker."""
+    from twin.store.base_models import MARKER
+
     folder = Path(getattr(tokenizer, "name_or_path", ""))
-    marker = folder / ".twin-base-model.json"
+    marker = folder / MARKER
     if not marker.exists():
         return None
     return hashlib.sha256(json.dumps([marker.read_text(), *payload]).encode()).hexdigest()[:24]

@@ -4,17 +4,23 @@ Each configuration trains the same model on the same sample-author rows for `--s
 steps through the real launcher (torchrun ranks, gloo on CPU, NCCL on GPU). Throughput is the
 trained tokens (TRL's `num_tokens`, all ranks) between the end of step `--warmup` and the last
 step, over that wall time, so process start, model load and op compilation are left out.
-Ratios are against 1 rank ZeRO-2, measured in the same run. On a GPU it also prints peak memory
-and model FLOPs utilisation (6 x parameters x tokens / time / peak FLOP/s given by --peak-tflops).
+Ratios are against the first configuration, measured in the same run. A configuration is
+`RANKSxSTAGE` (`gc` appended: with gradient checkpointing), or `bare`: a plain torch + peft loop
+in this process (the same LoRA, rows, global batch and precision, AdamW, no Trainer, no
+DeepSpeed, every core to one process), the framework's overhead baseline. On a GPU it also
+prints peak memory and model FLOPs utilisation (6 x parameters x tokens / time / peak FLOP/s
+given by --peak-tflops).
 
     python benchmarks/train.py [--model tiny-llama|smollm2-135m|PATH] [--steps 12] [--warmup 3]
-                               [--max-length 256] [--batch 2] [--configs 1x2,2x2,2x3] [--qlora]
+                               [--max-length 256] [--batch 2] [--configs bare,1x2,2x2,2x2gc,2x3]
+                               [--qlora]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -46,7 +52,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument(
-        "--configs", default="1x2,2x2,2x3", help="RANKSxZERO_STAGE, comma-separated"
+        "--configs",
+        default="bare,1x2,2x2,2x2gc,2x3",
+        help="bare or RANKSxZERO_STAGE[gc], comma-separated",
     )
     parser.add_argument("--qlora", action="store_true", help="4-bit QLoRA (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak (bf16 dense)")
@@ -62,7 +70,21 @@ def main() -> None:
     results = []
     try:
         for index, spec in enumerate(args.configs.split(",")):
-            ranks, stage = (int(x) for x in spec.split("x"))
+            if spec == "bare":
+                params = TrainingParams(
+                    base_model=args.model, batch_size=args.batch, max_length=args.max_length
+                )
+                rows = read_jsonl(data)
+                tokens_s, step_s, wall = bare_loop(
+                    base.path, rows, params, args.steps, args.warmup, not args.fp32
+                )
+                row = {"config": "bare torch + peft", "tokens_s": tokens_s}
+                results.append(row | {"s_per_step": step_s, "wall_s": wall})
+                continue
+            match = re.fullmatch(r"(\d+)x(\d+)(gc)?", spec)
+            if match is None:
+                raise SystemExit(f"unknown configuration {spec!r}: bare or RANKSxSTAGE[gc]")
+            ranks, stage = int(match[1]), int(match[2])
             params = TrainingParams(
                 base_model=args.model,
                 ranks=ranks,
@@ -73,6 +95,7 @@ def main() -> None:
                 max_length=args.max_length,
                 bf16=not args.fp32,
                 qlora=args.qlora,
+                gradient_checkpointing=bool(match[3]),
             )
             config = phase_config(params, "sft", str(base.path), data, work / f"{index}-{spec}")
             began = time.perf_counter()
@@ -81,7 +104,7 @@ def main() -> None:
             metrics = read_jsonl(config.metrics_path)
             tokens_s, step_s = throughput(metrics, args.warmup)
             row = {
-                "config": f"{ranks} rank(s), ZeRO-{stage}",
+                "config": f"{ranks} rank(s), ZeRO-{stage}" + (" +ckpt" if match[3] else ""),
                 "tokens_s": tokens_s,
                 "s_per_step": step_s,
                 "wall_s": wall,
@@ -104,6 +127,58 @@ def main() -> None:
             f"{r['tokens_s'] / baseline:>9.2f}x{extra}"
         )
     print(json.dumps(results))
+
+
+def bare_loop(
+    path: Path, rows: list[dict], params: TrainingParams, steps: int, warmup: int, bf16: bool
+) -> tuple[float, float, float]:
+    """(tokens/s, s/step, wall s) of a plain torch + peft LoRA loop: batches of
+    `batch_size` x 2 rows (the two ranks' global batch), loss on every token, AdamW."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    began = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    lora = LoraConfig(
+        r=params.lora_r,
+        lora_alpha=params.lora_alpha,
+        lora_dropout=params.lora_dropout,
+        target_modules=list(params.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=params.learning_rate
+    )
+    texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in rows]
+    batch = params.batch_size * 2
+    times, tokens = [], []
+    for step in range(steps):
+        chunk = [texts[(step * batch + i) % len(texts)] for i in range(batch)]
+        enc = tokenizer(
+            chunk,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=params.max_length,
+            add_special_tokens=False,
+        )
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**enc, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter())
+        tokens.append(int(enc["attention_mask"].sum()))
+    seconds = times[-1] - times[warmup - 1]
+    counted = sum(tokens[warmup:])
+    return counted / seconds, seconds / (steps - warmup), time.perf_counter() - began
 
 
 def _parameters(path: Path) -> int:

@@ -44,7 +44,9 @@ from twin.training.style_prompts import StylePrompt
 
 T = TypeVar("T")
 PUNCTUATION = ",;:!?()-\u2014'\""
-BATCH = 12
+# One batch per seed of the 24 default prompts: on 2 CPU cores 24 prompts x 64 tokens took
+# 11.9 s in one batch against 14.5 s in two of 12 (SmolLM2-135M, bf16 autocast, sampled).
+BATCH = 24
 CALIBRATION_PROMPTS = 24
 GRID_PROMPTS = 8
 GROUNDED_QUESTIONS = 6
@@ -280,7 +282,8 @@ def cached_answers(
 ) -> list[str]:
     """`generate_answers`, read from / written to the content-addressed cache when configured (a
     packaged base model's answers under the same decoding are the same in every run)."""
-    payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16]
+    # the batch is in the key: padding and the sampler's draws depend on how prompts are grouped
+    payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
     return cached(
         config,
         tokenizer,

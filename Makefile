@@ -102,7 +102,7 @@ demo: $(STAMP) $(DBT_MANIFEST) ## set up, start the stack, run the platform on t
 	@# training datasets, then SmolLM2 fine-tuning (SFT then DPO, steps from twin_training's Params),
 	@# registered in MLflow as the challenger with its evaluation verdict
 	@$(MAKE) --no-print-directory dag DAG=twin_datasets
-	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 30, "dpo_max_steps": 15, "ranks": 2}'
+	@$(MAKE) --no-print-directory dag DAG=twin_training CONF='{"max_steps": 30, "dpo_max_steps": 8, "ranks": 2}'
 	@$(BIN)/twin models list
 	@# a reviewer's step: promotion needs review=approved (DEPLOY_REQUIRE_APPROVAL=false lifts it)
 	@$(BIN)/twin models approve challenger --by "demo reviewer" \

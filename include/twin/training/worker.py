@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.deepspeed_config is not None:
         import deepspeed
 
+        if not cuda:
+            _no_shm_all_reduce()
         # before from_pretrained: ZeRO-3 partitions while loading, and the batch-size check needs it
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
@@ -50,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         unset_hf_deepspeed_config()  # the merge loads a whole, unpartitioned copy
         merge(config)
     return 0
+
+
+def _no_shm_all_reduce() -> None:
+    """DeepSpeed compiles its shared-memory all-reduce op when a CPU process group starts (34 s
+    on a fresh 2-core machine). Only its inference all-reduce uses that op, never training, which
+    reduces through the gloo process group either way. DeepSpeed's table of usable ops is one
+    module-level dict that keeps edits: CPU training ranks mark the op unusable there."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def _single_process_env() -> None:

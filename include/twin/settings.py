@@ -136,9 +136,10 @@ class Settings(BaseSettings):
     serving_default_max_tokens: int = Field(default=96, gt=0)
     serving_max_query_chars: int = Field(default=2000, gt=0)
     # twin_rag's BLS call waits for twin_llm, so its instances bound how many requests reach the
-    # LLM's batcher: sample author, RAG prompts, 64 tokens, 2 cores (benchmarks/serve.py), 0.24
-    # requests/s at concurrency 4 with 2 instances, 0.38 with 4
-    serving_rag_instances: int = Field(default=4, ge=1, le=16)
+    # LLM's batcher. On 2 cores 4 instances gave 0.38 requests/s at concurrency 4 against 0.24
+    # with 2 (benchmarks/serve.py, 64 tokens), but the demo's first deployment (12 questions at
+    # concurrency 8) took as long with 4 as with 2: long RAG prompts keep both cores busy
+    serving_rag_instances: int = Field(default=2, ge=1, le=16)
     serving_rag_k: int = Field(default=5, ge=1, le=20)
     serving_context_tokens: int = Field(default=768, gt=0)  # passages' share of the prompt
     serving_similarity_floor: float = Field(default=0.3, ge=-1.0, le=1.0)

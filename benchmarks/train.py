@@ -95,7 +95,7 @@ def main() -> None:
                 max_length=args.max_length,
                 bf16=not args.fp32,
                 qlora=args.qlora,
-                gradient_checkpointing=bool(match[3]),
+                gradient_checkpointing="on" if match[3] else "off",
             )
             config = phase_config(params, "sft", str(base.path), data, work / f"{index}-{spec}")
             began = time.perf_counter()

@@ -113,7 +113,7 @@ def test_config_hash_changes_with_what_is_trained_not_with_run_or_report_knobs()
     assert base.config_hash() == TrainingParams(force=True, save_steps=3).config_hash()
     assert base.config_hash() == TrainingParams(eval_pairs=5, max_new_tokens=9).config_hash()
     # checkpointing trades memory for compute; the trained model is the same
-    assert base.config_hash() == TrainingParams(gradient_checkpointing=True).config_hash()
+    assert base.config_hash() == TrainingParams(gradient_checkpointing="on").config_hash()
     assert base.config_hash() != TrainingParams(lora_r=8).config_hash()
     assert base.config_hash() != TrainingParams(zero_stage=3).config_hash()
 

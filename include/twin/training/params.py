@@ -219,12 +219,12 @@ class TrainingParams(BaseModel):
         title="bf16 mixed precision",
         description="Train and evaluate in bfloat16 mixed precision; off: float32 throughout.",
     )
-    gradient_checkpointing: bool = Field(
-        default=False,
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        default="auto",
         title="Gradient checkpointing",
-        description="Recompute activations in the backward pass instead of keeping them: "
-        "less memory for about a third more compute per step. For large models on small GPUs; "
-        "it does not change the trained model.",
+        description="Recompute activations in the backward pass instead of keeping them: less "
+        "memory for about a third more compute per step; it does not change the trained model. "
+        "auto: on a GPU (memory is what runs out), off on the CPU (compute is).",
     )
     seed: int = 42
     save_steps: int = Field(

@@ -116,8 +116,8 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
         seed=p.seed,
         data_seed=p.seed,
         use_cpu=not cuda,
-        # TRL turns it on by default; on a small model it only costs compute
-        gradient_checkpointing=p.gradient_checkpointing,
+        gradient_checkpointing=p.gradient_checkpointing == "on"
+        or (p.gradient_checkpointing == "auto" and cuda),
         bf16=p.bf16 and policy.dtype != "float16",
         fp16=p.bf16 and policy.dtype == "float16",
         deepspeed=str(config.deepspeed_config) if config.deepspeed_config else None,

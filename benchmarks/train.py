@@ -27,12 +27,14 @@ import time
 from pathlib import Path
 
 from sample_author.training import snapshot as sample_author_snapshot
+from twin.domain.generation import ensure_pad_token
 from twin.settings import Settings, default_home
 from twin.store.base_models import resolve_base_model
 from twin.training.data import read_jsonl, sft_rows, write_jsonl
 from twin.training.launch import run_phase
 from twin.training.params import TrainingParams
 from twin.training.pipeline import phase_config
+from twin.training.worker import lora_config
 
 
 def throughput(metrics: list[dict], warmup: int) -> tuple[float, float]:
@@ -135,22 +137,14 @@ def bare_loop(
     """(tokens/s, s/step, wall s) of a plain torch + peft LoRA loop: batches of
     `batch_size` x 2 rows (the two ranks' global batch), loss on every token, AdamW."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     began = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    ensure_pad_token(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    lora = LoraConfig(
-        r=params.lora_r,
-        lora_alpha=params.lora_alpha,
-        lora_dropout=params.lora_dropout,
-        target_modules=list(params.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, lora_config(params))
     model.train()
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=params.learning_rate

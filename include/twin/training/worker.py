@@ -12,10 +12,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twin.domain.devices import DevicePolicy, detect
 from twin.domain.generation import ensure_pad_token
 from twin.training.config import WorkerConfig, last_complete_checkpoint
+
+if TYPE_CHECKING:
+    from twin.training.params import TrainingParams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +98,6 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
 def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
     from datasets import load_dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from twin.training.templates import ASSISTANT, prompt_completion, sft_loss_mode
@@ -163,13 +166,7 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
             zero3=config.deepspeed_config is not None and p.zero_stage == 3,
         ),
     )
-    lora = LoraConfig(
-        r=p.lora_r,
-        lora_alpha=p.lora_alpha,
-        lora_dropout=p.lora_dropout,
-        target_modules=list(p.target_modules),
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(p)
     cls = SFTTrainer if config.phase == "sft" else DPOTrainer
     trainer = cls(
         model=model,
@@ -186,6 +183,19 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
             "max_length in twin_training's Params"
         )
     return trainer
+
+
+def lora_config(p: TrainingParams):
+    """The run's LoRA adapter (rank, alpha, dropout, target modules) as peft's `LoraConfig`."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=p.lora_r,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=list(p.target_modules),
+        task_type="CAUSAL_LM",
+    )
 
 
 def model_load_kwargs(policy: DevicePolicy, qlora: bool, local_rank: int, *, zero3: bool) -> dict:

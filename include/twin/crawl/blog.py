@@ -17,8 +17,9 @@ fetched at all; a fetched page that turns out to be an index is skipped as a lis
 robots.txt is enforced by the client: a disallowed page is skipped and never requested.
 
 Each article is fetched with a conditional GET (a 304 is recorded as not modified and nothing is
-parsed). The text is extracted by trafilatura as markdown, with comments excluded and, before
-that, site chrome pruned by XPath: comment sections, cookie/consent banners, navigation, share
+parsed). The text is extracted by trafilatura as markdown (its fast pass, or its full cascade where
+the fast result falls short: see `article_text`), with comments excluded and, before that, site
+chrome pruned by XPath: comment sections, cookie/consent banners, navigation, share
 buttons, newsletter boxes, related posts, forms and hidden elements. Title, date and canonical URL
 come from the page's markup (first `<h1>` of the article, `article:published_time`, JSON-LD,
 `<time>`, `<link rel=canonical>`), trafilatura's metadata filling gaps.
@@ -44,13 +45,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import trafilatura
 from lxml import etree
 from lxml import html as lxml_html
 from protego import Protego
 from trafilatura.metadata import extract_metadata
 from trafilatura.utils import load_html
 
+from twin.crawl.article_text import extract_markdown
 from twin.crawl.base import Crawler, CrawlOutcome, ItemFailure
 from twin.crawl.dates import parse_date
 from twin.crawl.fanout import archive_page, crawl_items, merge_outcome, read_page, reject
@@ -85,28 +86,25 @@ NOT_HTML = re.compile(
     re.I,
 )
 # Site chrome that must never reach the text: others' comments, banners, navigation, widgets.
-BOILERPLATE = [
-    "//nav",
-    "//aside",
-    "//form",
-    "//button",
-    "//footer",
-    "//iframe",
-    "//header[not(ancestor::article)]",
-    "//*[@hidden or @aria-hidden='true']",
-    "//*[@role='navigation' or @role='complementary' or @role='contentinfo'"
-    " or @role='dialog' or @role='alertdialog' or @role='banner']",
-    "//*[@id='comments' or @id='respond' or @id='disqus_thread' or starts-with(@id, 'comment')]",
-    "//*[contains(@class, 'comment')]",
-    "//*[contains(@class, 'cookie') or contains(@id, 'cookie') or contains(@class, 'consent')"
-    " or contains(@class, 'gdpr')]",
-    "//*[contains(@class, 'share-') or contains(@class, 'sharing')"
+# One XPath predicate over every element (the page is walked once, not once per kind of chrome);
+# the tests of an attribute sit behind its presence, which most elements lack.
+CHROME = (
+    "self::nav or self::aside or self::form or self::button or self::footer or self::iframe",
+    "self::header and not(ancestor::article)",
+    "@hidden or @aria-hidden='true'",
+    "@role and (@role='navigation' or @role='complementary' or @role='contentinfo'"
+    " or @role='dialog' or @role='alertdialog' or @role='banner')",
+    "@id and (@id='comments' or @id='respond' or @id='disqus_thread'"
+    " or starts-with(@id, 'comment') or contains(@id, 'cookie'))",
+    "@class and (contains(@class, 'comment')"
+    " or contains(@class, 'cookie') or contains(@class, 'consent') or contains(@class, 'gdpr')"
+    " or contains(@class, 'share-') or contains(@class, 'sharing')"
     " or contains(@class, 'sharedaddy') or contains(@class, 'social-share')"
-    " or contains(concat(' ', @class, ' '), ' share ')]",
-    "//*[contains(@class, 'newsletter') or contains(@class, 'subscribe')]",
-    "//*[contains(@class, 'related-posts') or contains(@class, 'post-nav')"
-    " or contains(@class, 'post-navigation')]",
-]
+    " or contains(concat(' ', @class, ' '), ' share ')"
+    " or contains(@class, 'newsletter') or contains(@class, 'subscribe')"
+    " or contains(@class, 'related-posts') or contains(@class, 'post-nav'))",  # post-navigation
+)
+BOILERPLATE = " or ".join(f"({rule})" for rule in CHROME)  # the elements pruned before extraction
 
 
 @register
@@ -475,20 +473,8 @@ def article_markdown(html: str | lxml_html.HtmlElement, url: str, title: str) ->
 
     `html` is the page or its tree as trafilatura parses it (`load_html`), which is not changed.
     """
-    text = trafilatura.extract(
-        html,
-        url=url,
-        output_format="markdown",
-        include_comments=False,
-        include_tables=True,
-        include_images=False,
-        include_links=False,
-        include_formatting=True,
-        favor_precision=True,
-        deduplicate=False,
-        prune_xpath=BOILERPLATE,
-    )
-    text = tidy_markdown(text or "")
+    text = extract_markdown(html, url, BOILERPLATE)
+    text = tidy_markdown(text)
     lines = text.split("\n")
     if lines and title and lines[0].lstrip("#").strip() == title:
         text = "\n".join(lines[1:]).strip()  # the title is a field, not the first line

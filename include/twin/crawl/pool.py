@@ -54,7 +54,8 @@ class Extractor(Closing):
     caller, no pool, one call at a time: see `run_here`).
 
     `warm_up` (picklable, no arguments) runs once in each worker as it starts: the crawl passes
-    the import of the crawlers, so their libraries load before the first page arrives.
+    `dispatch.warm_up` (the crawlers imported, one small page read), so their libraries and
+    tables load before the first page arrives.
     """
 
     def __init__(self, processes: int = 0, warm_up: Callable[[], object] | None = None) -> None:

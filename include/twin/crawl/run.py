@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from twin.crawl.base import CrawlContext, CrawlOutcome, ItemFailure
-from twin.crawl.dispatch import crawler_for, load_crawlers
+from twin.crawl.dispatch import crawler_for, warm_up
 from twin.crawl.gitfetch import GitLimits
 from twin.crawl.http import PoliteClient
 from twin.crawl.policy import CrawlPolicy
@@ -205,7 +205,7 @@ def crawl_source(source: dict, settings: Settings | None = None) -> dict:
         store.ensure_indexes()
         with (
             PoliteClient(crawl_policy(settings)) as http,
-            Extractor(settings.crawl_extract_processes, load_crawlers) as extractor,
+            Extractor(settings.crawl_extract_processes, warm_up) as extractor,
         ):
             ctx = CrawlContext(
                 client=http,

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
-from twin.assets import CRAWL_POOL, RAW_DOCUMENTS
+from twin.assets import CRAWL_POOL, CRAWL_QUEUE, RAW_DOCUMENTS
 from twin.crawl.params import param_schemas, plan_crawl
 from twin.crawl.tasks import crawl_source, publish_if_changed, summarise
 
@@ -31,7 +31,9 @@ from twin.crawl.tasks import crawl_source, publish_if_changed, summarise
 )
 def twin_crawl():
     sources = task(plan_crawl, task_id="plan_sources", retries=0)()
-    reports = task(crawl_source, max_active_tis_per_dag=4, pool=CRAWL_POOL).expand(source=sources)
+    reports = task(
+        crawl_source, max_active_tis_per_dag=4, pool=CRAWL_POOL, queue=CRAWL_QUEUE
+    ).expand(source=sources)
     summary = task(summarise, trigger_rule="all_done", retries=0)(reports, sources)
     task(publish_if_changed, outlets=[Asset(**RAW_DOCUMENTS)])(summary)
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, task
 
-from twin.assets import EMBEDDING_POOL, VECTOR_CHUNKS, WAREHOUSE_MARTS
+from twin.assets import EMBEDDING_POOL, EMBEDDING_QUEUE, VECTOR_CHUNKS, WAREHOUSE_MARTS
 from twin.features.tasks import maintain_index_task, publish_if_changed, sync_features_task
 from twin.rag.tasks import retrieval_eval_task
 
@@ -27,7 +27,12 @@ from twin.rag.tasks import retrieval_eval_task
     doc_md=__doc__,
 )
 def twin_features():
-    synced = task(sync_features_task, task_id="chunk_embed_load", pool=EMBEDDING_POOL)()
+    synced = task(
+        sync_features_task,
+        task_id="chunk_embed_load",
+        pool=EMBEDDING_POOL,
+        queue=EMBEDDING_QUEUE,
+    )()
     maintained = task(maintain_index_task, task_id="maintain_index")()
     # a drop in retrieval quality on the labelled set stops the asset
     gated = task(retrieval_eval_task, task_id="retrieval_gate", retries=0)()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
-from twin.assets import DATASETS, MODEL_CANDIDATES, TRAINING_POOL
+from twin.assets import DATASETS, MODEL_CANDIDATES, TRAINING_POOL, TRAINING_QUEUE
 from twin.training.params import param_schemas
 from twin.training.tasks import plan_task, publish_task, train_from_plan
 
@@ -34,7 +34,12 @@ from twin.training.tasks import plan_task, publish_task, train_from_plan
 )
 def twin_training():
     plan = task(plan_task, task_id="validate_and_plan", retries=0)()
-    trained = task(train_from_plan, task_id="train_evaluate_register", pool=TRAINING_POOL)(plan)
+    trained = task(
+        train_from_plan,
+        task_id="train_evaluate_register",
+        pool=TRAINING_POOL,
+        queue=TRAINING_QUEUE,
+    )(plan)
     task(publish_task, task_id="publish_candidate", outlets=[Asset(**MODEL_CANDIDATES)])(trained)
 
 

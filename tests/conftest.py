@@ -46,6 +46,9 @@ STACK_KEYS = frozenset(
         "AIRFLOW_HOME",
         "AIRFLOW_UI_URL",
         "SAMPLE_SITE_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
     }
 )
 

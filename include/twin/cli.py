@@ -35,8 +35,15 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 HomeOption = typer.Option(None, "--home", help="Stack state folder (default: $TWIN_HOME or .twin)")
 
 
-def _stack(home: Path | None, services: str | None, airflow: bool = False, sample: bool = False):
-    from twin.stack import CORE_SERVICES, Stack, StackError
+def _stack(
+    home: Path | None,
+    services: str | None,
+    airflow: bool = False,
+    sample: bool = False,
+    executor: tuple[str, int, int] | None = None,
+    s3: bool = False,
+):
+    from twin.stack import CORE_SERVICES, Executor, Stack, StackError
 
     names = CORE_SERVICES
     if services:
@@ -45,8 +52,11 @@ def _stack(home: Path | None, services: str | None, airflow: bool = False, sampl
         names = (*names, "sample")
     if airflow and "airflow" not in names:
         names = (*names, "airflow")
+    if s3 and "s3" not in names:
+        names = (*names, "s3")
     try:
-        return Stack(home or default_home(), names)
+        mode = Executor(*executor) if executor else None
+        return Stack(home or default_home(), names, mode)
     except StackError as err:
         console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(2) from err
@@ -76,12 +86,29 @@ def stack_up(
     home: Path | None = HomeOption,
     airflow: bool = typer.Option(False, "--airflow", help="Also run `airflow standalone` (UI)."),
     sample: bool = typer.Option(False, "--sample", help="Also serve the sample author's site."),
+    s3: bool = typer.Option(
+        False, "--s3", help="Also run an S3 server (moto, in memory) and keep objects there."
+    ),
     services: str | None = typer.Option(None, help="Comma-separated subset of services."),
+    executor: str = typer.Option(
+        "local",
+        help="Airflow's executor: local, or celery (a Redis broker and Celery workers, "
+        "each with its own hostname and working folder).",
+    ),
+    workers: int = typer.Option(
+        2, min=1, max=16, help="Celery workers for the default, crawl and embedding queues."
+    ),
+    training_workers: int = typer.Option(
+        1, min=0, max=8, help="Celery workers for the training queue only (the GPU machines)."
+    ),
 ) -> None:
     """Start every service that is not already healthy; write .twin/stack.env."""
     from twin.stack import StackError
 
-    stack = _stack(home, services, airflow, sample)
+    if executor == "celery" and not airflow:
+        console.print("[red]error:[/] --executor celery runs Airflow: add --airflow")
+        raise typer.Exit(2)
+    stack = _stack(home, services, airflow, sample, (executor, workers, training_workers), s3=s3)
     began = time.monotonic()
     try:
         with console.status("bringing the stack up") as spinner:

@@ -69,7 +69,10 @@ print(json.dumps({{
         "owner": d.default_args.get("owner"),
         "retries": d.default_args.get("retries"),
         "tasks": {{
-            t.task_id: {{"owner": t.owner, "retries": t.retries, "pool": t.pool}} for t in d.tasks
+            t.task_id: {{
+                "owner": t.owner, "retries": t.retries, "pool": t.pool, "queue": t.queue
+            }}
+            for t in d.tasks
         }},
         "timetable": type(d.timetable).__name__,
         "catchup": d.catchup,
@@ -126,6 +129,20 @@ def test_every_pool_a_task_names_is_declared(dag_file) -> None:
     declared = {pool["pool_name"] for pool in load_declared()["pools"]} | {"default_pool"}
     used = {t["pool"] for dag in found["dags"] for t in dag["tasks"].values()}
     assert used <= declared, f"{path.name}: undeclared pools {sorted(used - declared)}"
+
+
+def test_tasks_run_on_the_queues_workers_listen_on(dag_file) -> None:
+    """Under the CeleryExecutor a task on a queue no worker consumes never runs: every task is
+    on a queue of twin.assets, and a task that trains (its training pool) is on the training
+    queue, which only the GPU workers consume, and nothing else is."""
+    from twin.assets import GENERAL_QUEUES, TRAINING_POOL, TRAINING_QUEUE
+
+    path, found = dag_file
+    for dag in found["dags"]:
+        for task_id, t in dag["tasks"].items():
+            assert t["queue"] in (*GENERAL_QUEUES, TRAINING_QUEUE), f"{path.name}:{task_id}"
+            trains = t["pool"] == TRAINING_POOL
+            assert (t["queue"] == TRAINING_QUEUE) == trains, f"{path.name}:{task_id}"
 
 
 def test_every_param_has_a_title_and_description(dag_file) -> None:

@@ -3,15 +3,18 @@ modules would be one instance per module, even at session scope)."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import scratch_home
 from tests.integration.test_serving import register_version
 from twin.serving.repository import load_versions, write_llm_configs
 from twin.settings import Settings
+from twin.stack import Stack
 
 
 def clear_served_llm(settings: Settings) -> None:
@@ -58,3 +61,17 @@ def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple
     version = register_version(settings, tiny_model_dir)
     load_versions(settings, [version])
     yield settings, version
+
+
+@pytest.fixture(scope="session")
+def s3_stack() -> Iterator[Stack]:
+    """A stack of its own running only the S3 server (moto), its bucket created; stopped and
+    removed when the session ends."""
+    home = scratch_home("twin-s3-")
+    stack = Stack(home, ("s3",))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)

@@ -37,6 +37,7 @@ AIRFLOW_SERVICES = (
     "airflow-dag-processor",
     "airflow-triggerer",
     "airflow-worker",
+    "airflow-worker-training",
 )
 EXPECTED_SERVICES = ("postgres", "mongo", "minio", "minio-init", "redis", "mlflow", "triton")
 EXPECTED_SERVICES += AIRFLOW_SERVICES
@@ -609,9 +610,28 @@ def test_airflow_services_share_one_anchor_in_the_file() -> None:
     assert re.search(rf"^{AIRFLOW_COMMON}: &airflow-common$", text, re.MULTILINE)
     services = text.split("\nservices:\n", 1)[1]
     for name in AIRFLOW_SERVICES:
-        block = re.search(rf"^  {name}:\n((?:    .*\n|\n)+)", services, re.MULTILINE)
+        block = re.search(rf"^  {name}:(?: &[\w-]+)?\n((?:    .*\n|\n)+)", services, re.MULTILINE)
         assert block, name
-        assert "<<: *airflow-common" in block.group(1), name
+        # directly, or through the general worker's anchor (the training worker)
+        assert re.search(r"<<: \*airflow-(common|worker)\n", block.group(1)), name
+    assert re.search(
+        r"^  airflow-worker: &airflow-worker\n    <<: \*airflow-common\n", services, re.M
+    )
+
+
+def test_workers_listen_on_the_queues_the_dags_route_to() -> None:
+    """One definition of the queues (twin.assets): the general workers take everything but
+    training, the training worker (the GPU override's) takes training only."""
+    from twin.assets import GENERAL_QUEUES, TRAINING_QUEUE
+
+    def queues(service: str) -> set[str]:
+        command = COMPOSE["services"][service]["command"].split()
+        return set(command[command.index("--queues") + 1].split(","))
+
+    assert queues("airflow-worker") == set(GENERAL_QUEUES)
+    assert queues("airflow-worker-training") == {TRAINING_QUEUE}
+    gpu = load_yaml(GPU_OVERRIDE_PATH)["services"]
+    assert set(gpu) == {"airflow-worker-training"}
 
 
 # --- the env contract ----------------------------------------------------------------------------

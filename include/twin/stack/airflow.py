@@ -3,7 +3,8 @@
 `twin stack up` always prepares `AIRFLOW_HOME` (config, migrated metadata DB, the connections,
 variables and pools of `airflow_settings.yaml`) so that `dag.test()` and `airflow dags test` work;
 `twin stack up --airflow` also runs `airflow standalone` (API server + UI, scheduler, DAG
-processor, triggerer), with the DAGs of the pipeline chain unpaused the first time it sees them.
+processor, triggerer), with the DAGs of the pipeline chain unpaused the first time it sees them;
+`--executor celery` runs those components with the CeleryExecutor instead (`twin.stack.celery`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from twin.stack.airflow_objects import (
     unpause_dags,
 )
 from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext
+from twin.stack.celery import RedisService
+from twin.stack.components import COMPONENTS
 from twin.stack.files import write_private
 from twin.stack.postgres import PostgresService
 from twin.stack.servers import MLFLOW_PASSWORD_SECRET, MLFLOW_USER
@@ -52,9 +55,12 @@ class AirflowService(Service):
     name = "airflow"
     ports = ("airflow",)
 
-    def __init__(self, ctx: StackContext, postgres: PostgresService) -> None:
+    def __init__(
+        self, ctx: StackContext, postgres: PostgresService, broker: RedisService | None = None
+    ) -> None:
         super().__init__(ctx)
         self.postgres = postgres
+        self.broker = broker  # set: the CeleryExecutor with this Redis as its broker
         self.notes: list[str] = []
 
     @property
@@ -71,7 +77,7 @@ class AirflowService(Service):
                 f"dags_folder = {PROJECT_ROOT / 'dags'}",
                 f"plugins_folder = {PROJECT_ROOT / 'plugins'}",
                 "load_examples = False",
-                "executor = LocalExecutor",
+                f"executor = {'CeleryExecutor' if self.broker else 'LocalExecutor'}",
                 "parallelism = 8",
                 "max_active_tasks_per_dag = 4",
                 # A laptop under load parses slowly: a timeout would hide a DAG, not fix it.
@@ -96,18 +102,42 @@ class AirflowService(Service):
                 f"base_log_folder = {self.home / 'logs'}",
                 "[scheduler]",
                 "standalone_dag_processor = True",
+                # Celery mode: a task whose worker stopped heartbeating (killed, its host gone)
+                # fails after this and is retried on another worker (the default waits 5 min).
+                *(["task_instance_heartbeat_timeout = 90"] if self.broker else []),
                 "[dag_processor]",
                 "dag_file_processor_timeout = 180",
                 "[cosmos]",
                 "enable_telemetry = False",
+                *self.celery_config(),
                 "",
             ]
         )
+
+    def celery_config(self) -> list[str]:
+        """The `[celery]` section in Celery mode: the stack's Redis as broker, results in the
+        metadata DB, a task acknowledged only when it ends (a killed worker's task is
+        redelivered), one task prefetched per slot."""
+        if self.broker is None:
+            return []
+        return [
+            "[celery]",
+            f"broker_url = {self.broker.broker_url()}",
+            f"result_backend = db+{self.postgres.dsn('airflow', 'postgresql+psycopg2')}",
+            "task_acks_late = True",
+            "worker_prefetch_multiplier = 1",
+            "[celery_broker_transport_options]",
+            # A task whose worker died is redelivered after this many seconds (Redis has no
+            # connection-bound acknowledgement); longer than any task's run would be too long.
+            "visibility_timeout = 21600",
+        ]
 
     def env(self) -> dict[str, str]:
         """Airflow's environment: connections come from the metadata DB, not from a shell."""
         env = {k: v for k, v in super().env().items() if not k.startswith("AIRFLOW_CONN_")}
         env["AIRFLOW_HOME"] = str(self.home)
+        # Tasks read the platform's settings from this stack (also one started with --home).
+        env["TWIN_HOME"] = str(self.ctx.home)
         env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] = "False"
         # MLflow's clients in tasks read the platform's MLflow credentials from the environment.
         env["MLFLOW_TRACKING_USERNAME"] = MLFLOW_USER
@@ -205,6 +235,8 @@ class AirflowService(Service):
             )
 
     def command(self) -> list[str]:
+        if self.broker is not None:  # standalone would force the LocalExecutor
+            return [str(self.ctx.bin_dir / "python"), "-m", "twin.stack.components", *COMPONENTS]
         return [str(self.ctx.bin_dir / "airflow"), "standalone"]
 
     def check(self, timeout_s: float) -> str:

@@ -3,7 +3,8 @@
 `up` is idempotent: a healthy service is reused, a dead one restarted (its stale PID file
 dropped), and when a service cannot start, every service this call started is stopped again and
 the error names the service with the tail of its log. Ports are chosen free (or taken from
-`TWIN_PORT_<NAME>`) and kept in `.twin/stack.json` so restarts keep their endpoints.
+`TWIN_PORT_<NAME>`) and kept in `.twin/stack.json` so restarts keep their endpoints, with the
+executor mode (`--executor celery` adds a Redis broker and Celery workers, `twin.stack.celery`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,24 @@ import psutil
 
 from twin.stack.airflow import AirflowService
 from twin.stack.base import Service, ServiceError, StackContext
+from twin.stack.celery import CeleryWorkerService, RedisService, worker_specs
 from twin.stack.files import private_dir, write_private
 from twin.stack.mongo import MongoService
 from twin.stack.postgres import PostgresService
 from twin.stack.process import free_port, group_members, port_is_free
+from twin.stack.s3 import S3_MEMORY_NOTE, S3Service
 from twin.stack.servers import MlflowService, SampleSiteService, TritonService
 from twin.stack.serving_restore import restore_serving
 
 CORE_SERVICES = ("postgres", "mongo", "triton", "mlflow")
-OPTIONAL_SERVICES = ("sample", "airflow")  # shown by `status`, started on request
+OPTIONAL_SERVICES = ("sample", "airflow", "redis", "s3")  # shown by `status`, started on request
 ALL_SERVICES = (*CORE_SERVICES, *OPTIONAL_SERVICES)
 # Services whose processes may start together; a wave starts once the previous one is healthy.
-START_WAVES = (("postgres", "mongo", "triton", "sample"), ("mlflow",), ("airflow",))
+START_WAVES = (
+    ("postgres", "mongo", "triton", "sample", "redis", "s3"),
+    ("mlflow",),
+    ("airflow",),
+)
 START_TIMEOUT_S = {
     "postgres": 60,
     "mongo": 60,
@@ -40,7 +47,27 @@ START_TIMEOUT_S = {
     "sample": 60,
     "mlflow": 120,
     "airflow": 240,
+    "redis": 30,
+    "s3": 60,
 }
+WORKER_START_TIMEOUT_S = 180  # each Celery worker of `--executor celery`
+EXECUTORS = ("local", "celery")
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How the embedded Airflow runs tasks: `local` (LocalExecutor, the default) or `celery`
+    (a Redis broker and `workers` general plus `training_workers` training-only Celery workers)."""
+
+    kind: str = "local"
+    workers: int = 2
+    training_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise StackError(f"unknown executor {self.kind!r}; known: {', '.join(EXECUTORS)}")
+        if self.kind == "celery" and (self.workers < 1 or self.training_workers < 0):
+            raise StackError("--executor celery needs --workers >= 1 and --training-workers >= 0")
 
 
 class StackError(RuntimeError):
@@ -76,7 +103,12 @@ class UpResult:
 class Stack:
     """The embedded stack rooted at `home` (default `.twin/`)."""
 
-    def __init__(self, home: Path, services: tuple[str, ...] = CORE_SERVICES) -> None:
+    def __init__(
+        self,
+        home: Path,
+        services: tuple[str, ...] = CORE_SERVICES,
+        executor: Executor | None = None,
+    ) -> None:
         unknown = set(services) - set(ALL_SERVICES)
         if unknown:
             raise StackError(
@@ -88,15 +120,30 @@ class Stack:
         self.state_path = self.home / "stack.json"
         self.env_path = self.home / "stack.env"
         self.ctx = StackContext(home=self.home, ports=self._load_ports())
+        # None: the mode the stack was last brought up in (`down` and `status` see its workers).
+        self.executor = executor or self._load_executor()
         postgres = PostgresService(self.ctx)
+        redis = RedisService(self.ctx)
+        celery = self.executor.kind == "celery"
+        airflow = AirflowService(self.ctx, postgres, broker=redis if celery else None)
         self.services: dict[str, Service] = {
             "postgres": postgres,
             "mongo": MongoService(self.ctx),
             "triton": TritonService(self.ctx),
             "mlflow": MlflowService(self.ctx, postgres),
-            "airflow": AirflowService(self.ctx, postgres),
+            "airflow": airflow,
             "sample": SampleSiteService(self.ctx),
+            "redis": redis,
+            "s3": S3Service(self.ctx),
         }
+        self.workers: tuple[str, ...] = ()
+        if celery:
+            specs = worker_specs(self.executor.workers, self.executor.training_workers)
+            for spec in specs:
+                self.services[spec.name] = CeleryWorkerService(self.ctx, spec, redis, airflow.env)
+            self.workers = tuple(spec.name for spec in specs)
+            if "airflow" in self.wanted:
+                self.wanted = (*self.wanted, "redis", *self.workers)
 
     # ports and state -------------------------------------------------------------------------
     def _load_ports(self) -> dict[str, int]:
@@ -105,9 +152,16 @@ class Stack:
         except (OSError, ValueError, KeyError):
             return {}
 
+    def _load_executor(self) -> Executor:
+        try:
+            return Executor(**json.loads(self.state_path.read_text())["executor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return Executor()
+
     def _save_state(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps({"ports": self.ctx.ports}, indent=2) + "\n")
+        state = {"ports": self.ctx.ports, "executor": asdict(self.executor)}
+        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
 
     def _assign_ports(self, service: Service) -> None:
         """Give a service that is about to start its configured, previous or a free port."""
@@ -134,7 +188,7 @@ class Stack:
                     None,
                     f"process {dead.pid} died; `twin stack up` restarts it",
                 )
-            detail = "not started" if name in OPTIONAL_SERVICES else "no process"
+            detail = "no process" if name in CORE_SERVICES else "not started"
             return ServiceStatus(name, "stopped", url, None, detail)
         memory = group_memory_mb(proc)
         try:
@@ -146,7 +200,7 @@ class Stack:
     def status(self) -> list[ServiceStatus]:
         """Every service of the stack (Airflow's UI included), as `twin stack status` shows."""
         names = [n for n in ALL_SERVICES if n in self.wanted or n in OPTIONAL_SERVICES]
-        return [self.service_status(n) for n in names]
+        return [self.service_status(n) for n in (*names, *self.workers)]
 
     # up --------------------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None] = lambda _msg: None) -> UpResult:
@@ -158,10 +212,11 @@ class Stack:
             private_dir(self.home / sub)
         for service in self.services.values():
             service.process.rewrite_record()
+        self._refuse_executor_switch()
         started: list[str] = []
         reused: list[str] = []
         try:
-            for wave in START_WAVES:
+            for wave in (*START_WAVES, self.workers):
                 names = [n for n in wave if n in self.wanted]
                 pending = []
                 for name in names:
@@ -186,6 +241,8 @@ class Stack:
                     if name == "airflow":
                         progress("unpausing the pipeline DAGs once Airflow has parsed them")
                         self.services[name].after_start()
+                    if name == "s3":  # the object store's bucket (moto starts empty)
+                        self.services[name].after_start()
                 if "postgres" in self.wanted and wave == START_WAVES[1]:
                     progress("applying airflow_settings.yaml to Airflow's metadata DB")
                     self._apply_airflow_settings()
@@ -198,10 +255,22 @@ class Stack:
             self._stop_started(started)
             raise
         notes = tuple(self.services["airflow"].notes) if "airflow" in self.wanted else ()
+        if "s3" in started:  # its objects live in memory: say so each time it starts empty
+            notes += (S3_MEMORY_NOTE,)
         if "triton" in started:  # a fresh Triton serves nothing: bring back what was served
             progress("restoring what the deployments serve")
             notes += (restore_serving(self.home, self.endpoints()),)
         return UpResult(started, reused, self.status(), notes)
+
+    def _refuse_executor_switch(self) -> None:
+        """A running Airflow keeps its executor: switching needs `twin stack down` first."""
+        recorded = self._load_executor()
+        airflow = self.services["airflow"]
+        if recorded.kind != self.executor.kind and airflow.process.running() is not None:
+            raise StackError(
+                f"Airflow is running with the {recorded.kind} executor; run `twin stack down` "
+                f"before `twin stack up --executor {self.executor.kind}`"
+            )
 
     def _stop_started(self, started: list[str]) -> None:
         for name in reversed(started):
@@ -235,7 +304,8 @@ class Stack:
 
     def _wait_healthy(self, name: str, progress: Callable[[str], None]) -> None:
         service = self.services[name]
-        deadline = time.monotonic() + START_TIMEOUT_S[name]
+        timeout_s = START_TIMEOUT_S.get(name, WORKER_START_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             if service.process.running() is None:
@@ -251,7 +321,7 @@ class Stack:
                 last_error = short_error(err)
                 time.sleep(0.5)
         raise StackError(
-            f"{name} did not become healthy within {START_TIMEOUT_S[name]} s "
+            f"{name} did not become healthy within {timeout_s} s "
             f"({last_error})\n--- {service.process.log_path} (last lines) ---\n"
             f"{service.process.log_tail()}"
         )
@@ -260,7 +330,7 @@ class Stack:
     def down(self) -> list[str]:
         """Stop every service this stack started (whole process groups); return their names."""
         stopped = []
-        for name in reversed(ALL_SERVICES):
+        for name in reversed(self.services):
             if self.services[name].process.stop():
                 stopped.append(name)
         return stopped
@@ -275,6 +345,8 @@ class Stack:
         names = [*self.wanted, "airflow"]  # Airflow's home and metadata DB are always prepared
         if self.services["sample"].process.running():
             names.append("sample")
+        if self.services["s3"].process.running():  # the object store stays where objects are
+            names.append("s3")
         for name in dict.fromkeys(names):
             service = self.services[name]
             if all(k in self.ctx.ports for k in service.ports):

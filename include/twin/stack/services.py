@@ -8,6 +8,7 @@ in its own module.
 from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext, package_dir
 from twin.stack.mongo import MongoService
 from twin.stack.postgres import PostgresService, ensure_system_user
+from twin.stack.s3 import S3Service
 from twin.stack.servers import MlflowService, SampleSiteService, TritonService
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "MlflowService",
     "MongoService",
     "PostgresService",
+    "S3Service",
     "SampleSiteService",
     "Service",
     "ServiceError",

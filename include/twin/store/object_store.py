@@ -94,7 +94,7 @@ class LocalObjectStore(ObjectStore):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):  # a folder is no object, as on S3
             raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:
@@ -135,11 +135,14 @@ class S3ObjectStore(ObjectStore):
             raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:
-        return bool(
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1).get(
-                "KeyCount"
-            )
-        )
+        # HEAD the key itself: a listing by prefix would also find `a.html` for `a`.
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

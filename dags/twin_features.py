@@ -1,7 +1,9 @@
 """Keep the author's retrieval index in step with the warehouse: chunk, embed, load into pgvector.
 
 Scheduled on the marts asset. Only new or changed documents are chunked and only new chunks are
-embedded; chunks of deleted or changed documents are removed. The index is then maintained
+embedded; chunks of deleted or changed documents are removed. The changed documents are split
+into pieces, one mapped task each on the embedding queue, so every embedding worker takes a share
+(a rerun with nothing new maps none); a retry redoes only its piece. The index is then maintained
 (ANALYZE, search indexes, retired versions dropped), retrieval is scored on the labelled
 questions (a recall@5 below the gate fails the run; skipped for an author without labels), and
 the vectors asset is emitted only when the index changed.
@@ -12,7 +14,13 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, dag, task
 
 from twin.assets import EMBEDDING_POOL, EMBEDDING_QUEUE, VECTOR_CHUNKS, WAREHOUSE_MARTS
-from twin.features.tasks import maintain_index_task, publish_if_changed, sync_features_task
+from twin.features.tasks import (
+    finish_sync_task,
+    maintain_index_task,
+    plan_pieces_task,
+    publish_if_changed,
+    sync_piece_task,
+)
 from twin.rag.tasks import retrieval_eval_task
 
 
@@ -27,12 +35,17 @@ from twin.rag.tasks import retrieval_eval_task
     doc_md=__doc__,
 )
 def twin_features():
-    synced = task(
-        sync_features_task,
+    pieces = task(plan_pieces_task, task_id="plan_pieces")()
+    loaded = task(
+        sync_piece_task,
         task_id="chunk_embed_load",
         pool=EMBEDDING_POOL,
         queue=EMBEDDING_QUEUE,
-    )()
+        retry_delay=timedelta(seconds=30),  # a piece whose worker died is redone soon, elsewhere
+    ).expand(piece=pieces)
+    # none_failed: a run with nothing changed maps no piece, and still finishes (and publishes
+    # nothing)
+    synced = task(finish_sync_task, task_id="finish_sync", trigger_rule="none_failed")(loaded)
     maintained = task(maintain_index_task, task_id="maintain_index")()
     # a drop in retrieval quality on the labelled set stops the asset
     gated = task(retrieval_eval_task, task_id="retrieval_gate", retries=0)()

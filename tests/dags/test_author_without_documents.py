@@ -35,11 +35,11 @@ def test_datasets_for_an_author_without_documents_fail_naming_them(marts_env, mo
 
 
 def test_features_for_a_configured_author_without_documents_fail(marts_env, monkeypatch) -> None:
-    from twin.features.tasks import sync_features_task
+    from twin.features.tasks import plan_pieces_task
 
     monkeypatch.setenv("TWIN_AUTHOR", NOBODY)
     with pytest.raises(NoAuthorDocuments, match=rf"twin_features: author '{NOBODY}' has no"):
-        sync_features_task()
+        plan_pieces_task()
 
 
 def test_training_latest_of_an_author_without_datasets_fails_naming_them(marts_env) -> None:

@@ -15,7 +15,13 @@ from psycopg import sql
 from sample_author import AUTHOR, load_documents
 from sample_author.content import REPOS_DIR
 from twin.features.embed import Embedder
-from twin.features.pipeline import maintain_index, sync_features
+from twin.features.pipeline import (
+    finish_sync,
+    maintain_index,
+    plan_pieces,
+    sync_features,
+    sync_piece,
+)
 from twin.settings import Settings
 from twin.store import vectors
 from twin.store.warehouse import scratch_database, warehouse_connection
@@ -144,6 +150,29 @@ def test_second_sync_embeds_and_writes_nothing(
     assert (second.documents_changed, second.chunks_embedded, second.chunks_written) == (0, 0, 0)
     assert (second.chunks_deleted, second.chunks_updated, second.activated) == (0, 0, False)
     assert chunk_rows(conn) == before
+
+
+def test_pieces_on_several_workers_build_the_same_index_as_one_sync(
+    first_sync, stack_settings: Settings, conn: psycopg.Connection
+) -> None:
+    """The fanned-out path (plan, pieces in any order, a piece retried, finish) indexes what
+    one `sync_features` indexes, and a rerun with nothing new plans no piece."""
+    with sample_marts(stack_settings, "featpieces") as settings:
+        pieces = plan_pieces(settings, piece_documents=20)
+        assert [len(p["documents"]) for p in pieces] == [20, 20, 20, 7]
+        results = [sync_piece(settings, p).as_dict() for p in reversed(pieces)]
+        retried = sync_piece(settings, pieces[0])  # a retry after its first try committed
+        assert (retried.documents_changed, retried.chunks_written) == (0, 0)
+        done = finish_sync(settings, [*results, retried.as_dict()])
+        assert done.activated and not done.failures
+        assert (done.documents_changed, done.chunks_written) == (
+            first_sync.documents_changed,
+            first_sync.chunks_written,
+        )
+        with warehouse_connection(settings, autocommit=True) as fanned:
+            assert set(chunk_rows(fanned)) == set(chunk_rows(conn))
+        assert plan_pieces(settings) == []
+        assert finish_sync(settings, []).changed is False
 
 
 def test_editing_a_document_reembeds_only_its_changed_chunks(

@@ -60,7 +60,12 @@ def test_a_down_service_fails_the_task_with_one_clear_line(
 def test_a_bad_mart_row_fails_the_sync_task_after_the_others_are_indexed(
     stack_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from twin.features.tasks import FeatureSyncFailed, sync_features_task
+    from twin.features.tasks import (
+        FeatureSyncFailed,
+        finish_sync_task,
+        plan_pieces_task,
+        sync_piece_task,
+    )
 
     body = "Hybrid retrieval fuses dense and full-text rankings.\n"
     good = ("blog/ok", "Ada", "blog", "article", "Fine", None, None, 7, "en", body,
@@ -76,8 +81,9 @@ def test_a_bad_mart_row_fails_the_sync_task_after_the_others_are_indexed(
         monkeypatch.setenv("WAREHOUSE_DSN", dsn)
         monkeypatch.setenv("TWIN_AUTHOR", "Ada")  # the platform's author, whose rows these are
 
+        pieces = [sync_piece_task(piece) for piece in plan_pieces_task()]
         with pytest.raises(FeatureSyncFailed) as caught:
-            sync_features_task()
+            finish_sync_task(pieces)
 
         with psycopg.connect(dsn) as conn:
             version = conn.execute(

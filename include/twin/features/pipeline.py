@@ -14,6 +14,12 @@ Work is proportional to what changed. Each run compares `(document_id, clean_has
 The target version is the one for the configured embedding model and the chunker version. When
 that differs from the active version (a model switch), the new version is built from every
 document beside the active one, then activated atomically; readers keep the old index until then.
+
+`sync_features` does it all in one process. Airflow fans it out instead: `plan_pieces` splits the
+changed documents into pieces (none when nothing changed), each worker runs `sync_piece` on one
+(idempotent: documents already in step are skipped, so a retry redoes only what its first try
+did not commit), and `finish_sync` adds up the pieces, forgets documents gone from the mart and
+activates a new version. Pieces hold a shared lock, the other steps an exclusive one.
 """
 
 from __future__ import annotations
@@ -117,30 +123,129 @@ def sync_features(
     return result
 
 
-def _sync(
-    conn: psycopg.Connection,
-    embedder: TextEmbedder,
-    budget: ChunkBudget,
-    document_batch: int,
-    embed_batch: int,
-    progress: bool | None,
+def plan_pieces(
+    settings: Settings,
+    *,
+    conn: psycopg.Connection | None = None,
+    embedder: TextEmbedder | None = None,
+    piece_documents: int = DOCUMENT_BATCH,
+) -> list[dict]:
+    """The new and changed documents in pieces of at most `piece_documents`, each a dict with
+    the target `index_version` and its `documents`; [] when nothing changed."""
+    embedder = embedder or Embedder.from_settings(settings)
+    with _autocommit(settings, conn) as db, _sync_lock(db):
+        changes = _changes(db, embedder)
+    return [
+        {"index_version": changes.target.version_id, "documents": batch}
+        for batch in _batches(sorted(changes.todo), piece_documents)
+    ]
+
+
+def sync_piece(
+    settings: Settings,
+    piece: dict,
+    *,
+    conn: psycopg.Connection | None = None,
+    embedder: TextEmbedder | None = None,
+    budget: ChunkBudget | None = None,
+    embed_batch: int = EMBED_BATCH,
 ) -> FeatureSyncResult:
+    """Chunk, embed and write one piece of `plan_pieces`. Its documents already in step with the
+    mart (another try, or another run, synced them) are skipped; per-document failures are
+    listed in the result, not raised."""
+    began = time.monotonic()
+    embedder = embedder or Embedder.from_settings(settings)
+    budget = budget or ChunkBudget(max_tokens=embedder.max_seq_length)
+    with _autocommit(settings, conn) as db, _sync_lock(db, shared=True):
+        target = vectors.ensure_index_version(
+            db, embedder.model_name, embedder.dimension, CHUNKER_VERSION
+        )
+        if target.version_id != piece["index_version"]:
+            raise RuntimeError(
+                f"piece planned for index {piece['index_version']}, but the embedding model and "
+                f"chunker now name {target.version_id}: plan again"
+            )
+        marts = mart_entries(db)
+        states = vectors.document_states(db, target)
+        todo = [d for d in piece["documents"] if d in marts and _differs(states.get(d), marts[d])]
+        result = FeatureSyncResult(target.version_id, target.model_name, target.dimension)
+        result.documents_seen = len(piece["documents"])
+        for batch in _batches(todo, DOCUMENT_BATCH):
+            _sync_batch(db, target, embedder, budget, batch, marts, embed_batch, result)
+    result.seconds = round(time.monotonic() - began, 3)
+    log.info("feature sync piece: %s", json.dumps(result.as_dict()))
+    return result
+
+
+def finish_sync(
+    settings: Settings,
+    pieces: Sequence[dict],
+    *,
+    conn: psycopg.Connection | None = None,
+    embedder: TextEmbedder | None = None,
+) -> FeatureSyncResult:
+    """The pieces' results (`sync_piece(...).as_dict()`) added up, after forgetting documents gone
+    from the mart and, for a new version, building its search indexes and activating it (not
+    when a document failed and another version serves)."""
+    began = time.monotonic()
+    embedder = embedder or Embedder.from_settings(settings)
+    with _autocommit(settings, conn) as db, _sync_lock(db):
+        changes = _changes(db, embedder)
+        result = FeatureSyncResult(
+            changes.target.version_id, changes.target.model_name, changes.target.dimension
+        )
+        result.documents_seen = len(changes.marts)
+        for piece in pieces:
+            _add_piece(result, piece)
+        _finish(db, changes, result)
+    result.seconds = round(time.monotonic() - began, 3) + sum(p["seconds"] for p in pieces)
+    log.info("feature sync: %s", json.dumps(result.as_dict()))
+    return result
+
+
+COUNTS = (
+    "documents_changed",
+    "chunks_embedded",
+    "chunks_written",
+    "chunks_deleted",
+    "chunks_updated",
+)
+
+
+def _add_piece(result: FeatureSyncResult, piece: dict) -> None:
+    if piece["index_version"] != result.index_version:
+        raise RuntimeError(
+            f"a piece synced index {piece['index_version']}, not {result.index_version}"
+        )
+    for name in COUNTS:
+        setattr(result, name, getattr(result, name) + piece[name])
+    result.failures += piece["failures"]
+    for stage, seconds in piece["timings"].items():
+        result.timed(stage, seconds)
+
+
+@dataclass
+class _Changes:
+    """What a sync has to do: the target version, the mart, documents to sync and to forget."""
+
+    target: IndexVersion
+    marts: dict[str, MartEntry]
+    todo: list[str]
+    gone: list[str]
+
+
+def _differs(state: DocumentState | None, mart: MartEntry) -> bool:
+    return state is None or (state.clean_hash, state.meta_hash) != (mart.clean_hash, mart.meta_hash)
+
+
+def _changes(conn: psycopg.Connection, embedder: TextEmbedder) -> _Changes:
     require_marts(conn)
     target = vectors.ensure_index_version(
         conn, embedder.model_name, embedder.dimension, CHUNKER_VERSION
     )
-    active = vectors.active_version(conn)
-    result = FeatureSyncResult(target.version_id, target.model_name, target.dimension)
-
     marts = mart_entries(conn)
     states = vectors.document_states(conn, target)
-    result.documents_seen = len(marts)
-    todo = [
-        m.document_id
-        for m in marts.values()
-        if (s := states.get(m.document_id)) is None
-        or (s.clean_hash, s.meta_hash) != (m.clean_hash, m.meta_hash)
-    ]
+    todo = [m.document_id for m in marts.values() if _differs(states.get(m.document_id), m)]
     gone = sorted(set(states) - set(marts))
     if states and not marts:
         # an empty mart is far likelier a broken build than an author who deleted everything
@@ -158,13 +263,35 @@ def _sync(
         len(todo),
         len(gone),
     )
+    return _Changes(target, marts, todo, gone)
 
+
+def _sync(
+    conn: psycopg.Connection,
+    embedder: TextEmbedder,
+    budget: ChunkBudget,
+    document_batch: int,
+    embed_batch: int,
+    progress: bool | None,
+) -> FeatureSyncResult:
+    changes = _changes(conn, embedder)
+    target, marts, todo = changes.target, changes.marts, changes.todo
+    result = FeatureSyncResult(target.version_id, target.model_name, target.dimension)
+    result.documents_seen = len(marts)
     if todo:
         bar = tqdm(total=len(todo), desc="features", unit="doc", disable=_no_bar(progress))
         with bar:
             for batch in _batches(sorted(todo), document_batch):
                 _sync_batch(conn, target, embedder, budget, batch, marts, embed_batch, result)
                 bar.update(len(batch))
+    _finish(conn, changes, result)
+    return result
+
+
+def _finish(conn: psycopg.Connection, changes: _Changes, result: FeatureSyncResult) -> None:
+    """Forget documents gone from the mart; index, analyze and activate a new version."""
+    target, gone = changes.target, changes.gone
+    active = vectors.active_version(conn)
     if gone:
         with conn.transaction():
             result.chunks_deleted += vectors.forget_documents(conn, target, gone)
@@ -194,7 +321,6 @@ def _sync(
                 target.version_id,
                 f" (retired {active.version_id})" if active else "",
             )
-    return result
 
 
 def _sync_batch(
@@ -380,15 +506,18 @@ def _autocommit(
 
 
 @contextmanager
-def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
-    """A session advisory lock: a second concurrent sync fails fast instead of racing."""
-    if not conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+def _sync_lock(conn: psycopg.Connection, shared: bool = False) -> Iterator[None]:
+    """A session advisory lock: a second concurrent sync fails fast instead of racing. Pieces of
+    one fanned-out sync (disjoint documents, one transaction per batch) share it."""
+    kind = "_shared" if shared else ""
+    taken = conn.execute(f"select pg_try_advisory_lock{kind}(%s)", (LOCK_KEY,)).fetchone()[0]
+    if not taken:
         raise RuntimeError("another feature sync or index maintenance is running")
     try:
         yield
     finally:
         if not conn.closed:
-            conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+            conn.execute(f"select pg_advisory_unlock{kind}(%s)", (LOCK_KEY,))
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:

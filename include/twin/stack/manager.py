@@ -142,8 +142,8 @@ class Stack:
             for spec in specs:
                 self.services[spec.name] = CeleryWorkerService(self.ctx, spec, redis, airflow.env)
             self.workers = tuple(spec.name for spec in specs)
-            if "airflow" in self.wanted:
-                self.wanted = (*self.wanted, "redis", *self.workers)
+            if "airflow" in self.wanted:  # workers share objects through S3, not a folder
+                self.wanted = (*dict.fromkeys((*self.wanted, "redis", "s3")), *self.workers)
 
     # ports and state -------------------------------------------------------------------------
     def _load_ports(self) -> dict[str, int]:

@@ -7,7 +7,7 @@ changed, so the warehouse runs only when there is new work.
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
 
 from twin.assets import CRAWL_POOL, CRAWL_QUEUE, RAW_DOCUMENTS
 from twin.crawl.params import param_schemas, plan_crawl
@@ -16,8 +16,10 @@ from twin.crawl.tasks import crawl_source, publish_if_changed, summarise
 
 @dag(
     # No start date: the first scheduled run is the next 00:00 UTC, so unpausing the DAG never
-    # queues a run of a past day in front of the user's own trigger.
-    schedule="@daily",
+    # queues a run of a past day in front of the user's own trigger. run_immediately must be a
+    # zero delta: False (the default) still runs the last 00:00 when unpaused within a tenth
+    # of a day after it.
+    schedule=CronTriggerTimetable("@daily", timezone="UTC", run_immediately=timedelta(0)),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),

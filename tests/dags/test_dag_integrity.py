@@ -135,14 +135,26 @@ def test_tasks_run_on_the_queues_workers_listen_on(dag_file) -> None:
     """Under the CeleryExecutor a task on a queue no worker consumes never runs: every task is
     on a queue of twin.assets, and a task that trains (its training pool) is on the training
     queue, which only the GPU workers consume, and nothing else is."""
-    from twin.assets import GENERAL_QUEUES, TRAINING_POOL, TRAINING_QUEUE
+    from twin.assets import (
+        CRAWL_QUEUE,
+        EMBEDDING_QUEUE,
+        GENERAL_QUEUES,
+        TRAINING_POOL,
+        TRAINING_QUEUE,
+    )
 
+    routed = {
+        ("twin_crawl", "crawl_source"): CRAWL_QUEUE,
+        ("twin_features", "chunk_embed_load"): EMBEDDING_QUEUE,
+    }
     path, found = dag_file
     for dag in found["dags"]:
         for task_id, t in dag["tasks"].items():
             assert t["queue"] in (*GENERAL_QUEUES, TRAINING_QUEUE), f"{path.name}:{task_id}"
             trains = t["pool"] == TRAINING_POOL
             assert (t["queue"] == TRAINING_QUEUE) == trains, f"{path.name}:{task_id}"
+            wanted = routed.get((dag["dag_id"], task_id))
+            assert wanted is None or t["queue"] == wanted, f"{path.name}:{task_id}"
 
 
 def test_every_param_has_a_title_and_description(dag_file) -> None:

@@ -82,5 +82,9 @@ def test_the_broker_password_is_in_a_private_file_never_on_the_command_line(
     config = redis.config_path.read_text()
     assert f"requirepass {redis.password}" in config and "bind 127.0.0.1" in config
     assert stat.S_IMODE(redis.config_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(redis.dir.stat().st_mode) == 0o700  # its append-only file: queued tasks
     assert redis.password not in " ".join(redis.command())
     assert redis.password not in redis.url
+    worker = stack.services["worker1"]
+    worker.prepare()
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in (worker.dir, worker.dir / "tmp"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from twin.assets import GENERAL_QUEUES, TRAINING_QUEUE
 from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext, package_dir
-from twin.stack.files import write_private
+from twin.stack.files import private_dir, write_private
 from twin.stack.hostname import WORKER_HOSTNAME_ENV
 
 REDIS_PASSWORD_SECRET = "redis_password"  # its file in the stack's secrets folder
@@ -41,8 +41,9 @@ class RedisService(Service):
         return self.dir / "redis.conf"
 
     def prepare(self) -> None:
-        """Write the config (0600: it holds the password, which never appears on a command line)."""
-        super().prepare()
+        """Write the config (0600: it holds the password, which never appears on a command line)
+        into a folder only the owner enters (the append-only file holds the queued tasks)."""
+        private_dir(self.dir)
         write_private(
             self.config_path,
             "\n".join(
@@ -114,8 +115,6 @@ def worker_specs(workers: int, training_workers: int) -> list[WorkerSpec]:
 class CeleryWorkerService(Service):
     """`airflow celery worker` for some queues, with its own hostname and working folder."""
 
-    ports = ("",)  # replaced per instance: each worker serves its task logs on its own port
-
     def __init__(
         self,
         ctx: StackContext,
@@ -124,7 +123,7 @@ class CeleryWorkerService(Service):
         airflow_env: Callable[[], dict[str, str]],
     ) -> None:
         self.name = spec.name
-        self.ports = (f"{spec.name}_logs",)
+        self.ports = (f"{spec.name}_logs",)  # each worker serves its task logs on its own port
         super().__init__(ctx)
         self.dir = ctx.home / "workers" / spec.name
         self.spec = spec
@@ -146,8 +145,8 @@ class CeleryWorkerService(Service):
         return env
 
     def prepare(self) -> None:
-        super().prepare()
-        (self.dir / "tmp").mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.dir)  # the worker's folder and its TMPDIR: the owner's only
+        private_dir(self.dir / "tmp")
 
     def command(self) -> list[str]:
         return [

@@ -39,7 +39,7 @@ def test_status_json_lists_services_with_urls(stack_settings: Settings) -> None:
 
 
 def test_bad_service_name_is_a_clear_error(stack_settings: Settings) -> None:
-    result = twin("stack", "up", "--home", str(stack_settings.home), "--services", "postgres,redis")
+    result = twin("stack", "up", "--home", str(stack_settings.home), "--services", "postgres,kafka")
     assert result.returncode == 2
-    assert "unknown service(s): redis" in result.stderr
+    assert "unknown service(s): kafka" in result.stderr
     assert "Traceback" not in result.stderr

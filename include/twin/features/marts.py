@@ -53,19 +53,25 @@ def has_files(conn: psycopg.Connection) -> bool:
     return conn.execute("select to_regclass(%s)", (FILES_TABLE,)).fetchone()[0] is not None
 
 
-def mart_entries(conn: psycopg.Connection) -> dict[str, MartEntry]:
+def mart_entries(
+    conn: psycopg.Connection, document_ids: Sequence[str] | None = None
+) -> dict[str, MartEntry]:
     """Each mart document's content hash (its body and, for a repository, its files) and
-    metadata hash: what decides whether it is synced again."""
+    metadata hash: what decides whether it is synced again. `document_ids`: only those."""
+    only = document_ids is not None
     files = (
         f"""(select document_id, md5(string_agg(path || ':' || content_hash, ',' order by path))
-               from {FILES_TABLE} group by document_id)"""
+               from {FILES_TABLE} {"where document_id = any(%(ids)s)" if only else ""}
+               group by document_id)"""
         if has_files(conn)
         else "(select null::text as document_id, null::text as md5 where false)"
     )
     rows = conn.execute(
         f"""select d.document_id, d.clean_hash, d.author, d.platform, d.document_kind, d.title,
                    d.url, d.published_at, f.md5
-            from {MARTS_TABLE} d left join {files} f on f.document_id = d.document_id"""
+            from {MARTS_TABLE} d left join {files} f on f.document_id = d.document_id
+            {"where d.document_id = any(%(ids)s)" if only else ""}""",
+        {"ids": list(document_ids or [])},
     ).fetchall()
     return {
         r[0]: MartEntry(

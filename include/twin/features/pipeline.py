@@ -157,16 +157,14 @@ def sync_piece(
     embedder = embedder or Embedder.from_settings(settings)
     budget = budget or ChunkBudget(max_tokens=embedder.max_seq_length)
     with _autocommit(settings, conn) as db, _sync_lock(db, shared=True):
-        target = vectors.ensure_index_version(
-            db, embedder.model_name, embedder.dimension, CHUNKER_VERSION
-        )
+        target = _target(db, embedder)
         if target.version_id != piece["index_version"]:
             raise RuntimeError(
                 f"piece planned for index {piece['index_version']}, but the embedding model and "
                 f"chunker now name {target.version_id}: plan again"
             )
-        marts = mart_entries(db)
-        states = vectors.document_states(db, target)
+        marts = mart_entries(db, piece["documents"])
+        states = vectors.document_states(db, target, piece["documents"])
         todo = [d for d in piece["documents"] if d in marts and _differs(states.get(d), marts[d])]
         result = FeatureSyncResult(target.version_id, target.model_name, target.dimension)
         result.documents_seen = len(piece["documents"])
@@ -238,11 +236,16 @@ def _differs(state: DocumentState | None, mart: MartEntry) -> bool:
     return state is None or (state.clean_hash, state.meta_hash) != (mart.clean_hash, mart.meta_hash)
 
 
-def _changes(conn: psycopg.Connection, embedder: TextEmbedder) -> _Changes:
-    require_marts(conn)
-    target = vectors.ensure_index_version(
+def _target(conn: psycopg.Connection, embedder: TextEmbedder) -> IndexVersion:
+    """The index version of the embedding model and chunker (created as `building` if new)."""
+    return vectors.ensure_index_version(
         conn, embedder.model_name, embedder.dimension, CHUNKER_VERSION
     )
+
+
+def _changes(conn: psycopg.Connection, embedder: TextEmbedder) -> _Changes:
+    require_marts(conn)
+    target = _target(conn, embedder)
     marts = mart_entries(conn)
     states = vectors.document_states(conn, target)
     todo = [m.document_id for m in marts.values() if _differs(states.get(m.document_id), m)]

@@ -152,12 +152,16 @@ def count_chunks(conn: psycopg.Connection, version: IndexVersion) -> int:
     return conn.execute(sql.SQL("select count(*) from {t}").format(t=version.table)).fetchone()[0]
 
 
-def document_states(conn: psycopg.Connection, version: IndexVersion) -> dict[str, DocumentState]:
-    """Per document, what the version's chunks were made from."""
+def document_states(
+    conn: psycopg.Connection, version: IndexVersion, document_ids: Sequence[str] | None = None
+) -> dict[str, DocumentState]:
+    """Per document, what the version's chunks were made from. `document_ids`: only those."""
+    only = "" if document_ids is None else "and document_id = any(%s)"
+    params = (version.version_id,) if document_ids is None else (version.version_id, document_ids)
     rows = conn.execute(
-        """select document_id, clean_hash, meta_hash, chunk_count
-           from vectors.document_state where version_id = %s""",
-        (version.version_id,),
+        f"""select document_id, clean_hash, meta_hash, chunk_count
+            from vectors.document_state where version_id = %s {only}""",
+        params,
     ).fetchall()
     return {r[0]: DocumentState(*r) for r in rows}
 

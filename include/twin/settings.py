@@ -43,6 +43,11 @@ def default_home() -> Path:
     return Path(os.environ.get("TWIN_HOME") or PROJECT_ROOT / ".twin").resolve()
 
 
+# The arithmetic of the embedding model (twin.store.embeddings): "auto" picks bf16 where the CPU
+# multiplies it in hardware.
+EmbeddingPrecision = Literal["auto", "fp32", "bf16"]
+
+
 class Settings(BaseSettings):
     """Endpoints of every service and the knobs of every stage."""
 
@@ -84,7 +89,7 @@ class Settings(BaseSettings):
     )
     # "auto": bf16 matmuls on a CPU that has them in hardware (about 3x faster, cosine to fp32
     # above 0.9999), fp32 elsewhere; "fp32" or "bf16" force one
-    embedding_precision: Literal["auto", "fp32", "bf16"] = Field(
+    embedding_precision: EmbeddingPrecision = Field(
         default="auto", validation_alias="TWIN_EMBEDDING_PRECISION"
     )
     # crawling

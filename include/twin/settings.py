@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import BeforeValidator, Field, StringConstraints, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,13 @@ def default_home() -> Path:
 EmbeddingPrecision = Literal["auto", "fp32", "bf16"]
 
 
+def _folder_or_s3(value: Any) -> Any:
+    """An `s3://` URL stays a string (a Path would fold its `//`); anything else is a folder."""
+    if value is None or (isinstance(value, str) and value.startswith("s3://")):
+        return value
+    return Path(value)
+
+
 class Settings(BaseSettings):
     """Endpoints of every service and the knobs of every stage."""
 
@@ -66,7 +73,8 @@ class Settings(BaseSettings):
     mlflow_tracking_password: str | None = Field(default=None, repr=False)
     triton_http_url: str | None = None
     triton_grpc_url: str | None = None
-    triton_model_repository: Path | None = None
+    # a folder Triton reads, or `s3://bucket/prefix` (Triton's S3 model repository)
+    triton_model_repository: Annotated[Path | str | None, BeforeValidator(_folder_or_s3)] = None
     # sent as TRITON_REPOSITORY_KEY_HEADER: Triton's model-repository API (load, unload) wants it
     triton_repository_key: str | None = Field(default=None, repr=False)
     object_store_url: str | None = None
@@ -130,6 +138,8 @@ class Settings(BaseSettings):
         default="smollm2-135m", min_length=1, validation_alias="TWIN_TRAINING_BASE_MODEL"
     )
     model_cache_dir: Path | None = Field(default=None, validation_alias="TWIN_MODEL_CACHE")
+    # training runs' working folders (checkpoints, merged weights before registration)
+    training_dir: Path | None = Field(default=None, validation_alias="TWIN_TRAINING_DIR")
     # an OpenAI-compatible chat endpoint that judges evaluation answers (optional)
     judge_url: str | None = Field(default=None, validation_alias="TWIN_JUDGE_URL")
     judge_model: str | None = Field(default=None, validation_alias="TWIN_JUDGE_MODEL")
@@ -205,6 +215,15 @@ class Settings(BaseSettings):
         # a repr ends up in logs and test reports: endpoint URLs without their passwords
         for name, value in super().__repr_args__():
             yield name, _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+
+    def models_dir(self) -> Path:
+        """Converted base models, generation caches and compiled ops: `TWIN_MODEL_CACHE`, else
+        `<home>/models`. A cache of this machine (its content is derived, by content hash)."""
+        return Path(self.model_cache_dir or self.home / "models")
+
+    def training_runs_dir(self) -> Path:
+        """Training runs' working folders: `TWIN_TRAINING_DIR`, else `<home>/training`."""
+        return Path(self.training_dir or self.home / "training")
 
     def require(self, field: str) -> str:
         """The value of an endpoint field, or a clear error saying how to provide it."""

@@ -11,8 +11,9 @@ asset and succeed: `twin_warehouse`, then `twin_features` (after which `twin sea
 page) and `twin_datasets`, then `twin_training` (on the tiny base model the environment names,
 with the DAG's default Params), then `twin_deploy`, which decides on the new version.
 `twin_monitor` is triggered like a user would. Task instances must show both general workers,
-the training task the training worker only, and the crawl's raw payloads must be objects on the
-S3 server, not files on a worker's disk.
+the training task the training worker only; the crawl's raw payloads and the versions Triton
+serves must be objects on the S3 server, not files on a worker's disk, and the training run must
+work in the training worker's own folder.
 """
 
 from __future__ import annotations
@@ -315,16 +316,33 @@ def test_the_chain_ran_on_every_worker_and_training_on_the_training_worker_only(
     assert ran_on.get(workers["training-worker1"]) == {"twin_training.train_evaluate_register"}
 
 
-def test_raw_payloads_are_objects_on_the_s3_server_not_files_on_a_worker(
+def test_objects_and_served_models_are_on_the_s3_server_not_files_on_a_worker(
     airflow_standalone, first_trigger
 ) -> None:
+    """Raw payloads and the Triton model repository are objects on the S3 server; the training
+    run's working folder is the training worker's own."""
     af = airflow_standalone
     s3 = af.stack.services["s3"]
-    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="objects/raw/")
+    client = s3.client()
+    listing = client.list_objects_v2(Bucket=s3.bucket, Prefix="objects/raw/")
     assert listing.get("KeyCount", 0) > 0, listing
     home = af.stack.home
     on_disk = [p for folder in (home / "objects", home / "workers") for p in folder.rglob("raw/*")]
     assert on_disk == [], on_disk[:5]
+
+    assert af.stack.endpoints()["TRITON_MODEL_REPOSITORY"] == f"s3://{s3.bucket}/triton"
+    assert list(af.stack.services["triton"].repository.iterdir()) == []
+    records = json.loads(twin_cli(af, "deployments", "--json").stdout)
+    served = [r for r in records if r["figures"].get("questions_asked", 0) >= 1]
+    for record in served:  # a version twin_rag answered with was read from the bucket
+        prefix = f"triton/twin_llm/{record['version']}/"
+        objects = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+        names = {o["Key"].rpartition("/")[2] for o in objects.get("Contents", [])}
+        assert {"model.py", "version.json", "model.safetensors"} <= names, (prefix, names)
+
+    assert not (home / "training").exists()
+    runs = home / "workers" / "training-worker1" / "training"
+    assert runs.is_dir() and any(runs.iterdir()), runs
 
 
 def index_snapshot(dsn: str) -> dict:

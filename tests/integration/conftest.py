@@ -65,10 +65,10 @@ def served_llm(stack_settings: Settings, tiny_model_dir: Path) -> Iterator[tuple
 
 @pytest.fixture(scope="session")
 def s3_stack() -> Iterator[Stack]:
-    """A stack of its own running only the S3 server (moto), its bucket created; stopped and
-    removed when the session ends."""
+    """A stack of its own running the S3 server (moto), its bucket created, and a Triton that reads
+    its model repository there; stopped and removed when the session ends."""
     home = scratch_home("twin-s3-")
-    stack = Stack(home, ("s3",))
+    stack = Stack(home, ("s3", "triton"))
     try:
         stack.up()
         yield stack

@@ -192,7 +192,7 @@ def test_up_again_keeps_the_bucket_and_its_objects(s3_stack: Stack) -> None:
 
     again = s3_stack.up()
 
-    assert again.started == [] and again.reused == ["s3"] and again.notes == ()
+    assert again.started == [] and again.reused == ["s3", "triton"] and again.notes == ()
     assert store.get("kept.txt") == b"still here"
     status = next(s for s in again.statuses if s.name == "s3")
     assert status.healthy and "in memory" in status.detail

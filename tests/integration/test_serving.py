@@ -41,10 +41,10 @@ def register_version(settings: Settings, folder: Path) -> int:
 
 def test_materialise_is_idempotent(served_llm) -> None:
     settings, version = served_llm
-    folder = materialise_version(settings, version)
+    folder = settings.triton_model_repository / materialise_version(settings, version)
     weights = next((folder / "hf").glob("*.safetensors"))
     before = weights.stat().st_mtime_ns
-    again = materialise_version(settings, version)
+    again = settings.triton_model_repository / materialise_version(settings, version)
     assert again == folder
     assert weights.stat().st_mtime_ns == before  # not fetched again
     record = version_record(settings, version)
@@ -188,7 +188,9 @@ def test_missing_prompt_on_generate_endpoint_is_refused(served_llm) -> None:
 def test_tokenizer_fingerprint_mismatch_refuses_to_load(served_llm, tiny_model_dir) -> None:
     settings, version = served_llm
     bad = version + 100
-    folder = materialise_version(settings, bad, source_dir=tiny_model_dir)
+    folder = settings.triton_model_repository / materialise_version(
+        settings, bad, source_dir=tiny_model_dir
+    )
     record = json.loads((folder / "version.json").read_text())
     record["tokenizer_fingerprint"] = "0" * 16
     for path in (

@@ -310,7 +310,7 @@ def test_twin_rag_logs_in_as_the_serving_role_with_serving_rights_only(
 
     settings = scratch_warehouse.model_copy(update={"triton_model_repository": tmp_path})
     assert settings.serving_dsn, "SERVING_DSN missing from stack.env"
-    folder = install_rag(settings)
+    folder = tmp_path / install_rag(settings)
     written = json.loads((folder / "1" / "settings.json").read_text())
     dsn = urlsplit(written["warehouse_dsn"])
     platform = urlsplit(settings.require("warehouse_dsn"))

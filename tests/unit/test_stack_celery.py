@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from twin.assets import GENERAL_QUEUES, TRAINING_QUEUE
-from twin.stack.manager import Executor, Stack, StackError
+from twin.stack.manager import START_WAVES, Executor, Stack, StackError
 
 AIRFLOW_STACK = ("postgres", "mongo", "triton", "mlflow", "airflow")
 
@@ -42,6 +42,32 @@ def test_celery_mode_adds_a_broker_s3_and_workers_for_the_queues(tmp_path: Path)
     assert cfg["celery"]["task_acks_late"] == "True"
     assert cfg["scheduler"]["task_instance_heartbeat_timeout"] == "90"
     assert "standalone" not in stack.services["airflow"].command()
+
+
+def test_with_s3_triton_reads_its_models_from_the_bucket(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, AIRFLOW_STACK, Executor("celery", workers=1, training_workers=1))
+    stack.ctx.ports.update({"s3": 5004, "triton_http": 5005, "triton_grpc": 5006})
+    stack.ctx.ports.update({"triton_metrics": 5007, "training-worker1_logs": 5008})
+    triton, s3 = stack.services["triton"], stack.services["s3"]
+
+    assert triton.repository_url == "s3://twinops/triton"
+    assert triton.endpoints()["TRITON_MODEL_REPOSITORY"] == "s3://twinops/triton"
+    assert "--model-repository=s3://http://127.0.0.1:5004/twinops/triton" in triton.command()
+    env = triton.env()
+    assert env["AWS_ENDPOINT_URL_S3"] == s3.url and env["AWS_ACCESS_KEY_ID"] == s3.access_key_id
+    starts = [wave for wave in START_WAVES if "triton" in wave or "s3" in wave]
+    assert [("s3" in w, "triton" in w) for w in starts] == [(True, False), (False, True)]
+    worker = stack.services["training-worker1"].env()
+    assert worker["TWIN_TRAINING_DIR"] == str(
+        tmp_path.resolve() / "workers/training-worker1/training"
+    )
+
+    local_stack = Stack(tmp_path / "local", AIRFLOW_STACK)
+    local_stack.ctx.ports.update({"triton_http": 5005, "triton_grpc": 5006, "triton_metrics": 5007})
+    local = local_stack.services["triton"]
+    assert local.repository_url == str(local.repository)
+    assert f"--model-repository={local.repository}" in local.command()
+    assert local.s3 is None
 
 
 def test_local_mode_is_the_default_and_has_no_broker(tmp_path: Path) -> None:

@@ -104,17 +104,18 @@ def apply_plan(settings: Settings, plan: ServedPlan) -> None:
     from twin.serving.backend_names import llm_tensors
     from twin.serving.configs import LLM_MODEL, RAG_MODEL, STREAM_MODEL
     from twin.serving.repository import (
+        CONFIG_FILE,
         load_rag,
         load_versions,
         read_routing,
-        repository_path,
         served_versions,
         set_default_version,
         set_shadow,
     )
+    from twin.store.model_repository import repository_store
 
-    root = repository_path(settings)
-    configured = (root / LLM_MODEL / "config.pbtxt").exists()
+    store = repository_store(settings)
+    configured = store.exists(f"{LLM_MODEL}/{CONFIG_FILE}")
     python_backend = llm_tensors(settings.serving_llm_backend).versioned
     if python_backend and configured and set(served_versions(settings)) == set(plan.versions):
         _load(settings, LLM_MODEL, STREAM_MODEL)
@@ -129,7 +130,7 @@ def apply_plan(settings: Settings, plan: ServedPlan) -> None:
     shadow = plan.challenger if plan.shadow else None
     if routing.get("shadow") != shadow:
         set_shadow(settings, shadow, routing.get("shadow_share"))
-    if (root / RAG_MODEL / "config.pbtxt").exists():
+    if store.exists(f"{RAG_MODEL}/{CONFIG_FILE}"):
         _load(settings, RAG_MODEL)  # as installed, with the settings it was installed with
     elif plan.champion is not None:
         load_rag(settings)

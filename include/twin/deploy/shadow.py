@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from twin.deploy.checks import ShadowPair
@@ -180,10 +182,10 @@ def prompt_builder(
     from transformers import AutoTokenizer
 
     from twin.rag.prompt import build_prompt
-    from twin.serving.repository import repository_path
+    from twin.serving.repository import tokenizer_folder
 
-    folder = repository_path(settings) / "twin_llm" / str(version) / "hf"
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with tempfile.TemporaryDirectory(prefix="twin-shadow-") as cache:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(settings, version, Path(cache)))
     search = _retriever(settings)
 
     def build(question: str) -> str:

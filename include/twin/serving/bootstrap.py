@@ -67,7 +67,7 @@ def pick_version(settings: Settings, base_model: str | None = None) -> int:
             f"no version of {name} is registered: run the twin_training DAG, or pass "
             "--base-model smollm2-135m to serve the packaged base model"
         )
-    cache = settings.model_cache_dir or settings.home / "models"
+    cache = settings.models_dir()
     folder = resolve_base_model(base_model, Path(cache)).path
     return register_folder(settings, folder, base_model=base_model)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import tempfile
 import threading
 import time
 import uuid
@@ -23,10 +24,12 @@ from typing import Any
 from twin.rag.guardrails import NOT_WRITTEN, redact_pii
 from twin.rag.prompt import build_prompt, sources_of
 from twin.serving.backend_names import llm_tensors
-from twin.serving.configs import LLM_MODEL, RAG_MODEL
+from twin.serving.configs import RAG_MODEL
 from twin.serving.inference_log import InferenceLogWriter
+from twin.serving.repository import ROUTING_FILE, tokenizer_folder
 from twin.serving.validation import InvalidRequest, check_max_tokens, decode_text
 from twin.settings import Settings
+from twin.store.model_repository import repository_store
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +81,37 @@ class RagService:
         self.generate = generate
         self.backend = llm_tensors(settings.serving_llm_backend)
         self.embedder = embedder or default_embedder(settings)
-        self.repository = Path(settings.require("triton_model_repository"))
+        self.repository = repository_store(settings)
+        self._tokenizer_cache: Path | None = None
         self.writer = InferenceLogWriter(settings)
         self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self._shadow_slots = threading.BoundedSemaphore(SHADOW_BACKLOG)
         self.shadow_skipped = 0
         self._retriever = None
         self._tokenizers: dict[int, Any] = {}
-        self._routing: tuple[float, dict[str, Any]] = (-1.0, {})
+        self._routing: tuple[str | None, dict[str, Any]] = (None, {})
         self._lock = threading.Lock()
 
     # --- state that may change while serving --------------------------------------------------
 
     def routing(self) -> dict[str, Any]:
-        """`twin_rag/routing.json`, re-read when its modification time changes."""
-        path = self.repository / RAG_MODEL / "routing.json"
-        try:
-            mtime = path.stat().st_mtime
-        except FileNotFoundError:
+        """`twin_rag/routing.json`, re-read when it changes (modification time, ETag)."""
+        path = f"{RAG_MODEL}/{ROUTING_FILE}"
+        stamp = self.repository.stamp(path)
+        if stamp is None:
             return {}
-        if mtime != self._routing[0]:
-            self._routing = (mtime, json.loads(path.read_text()))
+        if stamp != self._routing[0]:
+            text = self.repository.read_text(path)
+            self._routing = (stamp, json.loads(text) if text else {})
         return self._routing[1]
 
     def tokenizer(self, version: int) -> Any:
         if version not in self._tokenizers:
             from transformers import AutoTokenizer
 
-            folder = self.repository / LLM_MODEL / str(version) / "hf"
+            if self._tokenizer_cache is None:
+                self._tokenizer_cache = Path(tempfile.mkdtemp(prefix="twin-rag-tokenizers-"))
+            folder = tokenizer_folder(self.settings, version, self._tokenizer_cache)
             if not folder.exists():
                 raise InvalidRequest(
                     f"input 'model_version': twin_llm version {version} is not materialised"

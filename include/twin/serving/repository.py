@@ -1,4 +1,5 @@
-"""The Triton model repository under `TRITON_MODEL_REPOSITORY`, built from registered versions.
+"""The Triton model repository `TRITON_MODEL_REPOSITORY` (a folder or an S3 prefix, see
+`twin.store.model_repository`), built from registered versions.
 
 Layout (Triton version numbers are the MLflow version numbers):
 
@@ -19,9 +20,7 @@ nothing serves until `load_versions` / `load_rag` asks for it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,25 @@ from twin.serving.configs import (
 )
 from twin.serving.sources import SourceRecord, copy_local, fetch_registered
 from twin.settings import Settings
+from twin.store.model_repository import RepositoryStore, repository_store
 
 TEMPLATES = Path(__file__).parent / "templates"
 ROUTING_FILE = "routing.json"
 SERVED_FILE = "served.json"
+VERSION_FILE = "version.json"
+CONFIG_FILE = "config.pbtxt"
+# What a tokenizer loads from a Hugging Face folder (twin_rag and shadow replay build prompts)
+TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 # Settings fields twin_rag needs inside the Triton stub (written next to its model.py).
 RAG_SETTINGS_FIELDS = {
     "home",
@@ -62,39 +76,33 @@ class RepositoryError(RuntimeError):
 
 
 def repository_path(settings: Settings) -> Path:
-    """`TRITON_MODEL_REPOSITORY`, created when missing."""
-    path = Path(settings.require("triton_model_repository"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write(path: Path, text: str, mode: int | None = None) -> None:
-    """Atomic write, so a loading server never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """`TRITON_MODEL_REPOSITORY` when it is a folder on this machine (created when missing);
+    for work only a folder repository supports (TensorRT-LLM engines are built into one)."""
+    root = repository_store(settings).local_root()
+    if root is None:
+        raise RepositoryError(
+            f"TRITON_MODEL_REPOSITORY is {settings.triton_model_repository}: this needs a folder "
+            "repository on Triton's disk"
+        )
+    return root
 
 
 def materialise_version(
     settings: Settings, model_version: int, *, source_dir: Path | None = None
-) -> Path:
+) -> str:
     """Write `twin_llm/<model_version>/` (weights, tokenizer, fingerprint, model.py) and its
     streaming twin, from MLflow's `models:/<registered_model>/<model_version>` (or `source_dir`, a
     local Hugging Face folder). Idempotent: an existing version is kept as is (only its model.py
     is refreshed) unless `source_dir` names a different source. Does not load anything;
-    returns the version folder."""
+    returns the version's path in the repository."""
     if int(model_version) < 1:
         raise RepositoryError(f"model_version must be a positive integer, not {model_version!r}")
     version = int(model_version)
-    root = repository_path(settings)
-    target = root / LLM_MODEL / str(version)
-    record_path = target / "version.json"
+    store = repository_store(settings)
+    target = f"{LLM_MODEL}/{version}"
     wanted = str(source_dir) if source_dir else f"models:/{settings.registered_model}/{version}"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    text = store.read_text(f"{target}/{VERSION_FILE}")
+    record = json.loads(text) if text else {}
     recorded = record.get("source")
     foreign = (
         source_dir is None
@@ -103,14 +111,14 @@ def materialise_version(
     )
     if foreign and _is_served(settings, version):
         raise RepositoryError(
-            f"twin_llm version {version} in {root} comes from {record.get('registered_model')}, "
-            f"not {settings.registered_model}, and is loaded: one repository serves one "
-            "registered model (unload it first)"
+            f"twin_llm version {version} in {store.url} comes from "
+            f"{record.get('registered_model')}, not {settings.registered_model}, and is loaded: "
+            "one repository serves one registered model (unload it first)"
         )
     if recorded is not None and not foreign and (source_dir is None or recorded == wanted):
-        _install_templates(root, version)
+        _install_templates(store, version)
         return target
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".stage-{version}-"))
+    staging = store.staging()
     try:
         if source_dir:
             record = copy_local(
@@ -118,14 +126,11 @@ def materialise_version(
             )
         else:
             record = fetch_registered(settings, version, staging / "hf")
-        _write(staging / "version.json", record.to_json())
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, target)
+        (staging / VERSION_FILE).write_text(record.to_json())
+        store.put_tree(staging, target, last=VERSION_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _install_templates(root, version)
+    _install_templates(store, version)
     return target
 
 
@@ -139,31 +144,45 @@ def _is_served(settings: Settings, version: int) -> bool:
         return True
 
 
-def _install_templates(root: Path, version: int) -> None:
-    llm_dir = root / LLM_MODEL / str(version)
-    _write(llm_dir / "model.py", (TEMPLATES / "twin_llm.py").read_text())
-    stream_dir = root / STREAM_MODEL / str(version)
-    stream_dir.mkdir(parents=True, exist_ok=True)
-    _write(stream_dir / "model.py", (TEMPLATES / "twin_llm_stream.py").read_text())
-    shutil.copy2(llm_dir / "version.json", stream_dir / "version.json")
-    link = stream_dir / "hf"
-    if not link.is_symlink():
-        shutil.rmtree(link, ignore_errors=True)
-        link.symlink_to(Path("..", "..", LLM_MODEL, str(version), "hf"))
+def _install_templates(store: RepositoryStore, version: int) -> None:
+    llm, stream = f"{LLM_MODEL}/{version}", f"{STREAM_MODEL}/{version}"
+    _put_template(store, f"{llm}/model.py", "twin_llm.py")
+    _put_template(store, f"{stream}/model.py", "twin_llm_stream.py")
+    record = store.read_text(f"{llm}/{VERSION_FILE}") or ""
+    if store.read_text(f"{stream}/{VERSION_FILE}") != record:
+        store.write_text(f"{stream}/{VERSION_FILE}", record)
+    store.mirror_tree(f"{llm}/hf", f"{stream}/hf")
+
+
+def _put_template(store: RepositoryStore, path: str, template: str) -> None:
+    text = (TEMPLATES / template).read_text()
+    if store.read_text(path) != text:
+        store.write_text(path, text)
 
 
 def version_record(settings: Settings, version: int) -> SourceRecord:
     """The `version.json` of a materialised version."""
-    path = repository_path(settings) / LLM_MODEL / str(version) / "version.json"
-    if not path.exists():
-        raise RepositoryError(f"twin_llm version {version} is not materialised ({path} missing)")
-    return SourceRecord(**json.loads(path.read_text()))
+    store = repository_store(settings)
+    text = store.read_text(f"{LLM_MODEL}/{version}/{VERSION_FILE}")
+    if text is None:
+        raise RepositoryError(
+            f"twin_llm version {version} is not materialised in {store.url} "
+            f"({LLM_MODEL}/{version}/{VERSION_FILE} missing)"
+        )
+    return SourceRecord(**json.loads(text))
+
+
+def tokenizer_folder(settings: Settings, version: int, cache: Path) -> Path:
+    """A local folder with version `version`'s tokenizer files: the repository's own folder, or
+    a copy under `cache` when the repository is on S3."""
+    path = f"{LLM_MODEL}/{version}/hf"
+    return repository_store(settings).fetch_tree(path, cache / str(version), TOKENIZER_FILES)
 
 
 def served_versions(settings: Settings) -> list[int]:
     """The versions `twin_llm`'s config lists (empty when none)."""
-    path = repository_path(settings) / LLM_MODEL / SERVED_FILE
-    return json.loads(path.read_text())["versions"] if path.exists() else []
+    text = repository_store(settings).read_text(f"{LLM_MODEL}/{SERVED_FILE}")
+    return json.loads(text)["versions"] if text else []
 
 
 def write_llm_configs(
@@ -171,15 +190,17 @@ def write_llm_configs(
 ) -> list[int]:
     """Point `twin_llm` and `twin_llm_stream` at exactly `versions` (each must be materialised),
     on the device policy given or this host's (`twin.domain.devices.detect`)."""
-    root = repository_path(settings)
+    store = repository_store(settings)
     policy = policy or detect()
     chosen = sorted({int(v) for v in versions})
     for v in chosen:
         version_record(settings, v)
     if chosen:
-        _write(root / LLM_MODEL / "config.pbtxt", llm_config(settings, chosen, policy=policy))
-        _write(root / STREAM_MODEL / "config.pbtxt", stream_config(settings, chosen, policy=policy))
-    _write(root / LLM_MODEL / SERVED_FILE, json.dumps({"versions": chosen}))
+        store.write_text(f"{LLM_MODEL}/{CONFIG_FILE}", llm_config(settings, chosen, policy=policy))
+        store.write_text(
+            f"{STREAM_MODEL}/{CONFIG_FILE}", stream_config(settings, chosen, policy=policy)
+        )
+    store.write_text(f"{LLM_MODEL}/{SERVED_FILE}", json.dumps({"versions": chosen}))
     return chosen
 
 
@@ -229,9 +250,9 @@ def _pipeline(settings: Settings, version: int) -> list[str]:
     models = installed_pipeline(settings, version)
     if not models:
         raise RepositoryError(
-            f"version {version} has no TensorRT-LLM pipeline in {repository_path(settings)}: run "
-            f"`twin serve trtllm --version {version}` and build its engine on the GPU host "
-            "(`--stand-in` on a machine without one)"
+            f"version {version} has no TensorRT-LLM pipeline in "
+            f"{repository_store(settings).url}: run `twin serve trtllm --version {version}` "
+            "and build its engine on the GPU host (`--stand-in` on a machine without one)"
         )
     return models
 
@@ -269,14 +290,15 @@ def unload_version(settings: Settings, version: int) -> list[int]:
 
 def read_routing(settings: Settings) -> dict[str, Any]:
     """twin_rag's routing: champion version, shadow version (or None) and the mirrored share."""
-    path = repository_path(settings) / RAG_MODEL / ROUTING_FILE
-    if not path.exists():
+    text = repository_store(settings).read_text(f"{RAG_MODEL}/{ROUTING_FILE}")
+    if text is None:
         return {"champion": None, "shadow": None, "shadow_share": settings.serving_shadow_share}
-    return json.loads(path.read_text())
+    return json.loads(text)
 
 
 def _write_routing(settings: Settings, routing: dict[str, Any]) -> None:
-    _write(repository_path(settings) / RAG_MODEL / ROUTING_FILE, json.dumps(routing, indent=2))
+    store = repository_store(settings)
+    store.write_text(f"{RAG_MODEL}/{ROUTING_FILE}", json.dumps(routing, indent=2))
 
 
 def set_default_version(settings: Settings, version: int) -> dict[str, Any]:
@@ -328,20 +350,20 @@ def grant_rag_login(settings: Settings) -> str:
     return urlunsplit(target._replace(netloc=netloc))
 
 
-def install_rag(settings: Settings) -> Path:
+def install_rag(settings: Settings) -> str:
     """Write twin_rag's config, model.py and the settings it runs with (mode 0600: it holds the
-    warehouse DSN). Re-run after changing serving settings; returns the model folder."""
-    root = repository_path(settings)
-    model_dir = root / RAG_MODEL
-    _write(model_dir / "config.pbtxt", rag_config(settings))
-    _write(model_dir / "1" / "model.py", (TEMPLATES / "twin_rag.py").read_text())
+    warehouse DSN). Re-run after changing serving settings; returns the model's path in the
+    repository."""
+    store = repository_store(settings)
+    store.write_text(f"{RAG_MODEL}/{CONFIG_FILE}", rag_config(settings))
+    _put_template(store, f"{RAG_MODEL}/1/model.py", "twin_rag.py")
     values = settings.model_dump(mode="json", include=RAG_SETTINGS_FIELDS)
     # the Triton process holds the serving role's login, never the platform's
     values["warehouse_dsn"], values["serving_dsn"] = grant_rag_login(settings), None
-    _write(model_dir / "1" / "settings.json", json.dumps(values, indent=2), mode=0o600)
-    if not (model_dir / ROUTING_FILE).exists():
+    store.write_text(f"{RAG_MODEL}/1/settings.json", json.dumps(values, indent=2), private=True)
+    if not store.exists(f"{RAG_MODEL}/{ROUTING_FILE}"):
         _write_routing(settings, read_routing(settings))
-    return model_dir
+    return RAG_MODEL
 
 
 def load_rag(settings: Settings) -> None:

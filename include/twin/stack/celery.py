@@ -140,8 +140,12 @@ class CeleryWorkerService(Service):
         env[WORKER_HOSTNAME_ENV] = self.hostname
         env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "twin.stack.hostname.worker_hostname"
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(self.port())
-        # Its own working folder, as on its own machine: temporary files and caches land here.
+        # Its own working folder, as on its own machine: temporary files, training runs and
+        # model caches land here (a cache the environment names, e.g. a volume of converted
+        # models, is kept).
         env["TMPDIR"] = str(self.dir / "tmp")
+        env.setdefault("TWIN_TRAINING_DIR", str(self.dir / "training"))
+        env.setdefault("TWIN_MODEL_CACHE", str(self.dir / "models"))
         return env
 
     def prepare(self) -> None:

@@ -36,8 +36,8 @@ OPTIONAL_SERVICES = ("sample", "airflow", "redis", "s3")  # shown by `status`, s
 ALL_SERVICES = (*CORE_SERVICES, *OPTIONAL_SERVICES)
 # Services whose processes may start together; a wave starts once the previous one is healthy.
 START_WAVES = (
-    ("postgres", "mongo", "triton", "sample", "redis", "s3"),
-    ("mlflow",),
+    ("postgres", "mongo", "sample", "redis", "s3"),
+    ("triton", "mlflow"),  # Triton after S3: it may read its models there
     ("airflow",),
 )
 START_TIMEOUT_S = {
@@ -144,6 +144,9 @@ class Stack:
             self.workers = tuple(spec.name for spec in specs)
             if "airflow" in self.wanted:  # workers share objects through S3, not a folder
                 self.wanted = (*dict.fromkeys((*self.wanted, "redis", "s3")), *self.workers)
+        s3 = self.services["s3"]
+        if "s3" in self.wanted or s3.process.running():  # Triton reads its models there too
+            self.services["triton"].on_s3(s3)
 
     # ports and state -------------------------------------------------------------------------
     def _load_ports(self) -> dict[str, int]:
@@ -160,7 +163,11 @@ class Stack:
 
     def _save_state(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        state = {"ports": self.ctx.ports, "executor": asdict(self.executor)}
+        state = {
+            "ports": self.ctx.ports,
+            "executor": asdict(self.executor),
+            "triton_repository": self.services["triton"].repository_url,
+        }
         self.state_path.write_text(json.dumps(state, indent=2) + "\n")
 
     def _assign_ports(self, service: Service) -> None:
@@ -270,6 +277,16 @@ class Stack:
             raise StackError(
                 f"Airflow is running with the {recorded.kind} executor; run `twin stack down` "
                 f"before `twin stack up --executor {self.executor.kind}`"
+            )
+        triton = self.services["triton"]
+        try:
+            serving = json.loads(self.state_path.read_text())["triton_repository"]
+        except (OSError, ValueError, KeyError):
+            serving = triton.repository_url
+        if serving != triton.repository_url and triton.process.running() is not None:
+            raise StackError(
+                f"Triton is running on the model repository {serving}; run `twin stack down` "
+                f"before starting it on {triton.repository_url}"
             )
 
     def _stop_started(self, started: list[str]) -> None:

@@ -25,6 +25,7 @@ from twin.stack.files import private_dir
 
 BUCKET = "twinops"
 PREFIX = "objects"
+REPOSITORY_PREFIX = "triton"  # the Triton model repository (TritonService.on_s3)
 # The region airflow_settings.yaml declares for production's aws_default connection.
 REGION = "eu-north-1"
 ACCESS_KEY_SECRET = "s3_access_key_id"  # their files in the stack's secrets folder

@@ -18,6 +18,8 @@ from twin.settings import TRITON_REPOSITORY_KEY_HEADER, endpoint_to_connection
 from twin.stack.base import LOOPBACK, Service, ServiceError, StackContext, package_dir
 from twin.stack.files import private_dir, write_private
 from twin.stack.postgres import PostgresService
+from twin.stack.s3 import REPOSITORY_PREFIX, S3Service
+from twin.store.model_repository import S3Repository, triton_s3_url
 
 # The platform's MLflow user: the basic-auth app's admin, the only one who may write (runs,
 # versions, the registry's review tags). Anonymous requests are refused.
@@ -135,6 +137,19 @@ class TritonService(Service):
 
     name = "triton"
     ports = ("triton_http", "triton_grpc", "triton_metrics")
+    s3: S3Service | None = None  # when set, the model repository is a prefix on its bucket
+
+    def on_s3(self, s3: S3Service) -> None:
+        """Read the model repository from the stack's S3 server (`s3://<bucket>/triton`), as
+        Triton reads one from S3 in production, instead of a folder of this machine."""
+        self.s3 = s3
+
+    @property
+    def repository_url(self) -> str:
+        """`TRITON_MODEL_REPOSITORY`: the folder, or the S3 prefix."""
+        if self.s3 is None:
+            return str(self.repository)
+        return f"s3://{self.s3.bucket}/{REPOSITORY_PREFIX}"
 
     @property
     def repository_key(self) -> str:
@@ -182,6 +197,8 @@ class TritonService(Service):
         super().prepare()
         self._build_argv_shim()
         self.repository.mkdir(exist_ok=True)
+        if self.s3 is not None:  # Triton takes an S3 prefix as a folder once it holds an object
+            S3Repository(self.s3.bucket, REPOSITORY_PREFIX, self.s3.client())
         python_backend = self.backends / "python"
         python_backend.mkdir(parents=True, exist_ok=True)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -197,7 +214,7 @@ class TritonService(Service):
     def command(self) -> list[str]:
         return [
             str(self.package_dir / "bin" / "tritonserver"),
-            f"--model-repository={self.repository}",
+            f"--model-repository={self._triton_repository()}",
             f"--backend-directory={self.backends}",
             "--model-control-mode=explicit",
             f"--http-address={LOOPBACK}",
@@ -227,7 +244,16 @@ class TritonService(Service):
         env["LD_PRELOAD"] = str(self.argv_shim)
         env["TWIN_ARGV_PLACEHOLDER"] = KEY_PLACEHOLDER
         env["TWIN_ARGV_SECRET"] = self.repository_key
+        if self.s3 is not None:  # Triton's S3 client, and boto3 in twin_rag's stub
+            s3 = self.s3.endpoints()
+            env |= {k: v for k, v in s3.items() if k.startswith(("AWS_", "AIRFLOW_CONN_AWS"))}
+            env["AWS_REGION"] = self.s3.region
         return env
+
+    def _triton_repository(self) -> str:
+        if self.s3 is None:
+            return str(self.repository)
+        return triton_s3_url(self.repository_url, self.s3.url)
 
     def check(self, timeout_s: float) -> str:
         resp = httpx.get(f"{self.url}/v2/health/ready", timeout=timeout_s)
@@ -259,7 +285,7 @@ class TritonService(Service):
             "TRITON_HTTP_URL": self.url,
             "TRITON_GRPC_URL": self.grpc_url,
             "TRITON_METRICS_URL": f"http://{LOOPBACK}:{self.port('triton_metrics')}/metrics",
-            "TRITON_MODEL_REPOSITORY": str(self.repository),
+            "TRITON_MODEL_REPOSITORY": self.repository_url,
             "TRITON_REPOSITORY_KEY": self.repository_key,
             "AIRFLOW_CONN_TRITON_DEFAULT": endpoint_to_connection(
                 "triton_http_url", self.url, grpc_url=self.grpc_url

@@ -119,25 +119,26 @@ class S3ObjectStore(ObjectStore):
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client = client or s3_client()
 
-    def _key(self, key: str) -> str:
+    def s3_key(self, key: str) -> str:
+        """The bucket key of `key` (under the prefix)."""
         return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         self.client.put_object(
-            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            Bucket=self.bucket, Key=self.s3_key(key), Body=data, ContentType=content_type
         )
-        return f"s3://{self.bucket}/{self._key(key)}"
+        return f"s3://{self.bucket}/{self.s3_key(key)}"
 
     def get(self, key: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self.s3_key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:
         # HEAD the key itself: a listing by prefix would also find `a.html` for `a`.
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.head_object(Bucket=self.bucket, Key=self.s3_key(key))
         except self.client.exceptions.ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -145,7 +146,7 @@ class S3ObjectStore(ObjectStore):
         return True
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        self.client.delete_object(Bucket=self.bucket, Key=self.s3_key(key))
 
     def list(self, prefix: str = "") -> list[str]:
         start = f"{self.prefix}/" if self.prefix else ""

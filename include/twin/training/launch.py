@@ -36,7 +36,7 @@ class PhaseResult:
 
 
 def model_cache(settings: Settings) -> Path:
-    return Path(settings.model_cache_dir or settings.home / "models")
+    return settings.models_dir()
 
 
 def extensions_dir(settings: Settings) -> Path:
@@ -112,7 +112,7 @@ def launch_env(settings: Settings, ranks: int) -> dict[str, str]:
         DEVICE_ENV: policy.kind,
     }
     # keep the datasets cache beside the run, not in the user's home
-    env.setdefault("HF_DATASETS_CACHE", str(Path(settings.home) / "hf-datasets"))
+    env.setdefault("HF_DATASETS_CACHE", str(settings.models_dir() / "hf-datasets"))
     return env
 
 

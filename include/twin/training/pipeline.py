@@ -45,7 +45,7 @@ class TrainingOutcome:
 
 
 def run_dir(settings: Settings, dataset_version: str, config_hash: str) -> Path:
-    return Path(settings.home) / "training" / f"{dataset_version[:16]}-{config_hash}"
+    return settings.training_runs_dir() / f"{dataset_version[:16]}-{config_hash}"
 
 
 def validate_run(
@@ -151,7 +151,7 @@ def reuse_sft(
     if sft.done_marker.exists():
         return None
     wanted = {"sft_hash": params.sft_hash()}
-    runs = Path(settings.home) / "training"
+    runs = settings.training_runs_dir()
     for key in sorted(runs.glob(f"{dataset_version[:16]}-*/sft/{PHASE_KEY}")):
         source = key.parent
         done = source / sft.done_marker.name

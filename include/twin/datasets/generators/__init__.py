@@ -46,7 +46,7 @@ def build_generator(name: str, settings: Settings, *, embedder: Any = None) -> I
         from twin.datasets.generators.local import LocalModelGenerator
         from twin.store.base_models import resolve_base_model
 
-        cache = settings.model_cache_dir or settings.home / "models"
+        cache = settings.models_dir()
         folder = resolve_base_model(LOCAL_MODEL, cache)
         return LocalModelGenerator(
             folder.path,

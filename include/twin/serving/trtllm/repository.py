@@ -91,9 +91,9 @@ def weights_digest(folder: Path) -> str:
 def _copy_weights(settings: Settings, version: int, root: Path) -> tuple[Path, dict]:
     """The version's merged weights under `<root>/trtllm_assets/v<N>/hf` (materialised first),
     and their config.json; ValueError for an architecture no converter is mapped for."""
-    from twin.serving.repository import materialise_version
+    from twin.serving.repository import materialise_version, repository_path
 
-    hf = materialise_version(settings, version) / "hf"
+    hf = repository_path(settings) / materialise_version(settings, version) / "hf"
     config = json.loads((hf / "config.json").read_text())
     architecture = (config.get("architectures") or ["?"])[0]
     if architecture not in CONVERTERS:

@@ -103,8 +103,11 @@ def deployment_id(registered_model: str, version: str | int) -> str:
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the tables (idempotent)."""
-    conn.execute(DDL)
+    """Create the tables (idempotent; one creator at a time: `create index` takes a share lock
+    that two concurrent `alter table`s would each wait to upgrade, a deadlock)."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('twin.serving.deployments'))")
+        conn.execute(DDL)
 
 
 class LockTimeout(RuntimeError):

@@ -134,3 +134,36 @@ def test_deployment_record_compare_and_set_and_alerts(scratch_warehouse: Setting
         assert stale is None
         assert (first, second) == (True, False)
         assert len(store.list_alerts(conn)) == 1
+
+
+def test_deployment_tables_are_created_by_concurrent_runs_without_deadlock(
+    scratch_warehouse: Settings,
+) -> None:
+    """Deployments that start together each ensure the serving schema on a fresh database:
+    none may fail (unserialised, the DDL deadlocks or collides on the new tables' names)."""
+    import threading
+
+    import psycopg
+
+    dsn = scratch_warehouse.require("warehouse_dsn")
+    errors: list[str] = []
+
+    def run(barrier: threading.Barrier) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for _ in range(20):
+                barrier.wait()
+                try:
+                    store.ensure_schema(conn)
+                except psycopg.Error as err:
+                    errors.append(type(err).__name__)
+
+    barrier = threading.Barrier(3)
+    threads = [threading.Thread(target=run, args=(barrier,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute("select to_regclass('serving.deployments')").fetchone()[0]
+    assert found is not None

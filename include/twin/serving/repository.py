@@ -9,6 +9,7 @@ Layout (Triton version numbers are the MLflow version numbers):
     twin_llm/<v>/hf/                 merged weights + tokenizer (safetensors)
     twin_llm/<v>/version.json        source, run id, tokenizer fingerprint
     twin_llm_stream/...              the decoupled variant; <v>/hf links to twin_llm/<v>/hf
+                                     (a copy, server-side, in an S3 repository)
     twin_rag/config.pbtxt, twin_rag/1/model.py, twin_rag/1/settings.json (mode 0600)
     twin_rag/routing.json            {"champion": v, "shadow": v | null, "shadow_share": 0.1}
 

@@ -13,7 +13,9 @@ SmolLM2-135M-Instruct as twin_llm version 1, and prints:
    reloaded): tokens/s and the gain.
 
     python -u benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
-                                  [--context-tokens 384]
+                                  [--context-tokens 384] [--scale 1]
+
+`--scale` multiplies `--requests` (0.25 for a quick run).
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=16, help="per concurrency level")
     parser.add_argument("--rag-instances", type=int, default=4)
     parser.add_argument("--context-tokens", type=int, default=384, help="passages' budget")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies --requests")
     args = parser.parse_args()
+    args.requests = max(2, round(args.requests * args.scale))
 
     from twin.serving.client import ask, generate_text
     from twin.serving.configs import LLM_MODEL

@@ -13,7 +13,9 @@ given by --peak-tflops).
 
     python benchmarks/train.py [--model tiny-llama|smollm2-135m|PATH] [--steps 12] [--warmup 3]
                                [--max-length 256] [--batch 2] [--configs bare,1x2,2x2,2x2gc,2x3]
-                               [--qlora]
+                               [--qlora] [--scale 1]
+
+`--scale` multiplies `--steps` (the warm-up steps stay as given).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from sample_author.training import snapshot as sample_author_snapshot
 from twin.domain.generation import ensure_pad_token
-from twin.settings import Settings, default_home
+from twin.settings import Settings
 from twin.store.base_models import resolve_base_model
 from twin.training.data import read_jsonl, sft_rows, write_jsonl
 from twin.training.launch import run_phase
@@ -61,9 +63,11 @@ def main() -> None:
     parser.add_argument("--qlora", action="store_true", help="4-bit QLoRA (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak (bf16 dense)")
     parser.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies --steps")
     args = parser.parse_args()
+    args.steps = max(args.warmup + 2, round(args.steps * args.scale))
 
-    cache = Path(default_home()) / "models"
+    cache = Settings().models_dir()
     base = resolve_base_model(args.model, cache)
     work = Path(tempfile.mkdtemp(prefix="twin-bench-train-"))
     settings = Settings(TWIN_HOME=work, model_cache_dir=cache)

@@ -204,7 +204,14 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
 
 # The slow challenger (a wider model) measured 1.6x the champion's p95 on an idle machine and
 # 4.8x on a loaded one: it is judged against a 1.3x latency budget, so the check trips on both.
-LATENCY_BUDGET = {"slow": {"max_latency_p95_ratio": 1.3}}
+# The identical challenger (the same weights) measured 2.01x and 2.12x in full-suite runs on 2
+# cores, above the default 2.0 budget: its mirrored requests run while the client's next request
+# holds the CPU. Its tests are about promotion and what clients see, so it gets 3x; the latency
+# check itself is the slow challenger's test.
+LATENCY_BUDGET = {
+    "slow": {"max_latency_p95_ratio": 1.3},
+    "second": {"max_latency_p95_ratio": 3.0},
+}
 
 
 def deployment(env: Env, label: str) -> Deployment:

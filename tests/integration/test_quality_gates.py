@@ -453,3 +453,62 @@ def test_enforce_gate_returns_a_summary_or_raises_the_report(
     assert "x expect_column_values_to_be_in_set [kind]: 1 unexpected" in report
     assert "'tweet'" in report
     assert any(report in record.getMessage() for record in caplog.records)
+
+
+def pii_scan_rows(caplog: pytest.LogCaptureFixture) -> dict[str, int]:
+    """Rows each PII scan of the last gate run read, from its log lines."""
+    scanned = {}
+    for record in caplog.records:
+        message = record.getMessage()
+        if message.startswith("PII scan of "):
+            table, rest = message.removeprefix("PII scan of ").split(": ", 1)
+            scanned[table] = int(rest.split()[0])
+    caplog.clear()
+    return scanned
+
+
+def test_pii_scan_reads_only_changed_rows_and_never_forgets_a_finding(
+    settings: Settings, warehouse: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="twin.quality")
+    assert run_gate("marts_documents", settings).success
+    caplog.clear()
+    assert run_gate("marts_documents", settings).success
+    assert pii_scan_rows(caplog) == {"marts.documents": 0, "marts.document_files": 0}
+
+    leaked = "Mail me at ada.lindqvist@example.com about the export."
+    warehouse.execute(
+        "update marts.documents set body = %s where document_id = 'doc-03'", (leaked,)
+    )
+    for _ in range(2):  # a finding is never remembered as clean: the next run fails again
+        failure = only_failure(run_gate("marts_documents", settings))
+        assert (failure.expectation, failure.column, failure.unexpected_count) == (
+            PII_EXPECTATION,
+            "body",
+            1,
+        )
+        assert "rows doc-03" in failure.detail
+        assert pii_scan_rows(caplog) == {"marts.documents": 1, "marts.document_files": 0}
+
+    # A digest remembered by another detector (an older version) is not trusted, and is dropped.
+    warehouse.execute(
+        """insert into quality.pii_clean_cells (scope, detector, digest)
+           values ('marts.documents.body', 'older-detector', md5(%s))""",
+        (leaked,),
+    )
+    assert not run_gate("marts_documents", settings).success
+    assert warehouse.execute(
+        "select count(*) from quality.pii_clean_cells where detector = 'older-detector'"
+    ).fetchone() == (0,)
+
+    warehouse.execute(
+        "update marts.documents set body = 'Measure, then ship.' where document_id = 'doc-03'"
+    )
+    assert run_gate("marts_documents", settings).success
+    assert pii_scan_rows(caplog) == {"marts.documents": 1, "marts.document_files": 0}
+    # The replaced body's digest is gone: the cache holds the column's current text only.
+    assert warehouse.execute(
+        """select count(*) from quality.pii_clean_cells c
+           where c.scope = 'marts.documents.body'
+             and c.digest not in (select md5(coalesce(body, '')) from marts.documents)"""
+    ).fetchone() == (0,)

@@ -11,10 +11,13 @@ position only; the matched text is not logged or stored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
 
 DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 PHONE_REGIONS = ("US", "GB", "SE", "DE", "FR", "NO", "DK", "FI", "NL", "AU", "JP")
@@ -39,6 +42,8 @@ SECRET_PLUGINS = (
     "TelegramBotTokenDetector",
     "TwilioKeyDetector",
 )
+# The distributions whose versions decide what the detector finds, beside this module's code.
+DETECTOR_LIBRARIES = ("phonenumbers", "detect-secrets", "python-stdnum", "email-validator")
 PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET|IBAN|NAME)\]")
 # Google Cloud formats detect-secrets has no plugin for: API keys and OAuth access tokens.
 GOOGLE_KEY = re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b|\bya29\.[0-9A-Za-z_-]{20,}")
@@ -89,6 +94,15 @@ def find_pii(text: str) -> list[Finding]:
         *signature_names(text),
     ]
     return sorted(found, key=lambda f: (f.start, f.end, f.kind))
+
+
+@lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """Changes whenever what the detector finds could: this module's code, its libraries."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for library in DETECTOR_LIBRARIES:
+        digest.update(f"\n{library}=={version(library)}".encode())
+    return digest.hexdigest()[:16]
 
 
 def kinds(findings: Iterable[Finding]) -> dict[str, int]:

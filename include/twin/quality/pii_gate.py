@@ -6,20 +6,41 @@ as a list of such scans; a scan of another table than the gate's names it (`"tab
 fails when any row holds personal data or a secret by `twin.quality.pii_detect`; the failure names
 the kinds, how many rows and which keys, never the values. A column of another table is reported
 as `table.column`. A table that cannot be read is an error (RuntimeError naming it), not a pass.
+
+The scan is incremental: the digest of every cell the detector found clean is kept in
+`quality.pii_clean_cells` under the detector's fingerprint (`pii_detect.fingerprint`), and a run
+reads only the rows with a cell whose digest is not there, so a run after a 1 % change scans 1 %
+of the rows. Cells that hold PII are never kept, so they fail every run until they are fixed; a
+new detector (its code or a library's version) rescans everything; digests no longer in the
+table are dropped.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from twin.quality.pii_detect import find_pii, kinds
+from twin.quality.pii_detect import find_pii, fingerprint, kinds
 
 EXPECTATION = "independent_pii_detector"
 KEYS_SHOWN = 10
+INSERT_BATCH = 1000
+
+log = logging.getLogger("twin.quality")
+
+PII_CACHE_DDL = """
+create schema if not exists quality;
+create table if not exists quality.pii_clean_cells (
+    scope    text not null,  -- schema.table.column
+    detector text not null,  -- twin.quality.pii_detect.fingerprint()
+    digest   text not null,  -- md5 of the cell's text
+    primary key (scope, detector, digest)
+);
+"""
 
 
 @dataclass(frozen=True)
@@ -73,33 +94,106 @@ def _scan_table(
 ) -> list[PiiColumnFailure]:
     keys = [scan["key"]] if isinstance(scan["key"], str) else list(scan["key"])
     columns = list(scan["columns"])
-    query = sql.SQL("select {keys}, {columns} from {schema}.{table} order by {keys}").format(
+    detector = fingerprint()
+    scopes = [f"{schema}.{table}.{column}" for column in columns]
+    digests = [_digest(column) for column in columns]
+    unscanned = sql.SQL(" or ").join(
+        sql.SQL(
+            "not exists (select 1 from quality.pii_clean_cells c where c.scope = {scope}"
+            " and c.detector = {detector} and c.digest = {digest})"
+        ).format(scope=sql.Literal(scope), detector=sql.Literal(detector), digest=digest)
+        for scope, digest in zip(scopes, digests, strict=True)
+    )
+    query = sql.SQL(
+        "select {keys}, {columns}, {digests} from {schema}.{table} t where {unscanned}"
+        " order by {keys}"
+    ).format(
         keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys),
         columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        digests=sql.SQL(", ").join(digests),
         schema=sql.Identifier(schema),
         table=sql.Identifier(table),
+        unscanned=unscanned,
     )
     found: dict[str, tuple[dict[str, int], list[str]]] = {c: ({}, []) for c in columns}
+    clean: set[tuple[str, str]] = set()
+    rows_read = 0
     try:
+        _ensure_cache(conn)
         with conn.cursor(name="pii_scan") as cursor:
             cursor.execute(query)
             for row in cursor:
+                rows_read += 1
                 key = ":".join(str(value) for value in row[: len(keys)])
-                for column, text in zip(columns, row[len(keys) :], strict=True):
+                texts = row[len(keys) : len(keys) + len(columns)]
+                cell_digests = row[len(keys) + len(columns) :]
+                for column, scope, text, digest in zip(
+                    columns, scopes, texts, cell_digests, strict=True
+                ):
                     findings = find_pii(text or "")
-                    if findings:
-                        counts, rows = found[column]
-                        for kind, n in kinds(findings).items():
-                            counts[kind] = counts.get(kind, 0) + n
-                        rows.append(key)
+                    if not findings:
+                        clean.add((scope, digest))
+                        continue
+                    counts, rows = found[column]
+                    for kind, n in kinds(findings).items():
+                        counts[kind] = counts.get(kind, 0) + n
+                    rows.append(key)
     except psycopg.errors.UndefinedTable as exc:
         conn.rollback()
         raise RuntimeError(
             f"PII scan cannot read {schema}.{table}: {str(exc).splitlines()[0]}"
         ) from None
+    _remember_clean(conn, detector, sorted(clean))
+    for scope, column in zip(scopes, columns, strict=True):
+        _forget_gone(conn, scope, detector, schema, table, column)
     conn.commit()
+    log.info(
+        "PII scan of %s.%s: %d rows new or changed since the last scan", schema, table, rows_read
+    )
     return [
         PiiColumnFailure(column, len(rows), dict(sorted(counts.items())), rows)
         for column, (counts, rows) in found.items()
         if rows
     ]
+
+
+def _digest(column: str) -> sql.Composable:
+    return sql.SQL("md5(coalesce(t.{column}, ''))").format(column=sql.Identifier(column))
+
+
+def _ensure_cache(conn: psycopg.Connection) -> None:
+    # Serialised: two gates' first runs would race on `create ... if not exists`.
+    conn.execute("select pg_advisory_xact_lock(hashtext('twin.quality.pii_clean_cells'))")
+    conn.execute(PII_CACHE_DDL)
+    conn.commit()
+
+
+def _remember_clean(conn: psycopg.Connection, detector: str, cells: list[tuple[str, str]]) -> None:
+    with conn.cursor() as cursor:
+        for start in range(0, len(cells), INSERT_BATCH):
+            cursor.executemany(
+                """insert into quality.pii_clean_cells (scope, detector, digest)
+                   values (%s, %s, %s) on conflict do nothing""",
+                [
+                    (scope, detector, digest)
+                    for scope, digest in cells[start : start + INSERT_BATCH]
+                ],
+            )
+
+
+def _forget_gone(
+    conn: psycopg.Connection, scope: str, detector: str, schema: str, table: str, column: str
+) -> None:
+    """Drop the scope's digests of an older detector or of text no longer in the column."""
+    conn.execute(
+        sql.SQL(
+            "delete from quality.pii_clean_cells where scope = {scope} and (detector <> {detector}"
+            " or digest not in (select {digest} from {schema}.{table} t))"
+        ).format(
+            scope=sql.Literal(scope),
+            detector=sql.Literal(detector),
+            digest=_digest(column),
+            schema=sql.Identifier(schema),
+            table=sql.Identifier(table),
+        )
+    )

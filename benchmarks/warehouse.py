@@ -7,7 +7,9 @@ the sample author's sentences, so documents are distinct, realistic prose. Every
 scratch Postgres database and a scratch Mongo database of the running stack, dropped at the end.
 
     set -a; . .twin/stack.env; set +a
-    python benchmarks/warehouse.py [--documents 10000] [--changed-fraction 0.01]
+    python benchmarks/warehouse.py [--documents 10000] [--changed-fraction 0.01] [--scale 1]
+
+`--scale` multiplies `--documents` (0.1 for a quick run).
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--changed-fraction", type=float, default=0.01)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies --documents")
     args = parser.parse_args()
+    args.documents = max(1, round(args.documents * args.scale))
 
     base = load_settings()
     with (

@@ -186,7 +186,6 @@ def build_index(conn: psycopg.Connection, corpus: Corpus) -> IndexVersion:
     version = ensure_index_version(conn, "synthetic-384", DIM, "bench")
     rows = (ChunkRow(*corpus.row(i)) for i in range(corpus.rows))
     timed("binary COPY (with generated tsvector)", copy_chunks, conn, version.table, rows)
-    conn.execute("set maintenance_work_mem = '512MB'")
     conn.execute("set max_parallel_maintenance_workers = 1")
     timed("HNSW m=16 ef_construction=64 + GIN on tsv", ensure_search_indexes, conn, version)
     timed("analyze", conn.execute, sql.SQL("analyze {}").format(version.table))

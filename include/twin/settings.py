@@ -46,6 +46,7 @@ def default_home() -> Path:
 # The arithmetic of the embedding model (twin.store.embeddings): "auto" picks bf16 where the CPU
 # multiplies it in hardware.
 EmbeddingPrecision = Literal["auto", "fp32", "bf16"]
+DEFAULT_INDEX_BUILD_MEMORY_MB = 4096
 
 
 def _folder_or_s3(value: Any) -> Any:
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
     # above 0.9999), fp32 elsewhere; "fp32" or "bf16" force one
     embedding_precision: EmbeddingPrecision = Field(
         default="auto", validation_alias="TWIN_EMBEDDING_PRECISION"
+    )
+    # the most memory (MB) a vector index build may take for its HNSW graph, where the
+    # server's maintenance_work_mem is less (twin.store.vectors.hnsw_build_memory_mb)
+    index_build_memory_mb: int = Field(
+        default=DEFAULT_INDEX_BUILD_MEMORY_MB, ge=64, validation_alias="TWIN_INDEX_BUILD_MEMORY_MB"
     )
     # crawling
     sample_site_url: str | None = None

@@ -171,3 +171,39 @@ def test_activation_is_one_transaction(
         assert other.execute("select count(*) from vectors.chunks").fetchone()[0] == 5
     assert vectors.active_version(conn).version_id == current.version_id
     assert vectors.get_index_version(conn, candidate.version_id).status == "building"
+
+
+def hnsw_build_notices(conn: psycopg.Connection, version: IndexVersion, limit_mb: int) -> list[str]:
+    """The server's notices while the version's search indexes are built (session memory 1MB)."""
+    notices: list[str] = []
+    handler = notices.append
+    conn.add_notice_handler(lambda diag: handler(diag.message_primary or ""))
+    conn.execute("set maintenance_work_mem = '1MB'")
+    try:
+        vectors.ensure_search_indexes(conn, version, limit_mb)
+        # the memory was the build's transaction's only
+        assert conn.execute("show maintenance_work_mem").fetchone() == ("1MB",)
+    finally:
+        conn.execute("reset maintenance_work_mem")
+    return notices
+
+
+def test_an_hnsw_build_gets_the_memory_its_graph_needs_up_to_the_limit(
+    conn: psycopg.Connection,
+) -> None:
+    rows = 3000  # 3,000 vectors of 128-d: a graph of about 2.5 MB, more than the session's 1 MB
+    assert 2 <= vectors.hnsw_build_memory_mb(rows, 128) <= 8
+    sized, capped = (new_version(conn, f"fake/mem-{uuid.uuid4().hex[:6]}", 128) for _ in "ab")
+    for version in (sized, capped):
+        vectors.write_chunks(conn, version, fake_rows(rows, 128, version.model_name))
+
+    # held to the session's 1 MB, pgvector says the graph spilled; sized, it stays in memory
+    assert any("no longer fits" in n for n in hnsw_build_notices(conn, capped, limit_mb=1))
+    assert not any("no longer fits" in n for n in hnsw_build_notices(conn, sized, limit_mb=64))
+    for version in (sized, capped):
+        assert vectors.search_index_names(version)["hnsw"] in {
+            r[0]
+            for r in conn.execute(
+                "select indexname from pg_indexes where schemaname = 'vectors'"
+            ).fetchall()
+        }

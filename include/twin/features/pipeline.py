@@ -117,7 +117,15 @@ def sync_features(
     embedder = embedder or Embedder.from_settings(settings)
     budget = budget or ChunkBudget(max_tokens=embedder.max_seq_length)
     with _autocommit(settings, conn) as db, _sync_lock(db):
-        result = _sync(db, embedder, budget, document_batch, embed_batch, progress)
+        result = _sync(
+            db,
+            embedder,
+            budget,
+            document_batch,
+            embed_batch,
+            progress,
+            settings.index_build_memory_mb,
+        )
     result.seconds = round(time.monotonic() - began, 3)
     log.info("feature sync: %s", json.dumps(result.as_dict()))
     return result
@@ -195,7 +203,7 @@ def finish_sync(
         result.documents_seen = len(changes.marts)
         for piece in pieces:
             _add_piece(result, piece)
-        _finish(db, changes, result)
+        _finish(db, changes, result, settings.index_build_memory_mb)
     result.seconds = round(time.monotonic() - began, 3) + sum(p["seconds"] for p in pieces)
     log.info("feature sync: %s", json.dumps(result.as_dict()))
     return result
@@ -276,6 +284,7 @@ def _sync(
     document_batch: int,
     embed_batch: int,
     progress: bool | None,
+    build_memory_mb: int,
 ) -> FeatureSyncResult:
     changes = _changes(conn, embedder)
     target, marts, todo = changes.target, changes.marts, changes.todo
@@ -287,11 +296,13 @@ def _sync(
             for batch in _batches(sorted(todo), document_batch):
                 _sync_batch(conn, target, embedder, budget, batch, marts, embed_batch, result)
                 bar.update(len(batch))
-    _finish(conn, changes, result)
+    _finish(conn, changes, result, build_memory_mb)
     return result
 
 
-def _finish(conn: psycopg.Connection, changes: _Changes, result: FeatureSyncResult) -> None:
+def _finish(
+    conn: psycopg.Connection, changes: _Changes, result: FeatureSyncResult, build_memory_mb: int
+) -> None:
     """Forget documents gone from the mart; index, analyze and activate a new version."""
     target, gone = changes.target, changes.gone
     active = vectors.active_version(conn)
@@ -305,7 +316,7 @@ def _finish(conn: psycopg.Connection, changes: _Changes, result: FeatureSyncResu
         # statistics before anyone reads it (an active version's are kept up by autovacuum
         # and `maintain_index`)
         began = time.perf_counter()
-        vectors.ensure_search_indexes(conn, target)
+        vectors.ensure_search_indexes(conn, target, build_memory_mb)
         conn.execute(sql.SQL("analyze {table}").format(table=target.table))
         result.timed("index", time.perf_counter() - began)
     if target.status != "active":
@@ -467,7 +478,7 @@ def maintain_index(
         active = vectors.active_version(db)
         if active is None:
             return {"active_version": None, "message": "no active index version yet"}
-        vectors.ensure_search_indexes(db, active)
+        vectors.ensure_search_indexes(db, active, settings.index_build_memory_mb)
         db.execute(sql.SQL("analyze {table}").format(table=active.table))
         dropped = vectors.drop_retired_versions(db, keep=keep_retired)
         sizes = vectors.index_sizes(db, active)

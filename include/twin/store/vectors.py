@@ -18,12 +18,14 @@ leaves one copy. No function here commits on its own unless it says so; callers 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
 import psycopg
 from psycopg import sql
 
+from twin.settings import DEFAULT_INDEX_BUILD_MEMORY_MB
 from twin.store.index_version import SCHEMA, IndexVersion, version_id_for
 from twin.store.vector_rows import (
     CHUNK_COLUMNS,
@@ -250,10 +252,30 @@ def search_index_names(version: IndexVersion) -> dict[str, str]:
     }
 
 
-def ensure_search_indexes(conn: psycopg.Connection, version: IndexVersion) -> None:
-    """The HNSW (cosine, m=16, ef_construction=64) and GIN (tsv) indexes (idempotent)."""
+def hnsw_build_memory_mb(rows: int, dimension: int) -> int:
+    """Memory pgvector's HNSW build needs to keep the graph of `rows` vectors in memory: each
+    element holds its vector, its layer-0 neighbour list (2m entries) and some bookkeeping;
+    with 20 % headroom. A build whose graph outgrows `maintenance_work_mem` goes on on disk,
+    several times slower."""
+    per_row = dimension * 4 + 2 * HNSW_M * 16 + 128
+    return math.ceil(rows * per_row * 1.2 / 2**20)
+
+
+def ensure_search_indexes(
+    conn: psycopg.Connection,
+    version: IndexVersion,
+    memory_limit_mb: int = DEFAULT_INDEX_BUILD_MEMORY_MB,
+) -> None:
+    """The HNSW (cosine, m=16, ef_construction=64) and GIN (tsv) indexes (idempotent).
+
+    When the HNSW index is built here, the build gets the memory its graph needs (up to
+    `memory_limit_mb`) for its own transaction, where the session's `maintenance_work_mem` is
+    less.
+    """
     names = search_index_names(version)
     with conn.transaction():
+        if _missing(conn, names["hnsw"]):
+            _size_build_memory(conn, version, memory_limit_mb)
         conn.execute(
             sql.SQL(
                 "create index if not exists {name} on {table} using hnsw "
@@ -270,6 +292,22 @@ def ensure_search_indexes(conn: psycopg.Connection, version: IndexVersion) -> No
                 name=sql.Identifier(names["gin"]), table=version.table
             )
         )
+
+
+def _missing(conn: psycopg.Connection, index: str) -> bool:
+    found = conn.execute("select to_regclass(%s)", (f"{SCHEMA}.{index}",)).fetchone()
+    return found is None or found[0] is None
+
+
+def _size_build_memory(conn: psycopg.Connection, version: IndexVersion, limit_mb: int) -> None:
+    rows = conn.execute(sql.SQL("select count(*) from {table}").format(table=version.table))
+    needed = hnsw_build_memory_mb(int(rows.fetchone()[0]), version.dimension)
+    current_kb = conn.execute(
+        "select setting::bigint from pg_settings where name = 'maintenance_work_mem'"
+    ).fetchone()[0]
+    wanted = min(needed, limit_mb)
+    if wanted * 1024 > current_kb:
+        conn.execute("select set_config('maintenance_work_mem', %s, true)", (f"{wanted}MB",))
 
 
 def activate(conn: psycopg.Connection, version: IndexVersion) -> IndexVersion:

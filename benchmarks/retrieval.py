@@ -22,7 +22,9 @@ It prints the build times, then:
    with the dense path each query took. Query embedding is precomputed (the model's own cost is
    reported separately when the packaged model is available), so this is the database work.
 
-    python benchmarks/retrieval.py [--rows 100000] [--queries 200] [--keep]
+    python benchmarks/retrieval.py [--rows 100000] [--queries 200] [--scale 1] [--keep]
+
+`--scale` multiplies `--rows` (10 for a million chunks).
 """
 
 from __future__ import annotations
@@ -407,7 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", metavar="DATABASE", help="measure a database an earlier --keep run left"
     )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies --rows")
     args = parser.parse_args(argv)
+    args.rows = max(1, round(args.rows * args.scale))
     if not args.dsn:
         print("WAREHOUSE_DSN is not set: run `twin stack up` and source .twin/stack.env")
         return 2

@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -59,6 +60,10 @@ from twin.store.vectors import (
     ensure_search_indexes,
 )
 from twin.store.warehouse import scratch_database
+
+# Run as a script, this file's folder comes first on sys.path, and benchmarks/datasets.py would
+# shadow the `datasets` package that sentence-transformers imports (the query-embedding figure).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 DIM = 384
 CLUSTERS = 1000

@@ -164,15 +164,8 @@ class S3Repository(RepositoryStore):
         return self.objects.exists(path)
 
     def stamp(self, path: str) -> str | None:
-        try:
-            head = self._client.head_object(
-                Bucket=self.objects.bucket, Key=self.objects.s3_key(path)
-            )
-        except self._client.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        return head["ETag"]
+        head = self.objects.head(path)
+        return None if head is None else head["ETag"]
 
     def _keys(self, path: str) -> list[str]:
         return self.objects.list(f"{check_key(path)}/")

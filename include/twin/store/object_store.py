@@ -137,13 +137,16 @@ class S3ObjectStore(ObjectStore):
 
     def exists(self, key: str) -> bool:
         # HEAD the key itself: a listing by prefix would also find `a.html` for `a`.
+        return self.head(key) is not None
+
+    def head(self, key: str) -> dict | None:
+        """The object's metadata (HEAD: `ETag`, `ContentLength`, ...); None when it is missing."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.s3_key(key))
+            return self.client.head_object(Bucket=self.bucket, Key=self.s3_key(key))
         except self.client.exceptions.ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
-        return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.s3_key(key))

@@ -255,8 +255,8 @@ def search_index_names(version: IndexVersion) -> dict[str, str]:
 def hnsw_build_memory_mb(rows: int, dimension: int) -> int:
     """Memory pgvector's HNSW build needs to keep the graph of `rows` vectors in memory: each
     element holds its vector, its layer-0 neighbour list (2m entries) and some bookkeeping;
-    with 20 % headroom. A build whose graph outgrows `maintenance_work_mem` goes on on disk,
-    several times slower."""
+    with 20 % headroom. A build whose graph outgrows `maintenance_work_mem` goes on with the
+    graph on disk, which pgvector documents as much slower."""
     per_row = dimension * 4 + 2 * HNSW_M * 16 + 128
     return math.ceil(rows * per_row * 1.2 / 2**20)
 

@@ -8,7 +8,8 @@ SmolLM2-135M-Instruct as twin_llm version 1, and prints:
    on the same model, prompts and max_tokens, interleaved, in this run: completion tokens/s and
    their ratio;
 2. twin_rag p50/p95 end-to-end latency at concurrency 1, 4 and 8, with the retrieval and
-   generation split (from each answer's meta);
+   generation split and the prompt's tokens (from each answer's meta), and twin_llm's requests
+   per execution meanwhile (the batches its dynamic batcher formed, from Triton's metrics);
 3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
    reloaded): tokens/s and the gain.
 
@@ -59,6 +60,19 @@ def chat(tokenizer, text: str) -> str:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def llm_counts(metrics_url: str) -> tuple[float, float]:
+    """twin_llm's inference requests and executions so far (Triton's metrics): requests per
+    execution is the batch the dynamic batcher formed."""
+    import httpx
+
+    totals = {"nv_inference_request_success": 0.0, "nv_inference_exec_count": 0.0}
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in totals and 'model="twin_llm"' in rest:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals["nv_inference_request_success"], totals["nv_inference_exec_count"]
 
 
 def run_concurrent(fn, items: list, concurrency: int) -> tuple[list, float]:
@@ -178,8 +192,12 @@ def main() -> int:
             # the levels below time serving, not loading.
             warm = [QUESTIONS[i % len(QUESTIONS)] for i in range(3 * args.rag_instances)]
             run_concurrent(lambda q: ask(settings, q, prompt_only=True), warm, args.rag_instances)
-            print("   c   n    p50 ms   p95 ms   retrieval p50   generation p50   req/s")
+            print(
+                "   c   n    p50 ms   p95 ms   retrieval p50   generation p50   req/s"
+                "   prompt tokens p50   twin_llm batch"
+            )
             for concurrency in (1, 4, 8):
+                before = llm_counts(os.environ["TRITON_METRICS_URL"])
                 n = max(concurrency, args.requests if concurrency > 1 else args.requests // 2)
                 items = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
 
@@ -192,10 +210,14 @@ def main() -> int:
                 total = [r[0] for r in results]
                 retrieval = [r[1]["timings_ms"]["retrieval"] for r in results]
                 generation = [r[1]["timings_ms"].get("generation", 0.0) for r in results]
+                prompt_tokens = [r[1].get("prompt_tokens") or 0 for r in results]
+                after = llm_counts(os.environ["TRITON_METRICS_URL"])
+                requests, executions = (a - b for a, b in zip(after, before, strict=True))
                 print(
                     f"   {concurrency:<3} {n:<4} {pct(total, 0.5):>7.0f} {pct(total, 0.95):>8.0f} "
                     f"{statistics.median(retrieval):>15.0f} {statistics.median(generation):>16.0f}"
-                    f" {n / wall:>7.2f}"
+                    f" {n / wall:>7.2f} {statistics.median(prompt_tokens):>19.0f}"
+                    f" {requests / max(executions, 1):>16.2f}"
                 )
 
             # 3. Dynamic batching gain at concurrency 8.

@@ -8,7 +8,8 @@ the kinds, how many rows and which keys, never the values. A column of another t
 as `table.column`. A table that cannot be read is an error (RuntimeError naming it), not a pass.
 
 The scan is incremental: the digest of every cell the detector found clean is kept in
-`quality.pii_clean_cells` under the detector's fingerprint (`pii_detect.fingerprint`), and a run
+`quality.pii_clean_cells` (created with the quality schema, `results.ensure_quality_schema`,
+before a gate runs) under the detector's fingerprint (`pii_detect.fingerprint`), and a run
 reads only the rows with a cell whose digest is not there, so a run after a 1 % change scans 1 %
 of the rows. Cells that hold PII are never kept, so they fail every run until they are fixed; a
 new detector (its code or a library's version) rescans everything; digests no longer in the
@@ -31,16 +32,6 @@ KEYS_SHOWN = 10
 INSERT_BATCH = 1000
 
 log = logging.getLogger("twin.quality")
-
-PII_CACHE_DDL = """
-create schema if not exists quality;
-create table if not exists quality.pii_clean_cells (
-    scope    text not null,  -- schema.table.column
-    detector text not null,  -- twin.quality.pii_detect.fingerprint()
-    digest   text not null,  -- md5 of the cell's text
-    primary key (scope, detector, digest)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -119,7 +110,6 @@ def _scan_table(
     clean: set[tuple[str, str]] = set()
     rows_read = 0
     try:
-        _ensure_cache(conn)
         with conn.cursor(name="pii_scan") as cursor:
             cursor.execute(query)
             for row in cursor:
@@ -159,13 +149,6 @@ def _scan_table(
 
 def _digest(column: str) -> sql.Composable:
     return sql.SQL("md5(coalesce(t.{column}, ''))").format(column=sql.Identifier(column))
-
-
-def _ensure_cache(conn: psycopg.Connection) -> None:
-    # Serialised: two gates' first runs would race on `create ... if not exists`.
-    conn.execute("select pg_advisory_xact_lock(hashtext('twin.quality.pii_clean_cells'))")
-    conn.execute(PII_CACHE_DDL)
-    conn.commit()
 
 
 def _remember_clean(conn: psycopg.Connection, detector: str, cells: list[tuple[str, str]]) -> None:

@@ -41,6 +41,13 @@ create table if not exists quality.validation_results (
 );
 create index if not exists validation_results_gate_time
     on quality.validation_results (gate, validated_at desc);
+-- texts the PII detector found clean, by md5 (twin.quality.pii_gate: the incremental scan)
+create table if not exists quality.pii_clean_cells (
+    scope    text not null,  -- schema.table.column
+    detector text not null,  -- twin.quality.pii_detect.fingerprint()
+    digest   text not null,  -- md5 of the cell's text
+    primary key (scope, detector, digest)
+);
 """
 
 
@@ -94,7 +101,8 @@ def connect(dsn: str) -> psycopg.Connection:
 
 
 def ensure_quality_schema(conn: psycopg.Connection) -> None:
-    """Create `quality.validation_results` if missing (idempotent)."""
+    """Create `quality.validation_results` and `quality.pii_clean_cells` if missing
+    (idempotent)."""
     try:
         conn.execute(QUALITY_DDL)
     except psycopg.errors.UniqueViolation:

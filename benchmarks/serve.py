@@ -67,12 +67,14 @@ def llm_counts(metrics_url: str) -> tuple[float, float]:
     execution is the batch the dynamic batcher formed."""
     import httpx
 
-    totals = {"nv_inference_request_success": 0.0, "nv_inference_exec_count": 0.0}
-    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
-        name, _, rest = line.partition("{")
-        if name in totals and 'model="twin_llm"' in rest:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals["nv_inference_request_success"], totals["nv_inference_exec_count"]
+    from twin.deploy.monitor import parse_prometheus
+
+    names = ("nv_inference_request_success", "nv_inference_exec_count")
+    totals = dict.fromkeys(names, 0.0)
+    for (name, labels), value in parse_prometheus(httpx.get(metrics_url, timeout=10).text).items():
+        if name in totals and dict(labels).get("model") == "twin_llm":
+            totals[name] += value
+    return totals[names[0]], totals[names[1]]
 
 
 def run_concurrent(fn, items: list, concurrency: int) -> tuple[list, float]:

@@ -19,8 +19,10 @@ It prints the build times, then:
    returns fewer than k rows, and the latency and recall of each path (HNSW, HNSW oversampled at
    ef_search 400, exact over the filtered rows, and the planner's own choice);
 3. end-to-end `Retriever.search` (hybrid + MMR rerank, k=10, author + platform filters) p50/p95,
-   with the dense path each query took. Query embedding is precomputed (the model's own cost is
-   reported separately when the packaged model is available), so this is the database work.
+   with the dense path each query took: the full-text side after the dense one on one connection
+   (the baseline) and beside it on a second connection, alternating query by query. Query
+   embedding is precomputed (the model's own cost is reported separately when the packaged
+   model is available), so this is the database work.
 
     python benchmarks/retrieval.py [--rows 100000] [--queries 200] [--scale 1] [--keep]
 
@@ -322,6 +324,7 @@ class PrecomputedEncoder:
 
 def bench_hybrid(
     conn: psycopg.Connection,
+    text_conn: psycopg.Connection,
     corpus: Corpus,
     queries: np.ndarray,
     filters: list,
@@ -330,42 +333,60 @@ def bench_hybrid(
 ) -> None:
     print(
         f"\n3. Retriever.search: hybrid + MMR rerank, k={K}, author + platform filters "
-        "(after 20 warm-up queries)"
+        "(after 20 warm-up queries), full text after dense on one connection (baseline) and "
+        "beside it on a second, alternating query by query"
     )
     encoder = PrecomputedEncoder()
     # MMR, as the figures in twin/rag/README.md were measured (the default embeds sentence
     # windows, which this encoder of prepared vectors cannot)
-    retriever = Retriever(conn, encoder, known_authors=corpus.author_names, reranker=MMRReranker())
+    options = {"known_authors": corpus.author_names, "reranker": MMRReranker()}
+    one = Retriever(conn, encoder, **options)
+    two = Retriever(conn, encoder, text_conn=text_conn, **options)
     for text, vector, (author, platform) in list(zip(texts, queries, filters, strict=True))[:20]:
         encoder.vector = vector  # warm-up: the first queries read pages no query touched yet
         flt = SearchFilters(author=author, platforms=[platform])
-        retriever.search(text, K, filters=flt, self_query=False)
-    runs = []
+        one.search(text, K, filters=flt, self_query=False)
+        two.search(text, K, filters=flt, self_query=False)
+    runs: dict[str, list] = {"one connection": [], "two connections": []}
     for text, vector, (author, platform) in zip(texts, queries, filters, strict=True):
         flt = SearchFilters(author=author, platforms=[platform])
         encoder.vector = vector
-        start = time.perf_counter()
-        passages = retriever.search(text, K, filters=flt, self_query=False)
-        runs.append(((time.perf_counter() - start) * 1000, retriever.last_trace, passages))
-    total = [ms for ms, _, _ in runs]
-    print(f"   end to end: p50 {percentile(total, 50):.1f} ms, p95 {percentile(total, 95):.1f} ms")
-    for stage in ("dense", "fulltext", "fuse_rerank"):
-        values = [t.timings_ms.get(stage, 0.0) for _, t, _ in runs]
-        p50, p95 = percentile(values, 50), percentile(values, 95)
-        print(f"   {stage:<12} p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
-    paths = Counter(t.dense_path for _, t, _ in runs)
+        for name, retriever in (("one connection", one), ("two connections", two)):
+            start = time.perf_counter()
+            passages = retriever.search(text, K, filters=flt, self_query=False)
+            elapsed = (time.perf_counter() - start) * 1000
+            runs[name].append((elapsed, retriever.last_trace, passages))
+    p95 = {}
+    for name, measured in runs.items():
+        total = [ms for ms, _, _ in measured]
+        p95[name] = percentile(total, 95)
+        print(f"   {name}: end to end p50 {percentile(total, 50):.1f} ms, p95 {p95[name]:.1f} ms")
+        for stage in ("dense", "fulltext", "fuse_rerank"):
+            values = [t.timings_ms.get(stage, 0.0) for _, t, _ in measured]
+            print(
+                f"     {stage:<12} p50 {percentile(values, 50):6.1f} ms"
+                f"   p95 {percentile(values, 95):6.1f} ms"
+            )
+    print(f"   p95 two connections / one: {p95['two connections'] / p95['one connection']:.2f}")
+    same = sum(
+        [p.chunk_id for p in a] == [p.chunk_id for p in b]
+        for (_, _, a), (_, _, b) in zip(*runs.values(), strict=True)
+    )
+    print(f"   identical results both ways: {same} of {len(texts)} queries")
+    measured = runs["two connections"]
+    paths = Counter(t.dense_path for _, t, _ in measured)
     print("   dense path taken: " + ", ".join(f"{k} {v}" for k, v in sorted(paths.items())))
     ok = all(
         {p.platform for p in passages} <= {platform}
-        for (_, _, passages), (_, platform) in zip(runs, filters, strict=True)
+        for (_, _, passages), (_, platform) in zip(measured, filters, strict=True)
     )
     print(f"   every result matched its filter: {ok}")
-    short = sum(1 for _, t, _ in runs if t.returned < K)
+    short = sum(1 for _, t, _ in measured if t.returned < K)
     print(f"   queries returning fewer than {K} passages: {short}")
     by_path: dict[str, list[float]] = {}
     for vector, (author, platform), exact in zip(queries, filters, truth, strict=True):
         flt = SearchFilters(author=author, platforms=[platform])
-        found, path = retriever.dense_search(vector, 4 * K, flt, min_rows=K)
+        found, path = two.dense_search(vector, 4 * K, flt, min_rows=K)
         by_path.setdefault(path, []).append(recall([p.chunk_id for p in found[:K]], exact))
     print(
         "   its dense top-10 vs exact search under the same filter: recall@10 "
@@ -377,10 +398,10 @@ def bench_hybrid(
     for text, vector in zip(texts, queries, strict=True):
         encoder.vector = vector
         start = time.perf_counter()
-        retriever.search(text, K, self_query=False)
+        two.search(text, K, self_query=False)
         unfiltered.append((time.perf_counter() - start) * 1000)
     print(
-        f"   without filters: p50 {percentile(unfiltered, 50):.1f} ms, "
+        f"   without filters (two connections): p50 {percentile(unfiltered, 50):.1f} ms, "
         f"p95 {percentile(unfiltered, 95):.1f} ms"
     )
 
@@ -425,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with (
         bench_database(args.dsn, reuse=args.reuse, keep=args.keep) as dsn,
         psycopg.connect(dsn, autocommit=True) as conn,
+        psycopg.connect(dsn, autocommit=True) as text_conn,
     ):
         corpus = Corpus(args.rows)  # the same seed: the same chunks and queries on --reuse
         if not args.reuse:
@@ -453,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         bench_unfiltered(conn, queries)
         truth = bench_filtered(conn, queries, filters)
-        bench_hybrid(conn, corpus, queries, filters, texts, truth)
+        bench_hybrid(conn, text_conn, corpus, queries, filters, texts, truth)
     bench_query_embedding(texts)
     return 0
 

@@ -258,3 +258,41 @@ def test_passages_carry_text_and_source(retriever: Retriever) -> None:
         assert p.content and p.url and p.title and p.document_id
         assert isinstance(p.embedding, np.ndarray)
         assert "embedding" not in p.to_dict()
+
+
+class RecordingConnection(psycopg.Connection):
+    """A connection that keeps the text of every statement it executes."""
+
+    statements: list[str]
+
+    def execute(self, query, *args, **kwargs):  # type: ignore[override]
+        text = query if isinstance(query, str | bytes) else query.as_string(self)
+        self.__dict__.setdefault("statements", []).append(str(text))
+        return super().execute(query, *args, **kwargs)
+
+
+def test_the_full_text_side_on_its_own_connection_finds_the_same_passages(
+    chunk_store: ChunkStore,
+) -> None:
+    questions = [q.question for q in load_questions(PARAPHRASES).questions[:12]]
+    questions.append("What did I write about pgvector on LinkedIn in 2023?")
+    with (
+        RecordingConnection.connect(chunk_store.dsn, autocommit=True) as conn,
+        RecordingConnection.connect(chunk_store.dsn, autocommit=True) as text_conn,
+    ):
+        alone = Retriever(conn, chunk_store.embedder)
+        beside = Retriever(conn, chunk_store.embedder, text_conn=text_conn)
+        for question in questions:
+            expected = alone.search(question, 5)
+            conn.statements, text_conn.statements = [], []
+            found = beside.search(question, 5)
+            assert [(p.chunk_id, p.dense_rank, p.text_rank) for p in found] == [
+                (p.chunk_id, p.dense_rank, p.text_rank) for p in expected
+            ], question
+            assert beside.last_trace.text_candidates == alone.last_trace.text_candidates
+            # the full-text queries ran on the second connection, the dense one on the first
+            assert any("ts_rank_cd" in q for q in text_conn.statements), question
+            assert not any("ts_rank_cd" in q for q in conn.statements), question
+            assert any("<=>" in q for q in conn.statements), question
+        beside.close()
+        assert conn.closed and text_conn.closed and beside.broken

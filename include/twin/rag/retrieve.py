@@ -16,6 +16,11 @@ pgvector 0.6 filters HNSW results after the index scan, so a selective filter ca
 the requested rows: the dense search scans the filtered rows exactly when the planner expects few
 of them, raises `hnsw.ef_search` in proportion to the filter's selectivity otherwise, and falls
 back to the exact scan if the index still returned too few (the trace records which path ran).
+
+Given a second connection (`text_conn`, as `open_retriever` and the serving model open one), the
+full-text side runs on it in a thread while the question is embedded and the dense side runs, so
+a hybrid search takes about the longer of the two rather than their sum (measured by
+`benchmarks/retrieval.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -89,11 +95,14 @@ _DENSE_PATHS = ("hnsw", "exact")  # a trace reports the most exhaustive path any
 
 
 class Retriever:
-    """Hybrid search over a chunk table (default `vectors.chunks`) on one connection.
+    """Hybrid search over a chunk table (default `vectors.chunks`) on one or two connections.
 
     `conn` is a psycopg 3 connection (autocommit or not); each search runs in its own transaction
     block so its `hnsw.ef_search` setting does not leak. `embedder` encodes texts to normalised
-    vectors of the table's dimension.
+    vectors of the table's dimension. `text_conn`, a second connection to the same database, runs
+    the full-text side of hybrid searches beside the dense side (without it they run one after
+    the other on `conn`). A retriever serves one search at a time; the caller owns both
+    connections (`close` closes them).
     """
 
     def __init__(
@@ -111,9 +120,14 @@ class Retriever:
         exact_max_rows: int = EXACT_MAX_ROWS,
         hybrid_min_terms: int = HYBRID_MIN_TERMS,
         max_term_frequency: float = MAX_TERM_FREQUENCY,
+        text_conn: psycopg.Connection | None = None,
     ) -> None:
-        register_vector(conn)
+        for connection in (conn, text_conn):
+            if connection is not None:
+                register_vector(connection)
         self.conn = conn
+        self.text_conn = text_conn
+        self._text_side: ThreadPoolExecutor | None = None
         self.embedder = embedder
         self.reranker = reranker or default_reranker(encoder=embedder)
         self.table = sql.Identifier(*table)
@@ -198,17 +212,19 @@ class Retriever:
         statistics live on the table behind the `vectors.chunks` view. Empty before any ANALYZE.
         """
         if self._term_frequencies is None:
-            relation = sql.Identifier(*self._table_name).as_string(self.conn)
-            with self.conn.transaction():
-                row = self.conn.execute(TERM_STATS_SQL, {"rel": relation}).fetchone()
+            conn = self._text
+            relation = sql.Identifier(*self._table_name).as_string(conn)
+            with conn.transaction():
+                row = conn.execute(TERM_STATS_SQL, {"rel": relation}).fetchone()
             elems, freqs = row or (None, None)
             self._term_frequencies = dict(zip(elems or [], freqs or [], strict=False))
         return self._term_frequencies
 
     def lexemes(self, text: str) -> list[str]:
         """The distinct lexemes Postgres' english configuration makes of `text`."""
-        with self.conn.transaction():
-            row = self.conn.execute(
+        conn = self._text
+        with conn.transaction():
+            row = conn.execute(
                 "select tsvector_to_array(to_tsvector('english', %s))", (text,)
             ).fetchone()
         return list(row[0] or []) if row else []
@@ -332,12 +348,63 @@ class Retriever:
         built = self.text_query(text, n, filters, min_terms=min_terms)
         if built is None:
             return []
-        with self.conn.transaction():
-            rows = self.conn.execute(*built, prepare=False, binary=True).fetchall()
+        conn = self._text
+        with conn.transaction():
+            rows = conn.execute(*built, prepare=False, binary=True).fetchall()
         return [
             passage_from_row(self.columns, row, score=row[-1], text_rank=i)
             for i, row in enumerate(rows, start=1)
         ]
+
+    @property
+    def _text(self) -> psycopg.Connection:
+        """The connection of the full-text side."""
+        return self.text_conn if self.text_conn is not None else self.conn
+
+    @property
+    def broken(self) -> bool:
+        """Whether a connection of this retriever is closed or lost (replace the retriever)."""
+        return any(c is not None and (c.closed or c.broken) for c in (self.conn, self.text_conn))
+
+    def close(self) -> None:
+        """Close both connections and the full-text side's thread."""
+        if self._text_side is not None:
+            self._text_side.shutdown(wait=True)
+            self._text_side = None
+        for conn in (self.conn, self.text_conn):
+            if conn is not None:
+                conn.close()
+
+    def _text_rankings(
+        self,
+        variants: list[str],
+        n: int,
+        filters: SearchFilters | None,
+        min_terms: int,
+        trace: SearchTrace,
+    ) -> list[list[Passage]]:
+        """The full-text ranking of each variant; its time and candidates go to `trace`."""
+        start = time.perf_counter()
+        rankings = [self.text_search(v, n, filters, min_terms=min_terms) for v in variants]
+        trace.text_candidates += sum(len(r) for r in rankings)
+        trace.timings_ms["fulltext"] = (time.perf_counter() - start) * 1000
+        return rankings
+
+    def _start_text_side(
+        self,
+        variants: list[str],
+        n: int,
+        filters: SearchFilters | None,
+        min_terms: int,
+        trace: SearchTrace,
+    ) -> Future[list[list[Passage]]] | None:
+        """The full-text rankings started on `text_conn` in a thread; None without one."""
+        if self.text_conn is None:
+            return None
+        if self._text_side is None:
+            self._text_side = ThreadPoolExecutor(1, thread_name_prefix="twin-fulltext")
+        self.columns  # noqa: B018 (read here, on `conn`, before the thread needs it)
+        return self._text_side.submit(self._text_rankings, variants, n, filters, min_terms, trace)
 
     # --- the search -------------------------------------------------------------------------------
 
@@ -382,30 +449,38 @@ class Retriever:
         trace.variants = variants
         n = self.candidate_factor * k
 
-        need_vectors = mode != "fulltext" or rerank
-        vectors = self.embed(variants) if need_vectors else None
-        query_vector = vectors[0] if vectors is not None else None
-        trace.timings_ms["embed"] = (time.perf_counter() - clock) * 1000
-
+        # Beside dense results, a chunk sharing one word with a long question is noise that RRF
+        # would still reward; alone, full-text keeps every match.
+        min_terms = self.hybrid_min_terms if mode == "hybrid" else 1
+        text_side = (
+            self._start_text_side(variants, n, merged, min_terms, trace)
+            if mode == "hybrid"
+            else None
+        )
         rankings: list[list[Passage]] = []
-        if mode in ("hybrid", "dense") and vectors is not None:
-            start = time.perf_counter()
-            for vector in vectors:
-                found, path = self.dense_search(vector, n, merged, ef_search=ef_search, min_rows=k)
-                trace.dense_path = max(trace.dense_path or path, path, key=_DENSE_PATHS.index)
-                trace.dense_candidates += len(found)
-                rankings.append(found)
-            trace.timings_ms["dense"] = (time.perf_counter() - start) * 1000
-        if mode in ("hybrid", "fulltext"):
-            # Beside dense results, a chunk sharing one word with a long question is noise that
-            # RRF would still reward; alone, full-text keeps every match.
-            min_terms = self.hybrid_min_terms if mode == "hybrid" else 1
-            start = time.perf_counter()
-            for variant in variants:
-                found = self.text_search(variant, n, merged, min_terms=min_terms)
-                trace.text_candidates += len(found)
-                rankings.append(found)
-            trace.timings_ms["fulltext"] = (time.perf_counter() - start) * 1000
+        try:
+            need_vectors = mode != "fulltext" or rerank
+            vectors = self.embed(variants) if need_vectors else None
+            query_vector = vectors[0] if vectors is not None else None
+            trace.timings_ms["embed"] = (time.perf_counter() - clock) * 1000
+            if mode in ("hybrid", "dense") and vectors is not None:
+                start = time.perf_counter()
+                for vector in vectors:
+                    found, path = self.dense_search(
+                        vector, n, merged, ef_search=ef_search, min_rows=k
+                    )
+                    trace.dense_path = max(trace.dense_path or path, path, key=_DENSE_PATHS.index)
+                    trace.dense_candidates += len(found)
+                    rankings.append(found)
+                trace.timings_ms["dense"] = (time.perf_counter() - start) * 1000
+        except BaseException:
+            if text_side is not None:
+                wait([text_side])  # the thread is done with `text_conn` before this raises
+            raise
+        text_rankings = text_side.result() if text_side is not None else None
+        if text_rankings is None and mode in ("hybrid", "fulltext"):
+            text_rankings = self._text_rankings(variants, n, merged, min_terms, trace)
+        rankings.extend(text_rankings or [])
 
         start = time.perf_counter()
         candidates = self._fuse(rankings, mode, query_vector)
@@ -474,14 +549,26 @@ def default_embedder(settings: Settings | None = None) -> TextEncoder:
 
 @contextmanager
 def open_retriever(settings: Settings, **options: Any) -> Iterator[Retriever]:
-    """A `Retriever` on its own warehouse connection (closed on exit), with the pipeline's model
+    """A `Retriever` on its own warehouse connections (closed on exit), with the pipeline's model
     and the configured reranker."""
+    embedder = options.pop("embedder", None) or default_embedder(settings)
+    options.setdefault("reranker", default_reranker(settings.rerank_model_path, encoder=embedder))
+    retriever = connect_retriever(settings, embedder, **options)
+    try:
+        yield retriever
+    finally:
+        retriever.close()
+
+
+def connect_retriever(settings: Settings, embedder: TextEncoder, **options: Any) -> Retriever:
+    """A `Retriever` on two new warehouse connections (dense and full-text side by side); the
+    caller closes it (`Retriever.close`)."""
     from twin.store.warehouse import warehouse_connection
 
     conn = warehouse_connection(settings, autocommit=True)
-    embedder = options.pop("embedder", None) or default_embedder(settings)
-    options.setdefault("reranker", default_reranker(settings.rerank_model_path, encoder=embedder))
     try:
-        yield Retriever(conn, embedder, **options)
-    finally:
+        text_conn = warehouse_connection(settings, autocommit=True)
+    except Exception:
         conn.close()
+        raise
+    return Retriever(conn, embedder, text_conn=text_conn, **options)

@@ -122,26 +122,22 @@ class RagService:
     def retriever(self):
         """The retriever on a live connection; a broken one is replaced (Postgres came back)."""
         from twin.rag.rerank import default_reranker
-        from twin.rag.retrieve import Retriever
-        from twin.store.warehouse import warehouse_connection
+        from twin.rag.retrieve import connect_retriever
 
         current = self._retriever
-        if current is not None and not (current.conn.closed or current.conn.broken):
+        if current is not None and not current.broken:
             return current
         if current is not None:
-            current.conn.close()
+            current.close()
+            self._retriever = None
+        reranker = default_reranker(self.settings.rerank_model_path, encoder=self.embedder)
         try:
-            conn = warehouse_connection(self.settings, autocommit=True)
+            self._retriever = connect_retriever(self.settings, self.embedder, reranker=reranker)
         except Exception as exc:
             raise RetrievalUnavailable(
                 "retrieval unavailable: the warehouse (Postgres) cannot be reached "
                 f"({type(exc).__name__})"
             ) from None
-        self._retriever = Retriever(
-            conn,
-            self.embedder,
-            reranker=default_reranker(self.settings.rerank_model_path, encoder=self.embedder),
-        )
         return self._retriever
 
     # --- one request ----------------------------------------------------------------------------
@@ -360,7 +356,7 @@ class RagService:
         self.shadow_pool.shutdown(wait=True, cancel_futures=False)
         self.writer.close()
         if self._retriever is not None:
-            self._retriever.conn.close()
+            self._retriever.close()
 
 
 def _limits(settings: Settings):

@@ -25,6 +25,7 @@ It prints the build times, then:
    model is available), so this is the database work.
 
     python benchmarks/retrieval.py [--rows 100000] [--queries 200] [--scale 1] [--keep]
+                                   [--reuse DATABASE] [--write-order pipeline|document-id]
 
 `--scale` multiplies `--rows` (10 for a million chunks).
 """
@@ -189,12 +190,32 @@ def timed(label: str, fn, *args) -> float:
     return seconds
 
 
-def build_index(conn: psycopg.Connection, corpus: Corpus) -> IndexVersion:
-    """The corpus loaded and indexed exactly as the feature pipeline does it, then activated."""
+def build_index(conn: psycopg.Connection, corpus: Corpus, write_order: str) -> IndexVersion:
+    """The corpus loaded and indexed exactly as the feature pipeline does it, then activated.
+
+    `write_order` "pipeline" writes the rows as the pipeline does (by author and platform,
+    `twin.features.pipeline._in_write_order`); "document-id" as it did before (by document id,
+    a hash: no order of authors). The rows are the same either way.
+    """
     register_vector(conn)
     version = ensure_index_version(conn, "synthetic-384", DIM, "bench")
-    rows = (ChunkRow(*corpus.row(i)) for i in range(corpus.rows))
-    timed("binary COPY (with generated tsvector)", copy_chunks, conn, version.table, rows)
+
+    rows: list[ChunkRow] = []
+
+    def make() -> None:
+        rows.extend(ChunkRow(*corpus.row(i)) for i in range(corpus.rows))  # the same texts
+        if write_order == "pipeline":
+            rows.sort(key=lambda r: (r.author, r.platform, r.document_id, r.chunk_index))
+
+    timed("synthetic rows made (not part of the build)", make)
+    timed(
+        f"binary COPY, {write_order} order (with generated tsvector)",
+        copy_chunks,
+        conn,
+        version.table,
+        rows,
+    )
+    rows.clear()
     conn.execute("set max_parallel_maintenance_workers = 1")
     timed("HNSW m=16 ef_construction=64 + GIN on tsv", ensure_search_indexes, conn, version)
     timed("analyze", conn.execute, sql.SQL("analyze {}").format(version.table))
@@ -334,7 +355,7 @@ def bench_hybrid(
     print(
         f"\n3. Retriever.search: hybrid + MMR rerank, k={K}, author + platform filters "
         "(after 20 warm-up queries), full text after dense on one connection (baseline) and "
-        "beside it on a second, alternating query by query"
+        "beside it on a second, alternating query by query (each first on every other query)"
     )
     encoder = PrecomputedEncoder()
     # MMR, as the figures in twin/rag/README.md were measured (the default embeds sentence
@@ -348,10 +369,14 @@ def bench_hybrid(
         one.search(text, K, filters=flt, self_query=False)
         two.search(text, K, filters=flt, self_query=False)
     runs: dict[str, list] = {"one connection": [], "two connections": []}
-    for text, vector, (author, platform) in zip(texts, queries, filters, strict=True):
+    for i, (text, vector, (author, platform)) in enumerate(
+        zip(texts, queries, filters, strict=True)
+    ):
         flt = SearchFilters(author=author, platforms=[platform])
         encoder.vector = vector
-        for name, retriever in (("one connection", one), ("two connections", two)):
+        pair = [("one connection", one), ("two connections", two)]
+        # each goes first on every other query: the second finds the pages the first read
+        for name, retriever in pair if i % 2 == 0 else pair[::-1]:
             start = time.perf_counter()
             passages = retriever.search(text, K, filters=flt, self_query=False)
             elapsed = (time.perf_counter() - start) * 1000
@@ -436,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse", metavar="DATABASE", help="measure a database an earlier --keep run left"
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --rows")
+    parser.add_argument(
+        "--write-order",
+        choices=("pipeline", "document-id"),
+        default="pipeline",
+        help="row order of the load: the feature pipeline's (author, platform) or by document id",
+    )
     args = parser.parse_args(argv)
     args.rows = max(1, round(args.rows * args.scale))
     if not args.dsn:
@@ -450,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         corpus = Corpus(args.rows)  # the same seed: the same chunks and queries on --reuse
         if not args.reuse:
-            build_index(conn, corpus)
+            build_index(conn, corpus, args.write_order)
         register_vector(conn)
         size = conn.execute(
             "select pg_size_pretty(pg_total_relation_size(%s::regclass))",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -288,3 +289,42 @@ def test_a_model_switch_builds_a_new_version_and_swaps_atomically(
     assert report["dropped_versions"] == [new.version_id]
     assert report["rows"] == old_rows
     assert any(name.endswith("_embedding_hnsw") for name in report["sizes_bytes"])
+
+
+def test_a_version_built_in_one_pass_keeps_each_author_and_platform_together(
+    stack_settings: Settings,
+) -> None:
+    """Two authors whose document ids interleave: the rows land grouped by (author, platform),
+    the filter every search applies, not in id order (a page per chunk for a filtered scan)."""
+    with (
+        sample_marts(stack_settings, "featorder") as settings,
+        warehouse_connection(settings, autocommit=True) as conn,
+    ):
+        conn.execute(
+            "insert into marts.documents select document_id || '~b', 'Second Author', "
+            "platform, document_kind, title, url || '~b', published_at, word_count, "
+            "language, body, clean_hash, updated_at from marts.documents"
+        )
+        ids = [r[0] for r in conn.execute("select document_id from marts.documents")]
+        authors = dict(conn.execute("select document_id, author from marts.documents"))
+        in_id_order = [authors[d] for d in sorted(ids)]
+        assert sum(a != b for a, b in itertools.pairwise(in_id_order)) > 50  # ids interleave
+
+        result = sync_features(
+            settings, embedder=HashingEmbedder(), document_batch=16, progress=False
+        )
+        assert result.activated and not result.failures
+
+        table = vectors.active_version(conn).table
+
+        def runs(order: str) -> int:
+            """Stretches of one (author, platform) in the table read in `order`."""
+            stored = conn.execute(
+                sql.SQL("select author, platform from {t} order by " + order).format(t=table)
+            ).fetchall()
+            return 1 + sum(a != b for a, b in itertools.pairwise(stored))
+
+        # Rows of a later batch may fill the free space of an earlier batch's last pages, so the
+        # 10 groups are not perfectly contiguous; in id order every document is a run of its own.
+        by_id, on_disk = runs("document_id, chunk_index"), runs("ctid")
+        assert by_id == 134 and on_disk <= 60, (on_disk, by_id)

@@ -96,18 +96,23 @@ def crawl_items(
         shared, known_validators=lambda urls: {u: known[u] for u in urls if u in known}
     )
     workers = max(1, min(shared.max_workers, len(items)))
+    urls: set[str] = set()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool:
             for part in pool.map(run, items):
-                merge_outcome(merged, part)
+                merge_outcome(merged, part, urls)
     finally:
         crawler.ctx = shared
     return merged
 
 
-def merge_outcome(into: CrawlOutcome, part: CrawlOutcome) -> None:
-    """Add `part` to `into`; a document whose URL `into` already holds is not added twice."""
-    have = {d.url for d in into.documents}
+def merge_outcome(into: CrawlOutcome, part: CrawlOutcome, urls: set[str] | None = None) -> None:
+    """Add `part` to `into`; a document whose URL `into` already holds is not added twice.
+
+    `urls`, when given, is the set of `into`'s document URLs, kept up to date across calls (so
+    merging many parts is linear rather than quadratic).
+    """
+    have = {d.url for d in into.documents} if urls is None else urls
     for doc in part.documents:
         if doc.url not in have:
             into.documents.append(doc)

@@ -25,6 +25,14 @@ class MartEntry:
     document_id: str
     clean_hash: str
     meta_hash: str
+    author: str = ""
+    platform: str = ""
+
+    @property
+    def write_order(self) -> tuple[str, str, str]:
+        """Where the document's chunks go in a chunk table written in one pass: by author and
+        platform, the columns of the searches' filters (see `twin.features.pipeline`)."""
+        return (self.author, self.platform, self.document_id)
 
 
 def require_marts(conn: psycopg.Connection) -> None:
@@ -78,6 +86,8 @@ def mart_entries(
             r[0],
             r[1] if r[8] is None else hashlib.sha256(f"{r[1]}:{r[8]}".encode()).hexdigest(),
             meta_hash(r[2], r[3], r[4], r[5], r[6], r[7]),
+            r[2],
+            r[3],
         )
         for r in rows
     }

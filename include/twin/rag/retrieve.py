@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -391,20 +392,15 @@ class Retriever:
         return rankings
 
     def _start_text_side(
-        self,
-        variants: list[str],
-        n: int,
-        filters: SearchFilters | None,
-        min_terms: int,
-        trace: SearchTrace,
+        self, rankings: Callable[[], list[list[Passage]]]
     ) -> Future[list[list[Passage]]] | None:
-        """The full-text rankings started on `text_conn` in a thread; None without one."""
+        """`rankings` (the full-text side) started on `text_conn`'s thread; None without one."""
         if self.text_conn is None:
             return None
         if self._text_side is None:
             self._text_side = ThreadPoolExecutor(1, thread_name_prefix="twin-fulltext")
         self.columns  # noqa: B018 (read here, on `conn`, before the thread needs it)
-        return self._text_side.submit(self._text_rankings, variants, n, filters, min_terms, trace)
+        return self._text_side.submit(rankings)
 
     # --- the search -------------------------------------------------------------------------------
 
@@ -452,11 +448,8 @@ class Retriever:
         # Beside dense results, a chunk sharing one word with a long question is noise that RRF
         # would still reward; alone, full-text keeps every match.
         min_terms = self.hybrid_min_terms if mode == "hybrid" else 1
-        text_side = (
-            self._start_text_side(variants, n, merged, min_terms, trace)
-            if mode == "hybrid"
-            else None
-        )
+        text_rankings = partial(self._text_rankings, variants, n, merged, min_terms, trace)
+        text_side = self._start_text_side(text_rankings) if mode == "hybrid" else None
         rankings: list[list[Passage]] = []
         try:
             need_vectors = mode != "fulltext" or rerank
@@ -477,10 +470,10 @@ class Retriever:
             if text_side is not None:
                 wait([text_side])  # the thread is done with `text_conn` before this raises
             raise
-        text_rankings = text_side.result() if text_side is not None else None
-        if text_rankings is None and mode in ("hybrid", "fulltext"):
-            text_rankings = self._text_rankings(variants, n, merged, min_terms, trace)
-        rankings.extend(text_rankings or [])
+        if text_side is not None:
+            rankings.extend(text_side.result())
+        elif mode in ("hybrid", "fulltext"):
+            rankings.extend(text_rankings())
 
         start = time.perf_counter()
         candidates = self._fuse(rankings, mode, query_vector)

@@ -88,6 +88,7 @@ class RagService:
         self._shadow_slots = threading.BoundedSemaphore(SHADOW_BACKLOG)
         self.shadow_skipped = 0
         self._retriever = None
+        self._reranker = None  # built once, kept across reconnects
         self._tokenizers: dict[int, Any] = {}
         self._routing: tuple[str | None, dict[str, Any]] = (None, {})
         self._lock = threading.Lock()
@@ -130,9 +131,14 @@ class RagService:
         if current is not None:
             current.close()
             self._retriever = None
-        reranker = default_reranker(self.settings.rerank_model_path, encoder=self.embedder)
+        if self._reranker is None:
+            self._reranker = default_reranker(
+                self.settings.rerank_model_path, encoder=self.embedder
+            )
         try:
-            self._retriever = connect_retriever(self.settings, self.embedder, reranker=reranker)
+            self._retriever = connect_retriever(
+                self.settings, self.embedder, reranker=self._reranker
+            )
         except Exception as exc:
             raise RetrievalUnavailable(
                 "retrieval unavailable: the warehouse (Postgres) cannot be reached "

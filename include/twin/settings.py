@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     deploy_ks_alpha: float = Field(default=0.01, gt=0, lt=1)  # answer-length KS test
     deploy_max_style_drop: float = Field(default=0.1, ge=0, le=2)  # vs the champion's similarity
     deploy_max_latency_p95_ratio: float = Field(default=2.0, gt=0)
+    # latency fails only when the challenger is also slower pair after pair at this significance
+    # (1: the p95 budget alone decides)
+    deploy_latency_alpha: float = Field(default=0.05, gt=0, le=1)
     deploy_max_error_rate: float = Field(default=0.02, ge=0, le=1)
     deploy_max_guardrail_rate: float = Field(default=0.05, ge=0, le=1)  # above the champion's
     # absolute floors on a version's own answers, first deployment or not

@@ -202,16 +202,12 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
         shutil.rmtree(home, ignore_errors=True)
 
 
-# The slow challenger (a wider model) measured 1.6x the champion's p95 on an idle machine and
-# 4.8x on a loaded one: it is judged against a 1.3x latency budget, so the check trips on both.
-# The identical challenger (the same weights) measured 2.01x and 2.12x in full-suite runs on 2
-# cores, above the default 2.0 budget: its mirrored requests run while the client's next request
-# holds the CPU. Its tests are about promotion and what clients see, so it gets 3x; the latency
-# check itself is the slow challenger's test.
-LATENCY_BUDGET = {
-    "slow": {"max_latency_p95_ratio": 1.3},
-    "second": {"max_latency_p95_ratio": 3.0},
-}
+# The slow challenger (a wider model) measured 2.35x the champion's p95 over side-by-side replayed
+# pairs, slower in all 8 (signed-rank p 0.0039), with the client loop running: it is judged
+# against a 1.3x budget. The identical challenger keeps the default budget (2.0): on a busy host
+# its mirrored pairs reached 2.0-3.7x at p95 in suite runs through a few requests stuck behind the
+# client's next one; the paired test found it no slower (p 0.47 and 0.76 in two runs).
+LATENCY_BUDGET = {"slow": {"max_latency_p95_ratio": 1.3}}
 
 
 def deployment(env: Env, label: str) -> Deployment:

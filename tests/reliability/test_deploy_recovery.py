@@ -194,7 +194,7 @@ def test_retry_restarts_a_rolled_back_deployment(env: Env) -> None:
 
     name = env.settings.registered_model
     version = env.versions["retried"]
-    rolled = judge(env, deployment(env, "retried", max_latency_p95_ratio=0.01))
+    rolled = judge(env, deployment(env, "retried", max_latency_p95_ratio=0.01, latency_alpha=1.0))
     assert rolled.state == "rolled_back" and "latency" in rolled.reason
     runner = CliRunner()
 

@@ -108,7 +108,27 @@ def test_ten_times_slower_challenger_fails_latency_only(embed, author) -> None:
 
     print("slow figures", report.figures)
     assert failed == {"latency"}
-    assert report.figures["latency_p95_ratio"] > 5
+    assert report.figures["latency_p95_ratio"] > 5 and report.figures["latency_p_value"] < 0.01
+
+
+def test_a_few_stuck_requests_do_not_fail_latency_unless_the_budget_alone_decides(
+    embed, author
+) -> None:
+    """Two challenger requests queued behind other work lift a p95 over 50 pairs past the 2.0
+    budget; the challenger is not slower pair after pair, so latency passes; with alpha 1 the
+    budget alone decides and it fails."""
+    stuck = [
+        replace(p, challenger_latency_ms=p.challenger_latency_ms * 20) if i < 3 else p
+        for i, p in enumerate(pairs(answers(9, 50)))
+    ]
+    judged = evaluate_shadow(stuck, Thresholds(min_samples=40), embed, author)
+    strict = evaluate_shadow(stuck, Thresholds(min_samples=40, latency_alpha=1.0), embed, author)
+
+    print("stuck figures", judged.figures)
+    assert judged.figures["latency_p95_ratio"] > 2.0
+    assert judged.figures["latency_p_value"] > 0.05
+    assert judged.passed, judged.reason
+    assert {c.name for c in strict.checks if not c.passed} == {"latency"}
 
 
 def test_terse_challenger_fails_the_length_test(embed, author) -> None:

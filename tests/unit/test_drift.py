@@ -97,6 +97,28 @@ def test_latency_ratio_and_rates() -> None:
     assert drift.rate([]) == 0.0
 
 
+def test_slower_test_needs_pair_after_pair_not_one_outlier(rng) -> None:
+    base = rng.gamma(4.0, 50.0, size=12)
+    noise = rng.lognormal(0.0, 0.3, size=12)
+    assert drift.slower_test(base, base * 1.5 * noise) < 0.01  # slower in nearly every pair
+    alike = base * noise
+    outliers = alike.copy()
+    outliers[:2] *= 20  # two requests stuck behind other work
+    assert drift.p95_ratio(base, outliers) > 2.0
+    assert drift.slower_test(base, outliers) > 0.05
+    assert drift.slower_test(base, base) == 1.0  # no pair differs
+    assert drift.slower_test(base * 2, base) > 0.99  # faster every time
+
+
+def test_slower_test_rejects_unpaired_or_empty_samples() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        drift.slower_test([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="paired"):
+        drift.slower_test([], [])
+    with pytest.raises(ValueError, match="positive"):
+        drift.slower_test([0.0, 2.0], [1.0, 2.0])
+
+
 def test_centroid_cosine() -> None:
     a = np.array([[1.0, 0.0], [0.9, 0.1]])
     b = np.array([[0.0, 1.0], [0.1, 0.9]])

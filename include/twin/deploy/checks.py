@@ -39,6 +39,7 @@ class Thresholds(BaseModel):
     ks_alpha: float = _deploy_setting("ks_alpha")
     max_style_drop: float = _deploy_setting("max_style_drop")
     max_latency_p95_ratio: float = _deploy_setting("max_latency_p95_ratio")
+    latency_alpha: float = _deploy_setting("latency_alpha")
     max_error_rate: float = _deploy_setting("max_error_rate")
     max_guardrail_rate: float = _deploy_setting("max_guardrail_rate")
     max_empty_rate: float = _deploy_setting("max_empty_rate")
@@ -46,7 +47,7 @@ class Thresholds(BaseModel):
     first_questions: int = _deploy_setting("first_questions")
     permutations: int = Field(default=500, ge=1, le=10_000)
     # absolute: the challenger's mean repeated word 4-gram rate, whatever the champion's
-    max_loop_rate: float = Field(default=0.1, ge=0, le=1)
+    max_loop_rate: float = _deploy_setting("max_loop_rate")
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Thresholds:
@@ -231,24 +232,32 @@ def _empty(answers: Sequence[str], t: Thresholds) -> CheckResult:
 
 
 def _latency(pairs: Sequence[ShadowPair], t: Thresholds) -> CheckResult:
+    """Fails when the challenger's p95 is over budget against the champion's and it is slower
+    pair after pair (paired signed-rank test below `latency_alpha`; 1: the budget alone): one or
+    two slow requests on a busy host lift a p95 of a few dozen samples without making a version
+    slower."""
     timed = [
         (p.champion_latency_ms, p.challenger_latency_ms)
         for p in pairs
-        if p.champion_latency_ms is not None and p.challenger_latency_ms is not None
+        if p.champion_latency_ms and p.challenger_latency_ms
     ]
     if not timed:
         return CheckResult("latency", False, {"latency_p95_ratio": None}, "no timed pairs")
     champion, challenger = zip(*timed, strict=True)
     ratio = drift.p95_ratio(champion, challenger)
+    p_value = drift.slower_test(champion, challenger)
+    slower = t.latency_alpha >= 1 or p_value < t.latency_alpha
     return CheckResult(
         "latency",
-        ratio <= t.max_latency_p95_ratio,
+        ratio <= t.max_latency_p95_ratio or not slower,
         {
             "latency_p95_ratio": _round(ratio),
+            "latency_p_value": _round(p_value),
             "champion_p95_ms": _round(drift.p95(champion)),
             "challenger_p95_ms": _round(drift.p95(challenger)),
         },
-        f"p95 latency ratio {ratio:.2f} (max {t.max_latency_p95_ratio})",
+        f"p95 latency ratio {ratio:.2f} (max {t.max_latency_p95_ratio}), slower pair after pair "
+        f"p {p_value:.4f} (fails below {t.latency_alpha})",
     )
 
 

@@ -28,6 +28,7 @@ COLUMNS = {
     "length_ks_p_value": "len KS p",
     "style_similarity": "style",
     "latency_p95_ratio": "p95 ratio",
+    "latency_p_value": "slower p",
     "error_rate": "errors",
     "guardrail_rate": "guardrails",
     "empty_rate": "empty",

@@ -7,6 +7,8 @@
 - `ks_test`: the two-sample Kolmogorov-Smirnov test (answer lengths);
 - `psi`: the population stability index over ten buckets cut at the reference's deciles;
 - `p95_ratio`, `rate`: latency and error/violation figures;
+- `slower_test`: the one-sided Wilcoxon signed-rank test that paired latencies of one side are
+  longer than the other's (on log latencies, so a ratio counts the same at any speed);
 - `centroid_cosine`: style similarity, the cosine between two embedding centroids.
 """
 
@@ -175,6 +177,24 @@ def p95_ratio(baseline: Sequence[float], current: Sequence[float]) -> float:
     """p95 of `current` over p95 of `baseline` (2.0: twice as slow at the tail)."""
     base = p95(baseline)
     return p95(current) / base if base > 0 else float("inf")
+
+
+def slower_test(baseline: Sequence[float], current: Sequence[float]) -> float:
+    """p-value of the one-sided Wilcoxon signed-rank test that each `current` latency is longer
+    than its paired `baseline` one (scipy; log ratios, equal pairs left out). 1.0 when no pair
+    differs. Small: `current` is slower pair after pair, not in one or two outliers."""
+    from scipy.stats import wilcoxon
+
+    a = np.asarray(baseline, dtype=np.float64)
+    b = np.asarray(current, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"slower_test needs paired samples, got {a.size} and {b.size} values")
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError("slower_test needs positive latencies")
+    differences = np.log(b) - np.log(a)
+    if not np.any(differences):
+        return 1.0
+    return float(wilcoxon(differences, alternative="greater").pvalue)
 
 
 def rate(flags: Sequence[bool]) -> float:

@@ -30,6 +30,7 @@ THRESHOLDS = (
     "ks_alpha",
     "max_style_drop",
     "max_latency_p95_ratio",
+    "latency_alpha",
     "max_error_rate",
     "max_guardrail_rate",
 )
@@ -120,6 +121,13 @@ DeployParams = create_model(
         "Max p95 latency ratio",
         "Highest challenger/champion ratio of p95 latency on shadow pairs; 2.0 allows twice "
         "as slow.",
+    ),
+    latency_alpha=_setting(
+        "deploy_latency_alpha",
+        "Latency alpha",
+        "Over the p95 budget, the challenger fails only if a paired signed-rank test finds it "
+        "slower pair after pair with a p-value below this (above 0, at most 1; 1: the p95 "
+        "budget alone decides).",
     ),
     max_error_rate=_setting(
         "deploy_max_error_rate",

@@ -397,6 +397,7 @@ def eval_retrieval(
                 f"[red]error:[/] invalid question set {escape(str(questions))}: {escape(first)}"
             )
             raise typer.Exit(2) from err
+    quiet_model_loading()
     try:
         result = run_retrieval_eval(load_settings(), path=questions, author=author)
     except LookupError as err:

@@ -20,6 +20,7 @@ from psycopg import sql
 from sample_author.questions import PARAPHRASES, QUESTIONS
 from twin.rag.evaluate import CONFIGS, evaluate_labelled_set, load_questions
 from twin.rag.query import SearchFilters
+from twin.rag.rerank import WindowReranker
 from twin.rag.retrieve import Retriever
 from twin.rag.tasks import RetrievalQualityError, check_retrieval_gate
 from twin.settings import Settings
@@ -296,3 +297,55 @@ def test_the_full_text_side_on_its_own_connection_finds_the_same_passages(
             assert any("<=>" in q for q in conn.statements), question
         beside.close()
         assert conn.closed and text_conn.closed and beside.broken
+
+
+class CountingEncoder:
+    """The session's embedder, counting the texts each `encode` call is given."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.texts: list[str] = []
+
+    def encode(self, texts, *args, **kwargs):
+        self.texts.extend(texts)
+        return self.embedder.encode(texts, *args, **kwargs)
+
+
+def test_a_question_asked_in_every_mode_is_embedded_once(chunk_store: ChunkStore) -> None:
+    """What the retrieval gate does: each question searched per configuration. The question is
+    encoded once (the sentence windows are the reranker's, on the embedder itself); every mode
+    finds what a retriever that never saw the question finds."""
+    questions = [q.question for q in load_questions(PARAPHRASES).questions[:6]]
+    with psycopg.connect(chunk_store.dsn, autocommit=True) as conn:
+        counting = CountingEncoder(chunk_store.embedder)
+        windows = WindowReranker(chunk_store.embedder)
+        cached = Retriever(conn, counting, reranker=windows)
+        for config in CONFIGS:
+            for question in questions:
+                fresh = Retriever(conn, chunk_store.embedder, reranker=windows)
+                expected = fresh.search(question, 5, mode=config.mode, rerank=config.rerank)
+                found = cached.search(question, 5, mode=config.mode, rerank=config.rerank)
+                assert [p.chunk_id for p in found] == [p.chunk_id for p in expected], (
+                    config.name,
+                    question,
+                )
+                assert [round(p.score, 6) for p in found] == [
+                    round(p.score, 6) for p in expected
+                ], (config.name, question)
+    assert sorted(counting.texts) == sorted(questions), counting.texts
+
+
+def test_more_texts_than_the_cache_holds_are_embedded_in_one_call(
+    chunk_store: ChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call may name more texts than the question cache keeps: each gets its own vector."""
+    import twin.rag.retrieve as retrieve
+
+    monkeypatch.setattr(retrieve, "QUERY_CACHE_SIZE", 2)
+    texts = ["the Tuesday test", "idempotent pipelines", "LoRA rank", "the Tuesday test"]
+    with psycopg.connect(chunk_store.dsn, autocommit=True) as conn:
+        vectors = Retriever(conn, chunk_store.embedder).embed(texts)
+        alone = [Retriever(conn, chunk_store.embedder).embed([t])[0] for t in texts]
+    assert vectors.shape[0] == len(texts)
+    for got, expected in zip(vectors, alone, strict=True):
+        assert float(got @ expected) > 0.999

@@ -61,6 +61,13 @@ def utc(*parts: int) -> datetime:
         ),
         ("Anything on evaluation in my articles?", [], ["article"], "Anything on evaluation?"),
         ("How do I tune an HNSW index?", [], [], "How do I tune an HNSW index?"),
+        # one author's newsletter name is another author's topic
+        (
+            "Why is the boring pipeline the one you can rerun?",
+            [],
+            [],
+            "Why is the boring pipeline the one you can rerun?",
+        ),
     ],
 )
 def test_platforms_and_kinds_are_extracted_and_removed(

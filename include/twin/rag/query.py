@@ -4,8 +4,9 @@
 for ("What did I say about LoRA?") and filters (platform medium, published in 2024) that retrieval
 pushes into SQL. The rules are deliberately small and predictable:
 
-- platforms: "Medium", "LinkedIn", "Substack" / "in my newsletter" / "The Boring Pipeline",
-  "on GitHub" / "in the repo" / "in my code", "on my blog" / "blog posts";
+- platforms: "Medium", "LinkedIn", "Substack" / "in my newsletter", "on GitHub" / "in the repo" /
+  "in my code", "on my blog" / "blog posts" (a publication's own name, which only its author's
+  data knows, stays in the text, where hybrid search matches it);
 - document kinds: "LinkedIn posts" / "LinkedIn articles" (LinkedIn is the one platform with both),
   "in my articles" (article), "in my posts" (post), "in my repositories" (repository); a kind word
   after a single-kind platform ("Medium posts" are articles) is read as part of the platform name;
@@ -142,7 +143,7 @@ def _drop_platform(match: re.Match[str]) -> str:
 _PLATFORM_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("linkedin", _platform_rule(r"linked\s?-?in(?:\s+pulse)?")),
     ("medium", _platform_rule(r"medium")),
-    ("substack", _platform_rule(r"(?:substack|the\s+boring\s+pipeline)")),
+    ("substack", _platform_rule(r"substack")),
     (
         "substack",
         re.compile(

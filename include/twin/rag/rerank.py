@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+from cachetools import LRUCache
 
 if TYPE_CHECKING:
     from twin.rag.passages import Passage, TextEncoder
@@ -233,8 +233,7 @@ class WindowReranker:
         self.window = window
         self.weight = weight
         self.depth = depth
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._cache: LRUCache[tuple[str, int], np.ndarray] = LRUCache(cache_size)
         self._lock = threading.Lock()
 
     def window_vectors(self, passages: Sequence[Passage]) -> list[np.ndarray]:
@@ -244,7 +243,6 @@ class WindowReranker:
         with self._lock:
             for key in keys:
                 if key in self._cache:
-                    self._cache.move_to_end(key)
                     found[key] = self._cache[key]
         texts = {
             key: sentence_windows(p.content, self.window)
@@ -261,8 +259,6 @@ class WindowReranker:
             with self._lock:
                 for key in texts:
                     self._cache[key] = found[key]
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
         return [found[key] for key in keys]
 
     def rerank(

@@ -205,6 +205,35 @@ def test_postgres_outage_gives_a_clear_error_then_recovers(rag: Settings, stack_
     assert wait_for_log(rag, before + 3) >= before + 3
 
 
+def test_an_instance_warms_its_retriever_and_the_champions_tokenizer_before_serving(
+    rag: Settings, served_llm
+) -> None:
+    """What twin_rag's initialize builds before Triton calls an instance ready; a warehouse it
+    cannot reach leaves retrieval to the first request instead of failing the load."""
+    from twin.serving.rag_service import RagService
+
+    def no_generation(*_):
+        raise AssertionError("warming up generates nothing")
+
+    service = RagService(rag, no_generation)
+    try:
+        done = service.warm_up()
+        assert set(done) == {"retrieval", "tokenizer"}, done
+        assert service._retriever is not None and not service._retriever.broken
+        assert set(service._tokenizers) == {served_llm[1]}
+    finally:
+        service.close()
+    unreachable = rag.model_copy(
+        update={"warehouse_dsn": "postgresql://twin@127.0.0.1:9/twin", "service_timeout_s": 2.0}
+    )
+    service = RagService(unreachable, no_generation)
+    try:
+        assert set(service.warm_up()) == {"tokenizer"}
+        assert service._retriever is None
+    finally:
+        service.close()
+
+
 def test_shadow_version_gets_a_mirrored_share_off_the_request_path(
     rag: Settings,
     served_llm,
@@ -265,23 +294,35 @@ def test_twin_ask_reports_a_refused_question(rag: Settings, author: str) -> None
     assert f"unknown author {author!r}" in " ".join(result.output.split())
 
 
-def test_twin_search_prints_passages_without_a_loading_bar(rag: Settings) -> None:
+@pytest.mark.parametrize("command", ["search", "eval retrieval"])
+def test_commands_that_embed_print_no_loading_bar(rag: Settings, command: str, tmp_path) -> None:
     """The embedding model loads without transformers' "Loading weights" bar: the command's
-    output (stdout and stderr) is its passages."""
+    output (stdout and stderr) is its passages, or its evaluation table."""
     import os
     import subprocess
     import sys
 
+    import yaml
+
+    from sample_author.questions import QUESTIONS
+
+    if command == "search":
+        args, expected = ["search", "What is the Tuesday test?", "--k", "2"], "tuesday-test"
+    else:
+        two = yaml.safe_load(QUESTIONS.read_text())
+        two["questions"] = two["questions"][:2]
+        (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+        args, expected = ["eval", "retrieval", "--questions", str(tmp_path / "two.yaml")], "hybrid"
     env = {**os.environ, "WAREHOUSE_DSN": rag.require("warehouse_dsn"), "COLUMNS": "200"}
     result = subprocess.run(
-        [sys.executable, "-m", "twin.cli", "search", "What is the Tuesday test?", "--k", "2"],
+        [sys.executable, "-m", "twin.cli", *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "tuesday-test" in result.stdout
+    assert expected in result.stdout, result.stdout
     for output in (result.stdout, result.stderr):
         assert "Loading weights" not in output and "it/s]" not in output, output
 

@@ -146,6 +146,44 @@ class RagService:
             ) from None
         return self._retriever
 
+    def warm_up(self) -> dict[str, float]:
+        """Build what the first requests would otherwise wait for, before Triton calls this
+        instance ready: the retriever (warehouse connection, reranker) and one search, which
+        loads the embedding model, then the champion's tokenizer. Best effort: what fails here
+        (the warehouse down, no champion yet) is built by the request that needs it, or refused
+        there with its own clear error. Each step's seconds."""
+        done: dict[str, float] = {}
+
+        def search() -> None:
+            with self._lock:
+                try:
+                    self.retriever().search("warm up", 1)
+                except Exception:  # a half-made connection is not kept: the request reconnects
+                    if self._retriever is not None:
+                        self._retriever.close()
+                        self._retriever = None
+                    raise
+
+        def tokenizer() -> None:
+            champion = self.routing().get("champion")
+            if champion is not None:
+                self.tokenizer(int(champion))
+
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("retrieval", search),
+            ("tokenizer", tokenizer),
+        ]
+        for name, work in steps:
+            clock = time.perf_counter()
+            try:
+                work()
+            except Exception as exc:  # the first request that needs it retries and reports
+                log.warning("twin_rag warm-up: %s left to the first request (%s)", name, exc)
+                continue
+            done[name] = round(time.perf_counter() - clock, 3)
+        log.info("twin_rag warm-up: %s", done)
+        return done
+
     # --- one request ----------------------------------------------------------------------------
 
     def answer(

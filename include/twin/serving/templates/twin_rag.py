@@ -28,6 +28,7 @@ class TritonPythonModel:
         settings = Settings(**json.loads((here / "settings.json").read_text()))
         self.names = llm_tensors(settings.serving_llm_backend)
         self.service = RagService(settings, self._generate)
+        self.service.warm_up()
 
     def _generate(self, version, prompt, max_tokens):
         """BLS call to the LLM that serves `version` (Python backend or the version's TensorRT-LLM

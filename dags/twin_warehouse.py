@@ -53,7 +53,8 @@ EXECUTION = ExecutionConfig(
 
 
 def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGroup:
-    """One Cosmos task group: each selected model, and its tests, as Airflow tasks."""
+    """One Cosmos task group: each selected model (and, as `tests` says, its tests) as Airflow
+    tasks."""
     return DbtTaskGroup(
         group_id=group_id,
         project_config=PROJECT,
@@ -63,6 +64,8 @@ def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGro
             load_method=LoadMode.DBT_MANIFEST,
             select=[f"tag:{t}" for t in tags],
             test_behavior=tests,
+            # a test of two models (a relationship) runs once both are built, as a task of its own
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
         operator_args={"install_deps": False, "env": DBT_ENV, "append_env": True},
@@ -83,7 +86,9 @@ def dbt_group(group_id: str, tags: list[str], tests: TestBehavior) -> DbtTaskGro
 def twin_warehouse():
     load = task(tasks.extract_load)()
     raw_checked = task(tasks.raw_gate, retries=0)()
-    transform = dbt_group("transform", ["staging", "intermediate"], TestBehavior.AFTER_EACH)
+    # Each model and its own tests in one `dbt build` task: a failing test fails its model's task
+    # and stops everything downstream, at one dbt start per model instead of two.
+    transform = dbt_group("transform", ["staging", "intermediate"], TestBehavior.BUILD)
     enrichment = task(tasks.enrich)()
     # Marts tests span models (documents -> authors): they run once all marts are built.
     marts = dbt_group("marts", ["marts"], TestBehavior.AFTER_ALL)

@@ -113,10 +113,11 @@ def _cached(spec: str, digest: str, cache_dir: Path, build) -> BaseModelFolder:
         tmp.mkdir(parents=True)
         build(tmp)
         (tmp / MARKER).write_text(json.dumps({"spec": spec, "digest": digest}))
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder.is_dir() and not marker.exists():  # a copy left unfinished by an old layout
+            shutil.rmtree(folder, ignore_errors=True)
         try:
             tmp.rename(folder)
-        except OSError:  # another process finished first: keep its copy
+        except OSError:  # another process finished first: keep its copy, which may be in use
             shutil.rmtree(tmp, ignore_errors=True)
     return BaseModelFolder(spec, folder, digest)
 

@@ -44,14 +44,22 @@ def extensions_dir(settings: Settings) -> Path:
     return model_cache(settings) / "torch_extensions"
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` under a temporary name, then rename it into place: another node polling the
+    shared folder sees no file or the whole file, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def prepare_phase(config: WorkerConfig) -> Path:
     """Write the worker's configuration (and the DeepSpeed JSON it names) into its output folder."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     if config.deepspeed_config is not None:
         stage = config.params.zero_stage
-        config.deepspeed_config.write_text(json.dumps(deepspeed_config(stage), indent=2))
+        _write_whole(config.deepspeed_config, json.dumps(deepspeed_config(stage), indent=2))
     path = config.output_dir / "worker.json"
-    path.write_text(config.model_dump_json(indent=2))
+    _write_whole(path, config.model_dump_json(indent=2))
     return path
 
 
@@ -186,6 +194,8 @@ def join_run(
     skips it. Returns the phases this node trained in."""
     import time
 
+    from pydantic import ValidationError
+
     from twin.training.config import WorkerConfig
 
     joined: list[str] = []
@@ -194,11 +204,16 @@ def join_run(
         phase = phases.pop(0)
         path = folder / phase / "worker.json"
         deadline = time.monotonic() + wait_s
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"node 0 did not prepare {path} within {wait_s:.0f} s")
-            time.sleep(poll_s)
-        config = WorkerConfig.model_validate_json(path.read_text())
+        config = None
+        while config is None:
+            try:  # a shared filesystem may show a file before all of it arrived
+                config = WorkerConfig.model_validate_json(path.read_text())
+            except (FileNotFoundError, ValidationError) as err:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"node 0 did not prepare {path} within {wait_s:.0f} s ({err})"
+                    ) from None
+                time.sleep(poll_s)
         if phase == "sft" and not config.params.dpo:
             phases = []
         if config.trained_marker.exists():

@@ -65,8 +65,49 @@ def scratch_home(prefix: str) -> Path:
     return home
 
 
+# Severe lines of the scratch stack's service logs are kept in this file under the session's
+# base temp folder when the session had failures: the scratch home (logs included) is gone by
+# the time pytest prints its summary.
+FAILURE_LOG_FILE = "stack-errors.txt"
+SEVERE_MARKERS = (
+    "E1",
+    "E0",
+    "ERROR",
+    "Traceback",
+    "unhealthy",
+    "not healthy",
+    "Signal (11)",
+    "Signal (6)",
+    "Killed",
+)
+# Noise every CPU-only Triton start prints.
+LOG_NOISE = ("CudaDriverHelper", "pinned memory", "CUDA driver")
+
+
+def severe_log_lines(logs: Path, per_file: int = 25) -> list[str]:
+    """The last `per_file` error-looking lines of each service log under `logs`, prefixed with
+    the log's name."""
+    kept: list[str] = []
+    for log in sorted(logs.glob("*.log")):
+        lines = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if any(m in line for m in SEVERE_MARKERS) and not any(n in line for n in LOG_NOISE)
+        ]
+        kept += [f"{log.name}: {line[:400]}" for line in lines[-per_file:]]
+    return kept
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    kept = config._tmp_path_factory.getbasetemp() / FAILURE_LOG_FILE
+    if kept.exists():
+        terminalreporter.section("error lines of the scratch stack's service logs")
+        for line in kept.read_text().splitlines():
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
-def stack_settings() -> Iterator[Settings]:
+def stack_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings pointing at a running stack; the services this session started are stopped."""
     from twin.stack import Stack
 
@@ -84,6 +125,9 @@ def stack_settings() -> Iterator[Settings]:
             os.environ.setdefault(key, value)
         yield load_settings(home)
     finally:
+        if request.session.testsfailed and (home / "logs").is_dir():
+            base = request.config._tmp_path_factory.getbasetemp()
+            (base / FAILURE_LOG_FILE).write_text("\n".join(severe_log_lines(home / "logs")))
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
 

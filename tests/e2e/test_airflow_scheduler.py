@@ -51,6 +51,7 @@ CONNECTION_IDS = {
 }
 PHRASE = "quokka telemetry for lighthouse keepers"
 CHAIN_TIMEOUT_S = 1200
+HEARTBEAT_TIMEOUT_S = 30
 # What scheduled training runs on here: the config-built tiny model, not SmolLM2.
 TRAINING_BASE_MODEL = "tiny-llama"
 DOWNSTREAM = ("twin_warehouse", "twin_features", "twin_datasets", "twin_training", "twin_deploy")
@@ -127,6 +128,9 @@ def airflow_standalone() -> Iterator[AirflowUnderTest]:
         # the asset chain deploys right after training: no reviewer approves in between
         mp.setenv("DEPLOY_REQUIRE_APPROVAL", "false")
         mp.setenv("TWIN_MODEL_CACHE", str(shared_model_cache()))
+        # A killed worker's task fails after 30 s without a heartbeat (the stack's 90 s is for a
+        # busy team's workers); the supervisor beats every few seconds, so live tasks keep theirs.
+        mp.setenv("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", str(HEARTBEAT_TIMEOUT_S))
         stack = Stack(
             home,
             ("postgres", "mongo", "triton", "mlflow", "sample", "airflow"),

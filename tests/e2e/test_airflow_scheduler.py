@@ -112,6 +112,26 @@ class AirflowUnderTest:
         resp.raise_for_status()
         return {ti["task_id"]: ti["state"] for ti in resp.json()["task_instances"]}
 
+    def failure_report(self, dag_id: str, run_id: str) -> str:
+        """The run's task states and each failed task's log tail (every try), for an assertion
+        message."""
+        instances = self.task_instances(dag_id, run_id)
+        lines = [f"{dag_id} {run_id}: { ({ti['task_id']: ti['state'] for ti in instances}) }"]
+        for ti in instances:
+            if ti["state"] not in ("failed", "upstream_failed"):
+                continue
+            lines.append(f"--- {ti['task_id']} ({ti['state']}, {ti['try_number']} tries)")
+            if ti["state"] == "upstream_failed":
+                continue
+            for attempt in range(1, max(ti["try_number"], 1) + 1):
+                resp = self.api.get(
+                    f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}",
+                    params={"full_content": True, "map_index": ti["map_index"]},
+                    headers={"Accept": "text/plain"},
+                )
+                lines.append(f"try {attempt}:\n{resp.text[-3000:]}")
+        return "\n".join(lines)
+
 
 @pytest.fixture(scope="module")
 def airflow_standalone() -> Iterator[AirflowUnderTest]:
@@ -240,10 +260,19 @@ def first_trigger(airflow_standalone, new_page) -> dict:
 
 
 def wait_asset_triggered(af: AirflowUnderTest, dag_id: str, trigger: dict) -> dict:
-    """The run of `dag_id` the chain started: started by an asset, and successful."""
+    """The run of `dag_id` the chain started: started by an asset, and successful. Once a DAG
+    before it in the chain failed, no run will come: the wait fails at once."""
+    failed = trigger.setdefault("failed", {})
+    upstream = DOWNSTREAM[: DOWNSTREAM.index(dag_id)]
+    if any(d in failed for d in upstream):
+        pytest.fail(f"{dag_id} never runs: the chain stopped at {failed}")
+    if dag_id in failed:
+        pytest.fail(failed[dag_id])
     run = af.wait_for(dag_id, trigger["known"][dag_id], CHAIN_TIMEOUT_S)
     assert run["run_type"] == "asset_triggered", run
-    assert run["state"] == "success", af.task_states(dag_id, run["dag_run_id"])
+    if run["state"] != "success":
+        failed[dag_id] = af.failure_report(dag_id, run["dag_run_id"])
+        pytest.fail(failed[dag_id])
     print(f"\ntrigger to {dag_id} success: {time.monotonic() - trigger['began']:.0f} s")
     return run
 

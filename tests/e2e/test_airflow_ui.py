@@ -120,7 +120,7 @@ def test_links_typed_in_the_form_start_a_run_that_crawls_them(
     page.close()
 
     assert run["conf"].get("blog", [])[:1] == [new_page], run["conf"]
-    assert run["state"] == "success", failure_logs(af, "twin_crawl", run["dag_run_id"])
+    assert run["state"] == "success", af.failure_report("twin_crawl", run["dag_run_id"])
     report = af.xcom("twin_crawl", run["dag_run_id"], "crawl_source", map_index=0)
     assert isinstance(report, dict) and report["new"] == 1, report
 
@@ -138,21 +138,6 @@ FORM_DAGS = (
     "twin_monitor",
 )
 MUST_SUCCEED = ("twin_crawl", "twin_datasets", "twin_training")
-
-
-def failure_logs(af: AirflowUnderTest, dag_id: str, run_id: str) -> str:
-    """Each failed task's log tail, for an assertion message."""
-    states = af.task_states(dag_id, run_id)
-    tails = [f"{dag_id} {run_id}: {states}"]
-    for task_id, state in states.items():
-        if state == "failed":
-            resp = af.api.get(
-                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
-                params={"full_content": True},
-                headers={"Accept": "text/plain"},
-            )
-            tails.append(f"--- {task_id}:\n{resp.text[-3000:]}")
-    return "\n".join(tails)
 
 
 def trigger_with_defaults(browser, af: AirflowUnderTest, dag_id: str) -> str:
@@ -219,5 +204,5 @@ def test_every_form_triggers_with_its_defaults_and_the_chain_runs_succeed(
         started[dag_id] = trigger_with_defaults(browser, af, dag_id)
         if WAIT_FOR_CHAIN and dag_id in MUST_SUCCEED:
             run = af.wait_for(dag_id, set(), CHAIN_TIMEOUT_S, run_id=started[dag_id])
-            assert run["state"] == "success", failure_logs(af, dag_id, started[dag_id])
+            assert run["state"] == "success", af.failure_report(dag_id, started[dag_id])
     assert set(started) == set(FORM_DAGS)

@@ -11,10 +11,13 @@ SmolLM2-135M-Instruct as twin_llm version 1, and prints:
    generation split and the prompt's tokens (from each answer's meta), and twin_llm's requests
    per execution meanwhile (the batches its dynamic batcher formed, from Triton's metrics);
 3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
-   reloaded): tokens/s and the gain.
+   reloaded): tokens/s and the gain;
+4. twin_rag requests/s at concurrency 4 against concurrency 1, with each Triton instance on
+   torch's default threads (one per core, every instance at once) and then on
+   `--cpu-threads` threads (`SERVING_CPU_THREADS`; twin_llm and twin_rag reloaded).
 
     python -u benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
-                                  [--context-tokens 384] [--scale 1]
+                                  [--context-tokens 384] [--cpu-threads 1] [--scale 1]
 
 `--scale` multiplies `--requests` (0.25 for a quick run).
 """
@@ -110,6 +113,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=16, help="per concurrency level")
     parser.add_argument("--rag-instances", type=int, default=4)
     parser.add_argument("--context-tokens", type=int, default=384, help="passages' budget")
+    parser.add_argument("--cpu-threads", type=int, default=1, help="section 4's threads")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --requests")
     args = parser.parse_args()
     args.requests = max(2, round(args.requests * args.scale))
@@ -242,6 +246,25 @@ def main() -> int:
                 f"   on:  {rates[True]:.1f} tok/s   off: {rates[False]:.1f} tok/s   "
                 f"gain: {rates[True] / rates[False]:.2f}x"
             )
+
+            # 4. Concurrency gain of twin_rag by torch threads per instance.
+            print("\n4. twin_rag req/s at c=4 vs c=1 by torch threads per Triton instance")
+            print("   threads   c=1 req/s   c=4 req/s   c=4 / c=1")
+            for threads in (0, args.cpu_threads):
+                variant = settings.model_copy(update={"serving_cpu_threads": threads})
+                write_llm_configs(variant, [1])
+                load_versions(variant, [], stream=False)
+                load_rag(variant)
+                run_concurrent(lambda q: ask(settings, q), warm, args.rag_instances)
+                rate = {}
+                for concurrency in (1, 4):
+                    n = max(4, args.requests // 2)
+                    items = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+                    _, wall = run_concurrent(lambda q: ask(settings, q), items, concurrency)
+                    rate[concurrency] = n / wall
+                label = "default" if threads == 0 else str(threads)
+                print(f"   {label:<9} {rate[1]:>9.2f} {rate[4]:>11.2f} {rate[4] / rate[1]:>11.2f}")
+            write_llm_configs(settings, [1])
             print(f"\nrepository: {repository_path(settings) / LLM_MODEL}")
     finally:
         stack.down()

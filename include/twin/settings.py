@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     # with 2 (benchmarks/serve.py, 64 tokens), but the demo's first deployment (12 questions at
     # concurrency 8) took as long with 4 as with 2: long RAG prompts keep both cores busy
     serving_rag_instances: int = Field(default=2, ge=1, le=16)
+    # torch threads of each Triton Python-backend instance (twin_llm, twin_llm_stream, twin_rag);
+    # 0: torch's default, one per core, in every instance at once
+    serving_cpu_threads: int = Field(default=0, ge=0, le=256)
     serving_rag_k: int = Field(default=5, ge=1, le=20)
     serving_context_tokens: int = Field(default=768, gt=0)  # passages' share of the prompt
     serving_similarity_floor: float = Field(default=0.3, ge=-1.0, le=1.0)

@@ -64,6 +64,14 @@ def test_python_backend_configs_parse_and_carry_the_contract(settings: Settings)
     assert rag.instance_group[0].count == settings.serving_rag_instances
     params = {k: v.string_value for k, v in llm.parameters.items()}
     assert params["max_new_tokens"] == str(settings.serving_max_new_tokens)
+    assert params["cpu_threads"] == "0"  # torch's default unless set
+
+
+def test_cpu_threads_reach_both_llm_models(settings: Settings) -> None:
+    one = settings.model_copy(update={"serving_cpu_threads": 1})
+    for config in (llm_config(one, [1]), stream_config(one, [1])):
+        params = {k: v.string_value for k, v in parse(config).parameters.items()}
+        assert params["cpu_threads"] == "1"
 
 
 def test_every_trtllm_config_parses_with_its_folder_name(trt_repo: Path) -> None:

@@ -15,7 +15,11 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from twin.domain.devices import DevicePolicy
-from twin.serving.configs import GENERATE_WITH_PARAMETER, STREAM_GENERATIONS_PARAMETER
+from twin.serving.configs import (
+    CPU_THREADS_PARAMETER,
+    GENERATE_WITH_PARAMETER,
+    STREAM_GENERATIONS_PARAMETER,
+)
 from twin.serving.generation import load_version_generator
 from twin.serving.validation import RequestLimits
 from twin.settings import Settings
@@ -42,6 +46,15 @@ def error_response(message: str, invalid: bool = True) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
+def use_cpu_threads(threads: int) -> None:
+    """Run this instance's torch work on `threads` threads (0: leave torch's default, one per
+    core). Several instances on one host each take every core by default and contend."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_llm(args: dict[str, str]) -> tuple[RequestLimits, Any]:
     """The request limits of the model's configuration and its version's generator, on the
     device and in the dtype the configuration names (`KIND_GPU`: this instance's GPU); a version
@@ -50,6 +63,8 @@ def load_llm(args: dict[str, str]) -> tuple[RequestLimits, Any]:
     version_dir = Path(args["model_repository"]) / args["model_version"]
     parameters = config.get("parameters", {})
     limits = RequestLimits.from_parameters(parameters)
+    threads = (parameters.get(CPU_THREADS_PARAMETER) or {}).get("string_value")
+    use_cpu_threads(int(threads or 0))
     through = (parameters.get(GENERATE_WITH_PARAMETER) or {}).get("string_value")
     if through:
         return limits, ModelGenerator(version_dir, int(args["model_version"]), through)

@@ -21,6 +21,8 @@ RAG_MODEL = "twin_rag"
 STREAM_GENERATIONS_PARAMETER = "max_concurrent_generations"
 # twin_llm_stream's parameter naming the model it generates through (no weights of its own)
 GENERATE_WITH_PARAMETER = "generate_with"
+# torch threads of each instance (0: torch's default)
+CPU_THREADS_PARAMETER = "cpu_threads"
 
 _LLM_INPUTS = """input [
   { name: "prompt" data_type: TYPE_STRING dims: [ 1 ] },
@@ -45,6 +47,10 @@ def _limits(settings: Settings) -> dict[str, object]:
         "max_new_tokens": settings.serving_max_new_tokens,
         "default_max_tokens": settings.serving_default_max_tokens,
     }
+
+
+def _threads(settings: Settings) -> dict[str, object]:
+    return {CPU_THREADS_PARAMETER: settings.serving_cpu_threads}
 
 
 def _policy(versions: Sequence[int]) -> str:
@@ -83,7 +89,7 @@ output [
 {batching}
 {_policy(versions)}
 {_instances(policy)}
-{_parameters(_limits(settings) | policy.parameters())}
+{_parameters(_limits(settings) | _threads(settings) | policy.parameters())}
 """
 
 
@@ -100,7 +106,7 @@ def stream_config(
     on a GPU)."""
     policy = policy or cpu_policy()
     generations = settings.serving_stream_max_concurrent
-    values = {**_limits(settings), STREAM_GENERATIONS_PARAMETER: generations}
+    values = {**_limits(settings), **_threads(settings), STREAM_GENERATIONS_PARAMETER: generations}
     if policy.cuda if through_llm is None else through_llm:
         values[GENERATE_WITH_PARAMETER] = LLM_MODEL
     else:

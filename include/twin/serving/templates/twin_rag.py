@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from twin.serving.backend import error_response, first_value
+from twin.serving.backend import error_response, first_value, use_cpu_threads
 from twin.serving.backend_names import llm_tensors
 from twin.serving.rag_service import RagService, RetrievalUnavailable
 from twin.serving.validation import InvalidRequest
@@ -26,6 +26,7 @@ class TritonPythonModel:
     def initialize(self, args):
         here = Path(args["model_repository"]) / args["model_version"]
         settings = Settings(**json.loads((here / "settings.json").read_text()))
+        use_cpu_threads(settings.serving_cpu_threads)
         self.names = llm_tensors(settings.serving_llm_backend)
         self.service = RagService(settings, self._generate)
         self.service.warm_up()

@@ -271,6 +271,7 @@ def wait_asset_triggered(af: AirflowUnderTest, dag_id: str, trigger: dict) -> di
     run = af.wait_for(dag_id, trigger["known"][dag_id], CHAIN_TIMEOUT_S)
     assert run["run_type"] == "asset_triggered", run
     if run["state"] != "success":
+        failed[dag_id] = f"{dag_id} run {run['dag_run_id']}: {run['state']}"  # if the report fails
         failed[dag_id] = af.failure_report(dag_id, run["dag_run_id"])
         pytest.fail(failed[dag_id])
     print(f"\ntrigger to {dag_id} success: {time.monotonic() - trigger['began']:.0f} s")

@@ -57,6 +57,30 @@ TRAINING_BASE_MODEL = "tiny-llama"
 DOWNSTREAM = ("twin_warehouse", "twin_features", "twin_datasets", "twin_training", "twin_deploy")
 
 
+# What every line of a task's log repeats: left out of a failure report.
+LOG_CONTEXT_FIELDS = frozenset(
+    {"event", "timestamp", "ti_id", "dag_id", "run_id", "task_id", "map_index", "try_number"}
+    | {"logger", "filename", "lineno", "loc"}
+)
+
+
+def log_tail(resp: httpx.Response, lines: int = 40) -> str:
+    """The last `lines` lines of a task log from Airflow's API (structured messages: each one's
+    event and fields), or the answer's text when it is not a log."""
+    try:
+        content = resp.json()["content"]
+    except (ValueError, KeyError, TypeError):
+        return resp.text[-3000:]
+    rendered = []
+    for message in content:
+        if isinstance(message, dict):
+            fields = {k: v for k, v in message.items() if k not in LOG_CONTEXT_FIELDS}
+            rendered.append(f"{message.get('event', '')} {fields if fields else ''}".rstrip())
+        else:
+            rendered.append(str(message))
+    return "\n".join(rendered[-lines:])[-6000:]
+
+
 @dataclass
 class AirflowUnderTest:
     stack: Stack
@@ -127,9 +151,9 @@ class AirflowUnderTest:
                 resp = self.api.get(
                     f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{attempt}",
                     params={"full_content": True, "map_index": ti["map_index"]},
-                    headers={"Accept": "text/plain"},
+                    headers={"Accept": "application/json"},
                 )
-                lines.append(f"try {attempt}:\n{resp.text[-3000:]}")
+                lines.append(f"try {attempt}:\n{log_tail(resp)}")
         return "\n".join(lines)
 
 

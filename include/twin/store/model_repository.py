@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from twin.settings import Settings
+from twin.store.files import write_atomic
 from twin.store.object_store import S3ObjectStore, check_key
 
 # An S3 repository must hold an object for Triton to accept its root as a directory.
@@ -98,12 +99,7 @@ class FolderRepository(RepositoryStore):
     def write_text(self, path: str, text: str, *, private: bool = False) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        if private:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        write_atomic(target, text, private=private)
 
     def exists(self, path: str) -> bool:
         return self._path(path).is_file()

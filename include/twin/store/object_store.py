@@ -6,13 +6,12 @@ Both speak the same small API, keyed by `/`-separated object keys under the conf
 
 from __future__ import annotations
 
-import os
-import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from twin.settings import Settings
+from twin.store.files import PRIVATE_DIR_MODE, private_dir, write_atomic
 
 
 class ObjectStore(ABC):
@@ -47,11 +46,6 @@ def check_key(key: str) -> str:
     return key
 
 
-# Raw payloads (whole data exports) are private: folders 0700, files 0600, like the secrets.
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
-
-
 class LocalObjectStore(ObjectStore):
     """Objects as files under a folder only its owner may enter; writes are atomic (temporary
     file, then rename) and private (0600) from their first byte."""
@@ -66,9 +60,7 @@ class LocalObjectStore(ObjectStore):
     def _private_parents(self, path: Path) -> None:
         """Create the root and the folders down to `path` with mode 0700; a root created wider
         (before objects were private) is narrowed, which closes everything below it."""
-        self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        if self.root.stat().st_mode & 0o077:
-            self.root.chmod(PRIVATE_DIR_MODE)
+        private_dir(self.root)
         folder = self.root
         for part in path.relative_to(self.root).parts[:-1]:
             folder = folder / part
@@ -78,17 +70,7 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         self._private_parents(path)
         # Unique per write: two threads may put the same key at once; the last rename wins.
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
-        try:
-            os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask can only narrow it; make it exact
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, data, private=True)
         return path.as_uri()
 
     def get(self, key: str) -> bytes:

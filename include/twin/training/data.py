@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from twin.domain.samples import DatasetSnapshot, Split
+from twin.store.files import atomic_writer
 
 
 def sft_rows(snapshot: DatasetSnapshot, split: Split = Split.TRAIN) -> list[dict]:
@@ -53,11 +54,9 @@ def preference_samples(
 def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
     """Write rows atomically (a crashed writer never leaves half a file behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with atomic_writer(path) as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from twin.domain.devices import DEVICE_ENV, detect
 from twin.settings import Settings
+from twin.store.files import write_atomic
 from twin.training.config import WorkerConfig, deepspeed_config, last_complete_checkpoint
 from twin.training.params import TrainingParams, available_cores
 
@@ -44,22 +45,14 @@ def extensions_dir(settings: Settings) -> Path:
     return model_cache(settings) / "torch_extensions"
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write `text` under a temporary name, then rename it into place: another node polling the
-    shared folder sees no file or the whole file, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def prepare_phase(config: WorkerConfig) -> Path:
     """Write the worker's configuration (and the DeepSpeed JSON it names) into its output folder."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     if config.deepspeed_config is not None:
         stage = config.params.zero_stage
-        _write_whole(config.deepspeed_config, json.dumps(deepspeed_config(stage), indent=2))
+        write_atomic(config.deepspeed_config, json.dumps(deepspeed_config(stage), indent=2))
     path = config.output_dir / "worker.json"
-    _write_whole(path, config.model_dump_json(indent=2))
+    write_atomic(path, config.model_dump_json(indent=2))
     return path
 
 

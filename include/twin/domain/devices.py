@@ -25,6 +25,16 @@ Kind = Literal["cpu", "cuda"]
 DType = Literal["float32", "bfloat16", "float16"]
 
 
+def use_cpu_threads(threads: int | None) -> None:
+    """Run this process's torch work on `threads` threads (0 or None: torch's default, one per
+    core). Several processes on one host each take every core by default and contend; on a
+    shared, oversubscribed CPU fewer threads can be faster."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 class DeviceError(RuntimeError):
     """The requested device cannot be used on this host; the message says why and what to do."""
 

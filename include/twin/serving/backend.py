@@ -14,7 +14,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from twin.domain.devices import DevicePolicy
+from twin.domain.devices import DevicePolicy, use_cpu_threads
 from twin.serving.configs import (
     CPU_THREADS_PARAMETER,
     GENERATE_WITH_PARAMETER,
@@ -44,15 +44,6 @@ def error_response(message: str, invalid: bool = True) -> Any:
         pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
     )
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
-
-
-def use_cpu_threads(threads: int) -> None:
-    """Run this instance's torch work on `threads` threads (0: leave torch's default, one per
-    core). Several instances on one host each take every core by default and contend."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def load_llm(args: dict[str, str]) -> tuple[RequestLimits, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin.domain.devices import DevicePolicy, cpu_policy
+from twin.domain.devices import DevicePolicy, cpu_policy, use_cpu_threads
 from twin.domain.generation import GenerationSettings, ensure_pad_token, stop_token_ids
 
 
@@ -44,8 +44,7 @@ class Generator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if threads:
-            torch.set_num_threads(threads)
+        use_cpu_threads(threads)
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"

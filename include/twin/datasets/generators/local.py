@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.datasets.generators.base import AnswerPrompt, Generated, SectionPrompt, Usage
+from twin.domain.devices import use_cpu_threads
 from twin.domain.generation import render_chat
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,8 @@ class LocalModelGenerator:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             torch.manual_seed(0)
-            if self.threads:
-                # on a shared, oversubscribed CPU one thread is several times faster than two
-                torch.set_num_threads(self.threads)
+            # on a shared, oversubscribed CPU one thread is several times faster than two
+            use_cpu_threads(self.threads)
             tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from twin.serving.backend import error_response, first_value, use_cpu_threads
+from twin.domain.devices import use_cpu_threads
+from twin.serving.backend import error_response, first_value
 from twin.serving.backend_names import llm_tensors
 from twin.serving.rag_service import RagService, RetrievalUnavailable
 from twin.serving.validation import InvalidRequest

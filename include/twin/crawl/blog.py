@@ -320,19 +320,23 @@ class Rejection:
 
 
 def read_article(text: str, final_url: str) -> Article | Rejection:
-    """The article in the page `text` fetched from `final_url` (pure: runs in worker processes)."""
-    tree = parse_html(text)
+    """The article in the page `text` fetched from `final_url` (pure: runs in worker processes).
+
+    The page is parsed once, by trafilatura's parser (comments and processing instructions
+    dropped), and that tree serves the listing check, the canonical link, the heading and the
+    date (read first), then trafilatura's metadata and extraction (which copies it). A page
+    trafilatura cannot parse is read by lxml's parser and handed to trafilatura as text."""
+    source = load_html(text) if text.strip() else None
+    tree = source if source is not None else parse_html(text)
     if tree is None:
         return Rejection("empty page")
     if is_listing(tree, final_url):
         return Rejection("listing page, not an article", skip=True)
     canonical = canonical_link(tree, final_url) or canonical_url(final_url)
-    # trafilatura parses the page once for both: metadata reads the tree, extraction copies it
-    source = load_html(text)
-    source = text if source is None else source
-    meta = extract_metadata(source, default_url=canonical)
-    title = article_title(tree) or strip_title_suffix(meta.title or "", meta.sitename)
-    body = article_markdown(source, canonical, title)
+    heading, published = article_title(tree), published_date(tree)
+    meta = extract_metadata(text if source is None else source, default_url=canonical)
+    title = heading or strip_title_suffix(meta.title or "", meta.sitename)
+    body = article_markdown(text if source is None else source, canonical, title)
     if not body:
         return Rejection("no article text found")
     metadata: dict = {"tags": sorted(set(meta.tags or []))}
@@ -343,7 +347,7 @@ def read_article(text: str, final_url: str) -> Article | Rejection:
         url=canonical,
         title=title,
         text=body,
-        published_at=published_date(tree) or parse_date(meta.date),
+        published_at=published or parse_date(meta.date),
         metadata=metadata,
     )
 

@@ -12,9 +12,17 @@ SmolLM2-135M-Instruct as twin_llm version 1, and prints:
    per execution meanwhile (the batches its dynamic batcher formed, from Triton's metrics);
 3. twin_llm throughput at concurrency 8 with dynamic batching on, then off (same server, config
    reloaded): tokens/s and the gain;
-4. twin_rag requests/s at concurrency 4 against concurrency 1, with each Triton instance on
+4. twin_rag requests/s at concurrency 4 against concurrency 1 (alternating rounds of 4
+   requests at c=1 and 12 at c=4, medians), with each Triton instance on
    torch's default threads (one per core, every instance at once) and then on
-   `--cpu-threads` threads (`SERVING_CPU_THREADS`; twin_llm and twin_rag reloaded).
+   `--cpu-threads` threads (`SERVING_CPU_THREADS`; twin_llm and twin_rag reloaded);
+5. the ceiling of section 4's ratio: the in-process generator on twin_rag's own prompts (the
+   questions' prompts as twin_rag builds them), in batches of 1, 2 and 4, with the prefill's
+   share of one request. Requests/s of batches of b against batches of 1 is what concurrency
+   gains when the dynamic batcher forms batches of b. Closed-loop clients at concurrency 4
+   split into cohorts that alternate on the generator (batches of 2 on average, section 2),
+   so the batch-2 gain bounds twin_rag's c=4 / c=1 and the batch-4 gain bounds any batcher
+   that does not add requests to a running generation.
 
     python -u benchmarks/serve.py [--max-tokens 32] [--requests 16] [--rag-instances 4]
                                   [--context-tokens 384] [--cpu-threads 1] [--scale 1]
@@ -107,6 +115,43 @@ def build_index(settings):
     print(f"index: {result.chunks_written} chunks of the sample author")
 
 
+def batch_gain(settings, local, max_tokens: int, rounds: int) -> None:
+    """Section 5: seconds per request of the in-process generator on twin_rag's prompts in
+    batches of 1, 2 and 4, and of a one-token generation (the prefill) at batch 1; every round
+    times each of them once, in turn, so the machine's drift hits them alike; medians of
+    `rounds`."""
+    from twin.serving.client import ask
+
+    prompts = [ask(settings, q, prompt_only=True)["meta"]["prompt"] for q in QUESTIONS]
+    lengths = [local.count_tokens(p) for p in prompts]
+    local.generate(prompts, [2] * len(prompts))  # warm, at the largest batch
+
+    def per_request(size: int, tokens: int) -> float:
+        start = time.perf_counter()
+        for i in range(0, len(prompts), size):
+            chunk = prompts[i : i + size]
+            local.generate(chunk, [tokens] * len(chunk))
+        return (time.perf_counter() - start) / len(prompts)
+
+    kinds = {1: max_tokens, 2: max_tokens, 4: max_tokens, "prefill": 1}
+    seen: dict[object, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind, tokens in kinds.items():
+            seen[kind].append(per_request(1 if kind == "prefill" else kind, tokens))
+    seconds = {kind: statistics.median(values) for kind, values in seen.items()}
+    print(
+        f"\n5. in-process generator on twin_rag's prompts ({statistics.median(lengths):.0f} "
+        f"tokens p50, max_tokens {max_tokens}, medians of {rounds} alternating rounds)"
+    )
+    print("   batch   s per request   requests/s vs batch 1")
+    for size in (1, 2, 4):
+        print(f"   {size:<7} {seconds[size]:>13.2f} {seconds[1] / seconds[size]:>23.2f}")
+    print(
+        f"   prefill (one token) {seconds['prefill']:.2f} s: "
+        f"{seconds['prefill'] / seconds[1]:.0%} of a request at batch 1"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -190,7 +235,6 @@ def main() -> int:
                 f"   ratio Triton / in-process: {tps_triton / tps_local:.2f} "
                 f"(identical texts: {same}/{len(prompts)})"
             )
-            del local
 
             # 2. twin_rag latency split at concurrency 1, 4, 8.
             print(f"\n2. twin_rag end to end (max_tokens {mt}, {args.rag_instances} instances)")
@@ -248,23 +292,35 @@ def main() -> int:
             )
 
             # 4. Concurrency gain of twin_rag by torch threads per instance.
-            print("\n4. twin_rag req/s at c=4 vs c=1 by torch threads per Triton instance")
-            print("   threads   c=1 req/s   c=4 req/s   c=4 / c=1")
+            rounds = max(3, args.requests // 4)
+            print(
+                "\n4. twin_rag req/s at c=4 vs c=1 by torch threads per Triton instance "
+                f"(medians of {rounds} rounds, each c=1 then c=4)"
+            )
+            print("   threads   c=1 req/s   c=4 req/s   c=4 / c=1 (median of the rounds' ratios)")
             for threads in (0, args.cpu_threads):
                 variant = settings.model_copy(update={"serving_cpu_threads": threads})
                 write_llm_configs(variant, [1])
                 load_versions(variant, [], stream=False)
                 load_rag(variant)
                 run_concurrent(lambda q: ask(settings, q), warm, args.rag_instances)
-                rate = {}
-                for concurrency in (1, 4):
-                    n = max(4, args.requests // 2)
-                    items = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
-                    _, wall = run_concurrent(lambda q: ask(settings, q), items, concurrency)
-                    rate[concurrency] = n / wall
+                rates: dict[int, list[float]] = {1: [], 4: []}
+                for _ in range(rounds):
+                    for concurrency in (1, 4):
+                        n = len(QUESTIONS) * (3 if concurrency > 1 else 1)
+                        items = [QUESTIONS[i % len(QUESTIONS)] for i in range(n)]
+                        _, wall = run_concurrent(lambda q: ask(settings, q), items, concurrency)
+                        rates[concurrency].append(n / wall)
+                ratio = statistics.median(b / a for a, b in zip(rates[1], rates[4], strict=True))
+                one, four = statistics.median(rates[1]), statistics.median(rates[4])
                 label = "default" if threads == 0 else str(threads)
-                print(f"   {label:<9} {rate[1]:>9.2f} {rate[4]:>11.2f} {rate[4] / rate[1]:>11.2f}")
+                print(f"   {label:<9} {one:>9.2f} {four:>11.2f} {ratio:>11.2f}")
             write_llm_configs(settings, [1])
+            load_versions(settings, [], stream=False)
+            load_rag(settings)
+
+            # 5. The generator's own batching gain on twin_rag's prompts.
+            batch_gain(settings, local, mt, max(3, args.requests // 2))
             print(f"\nrepository: {repository_path(settings) / LLM_MODEL}")
     finally:
         stack.down()

@@ -179,3 +179,24 @@ def test_a_run_across_nodes_names_where_they_meet() -> None:
     moved = params.model_copy(update={"rendezvous": "elsewhere:29500"})
     assert moved.config_hash() == params.config_hash()
     assert TrainingParams().config_hash() != TrainingParams(nodes=2, rendezvous="h:1").config_hash()
+
+
+def test_mixed_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from twin.domain import devices
+    from twin.domain.devices import cpu_policy, cuda_policy, mixed_precision
+
+    monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    assert TrainingParams().bf16 == "auto"
+    assert mixed_precision("auto", cpu_policy()) is False  # emulated bf16: about 3x slower
+    assert mixed_precision("auto", cuda_policy(False)) is True  # fp16 on the GPU
+    assert mixed_precision("on", cpu_policy()) is True
+    assert mixed_precision("off", cuda_policy(True)) is False
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)
+    assert mixed_precision("auto", cpu_policy()) is True
+    # the switch earlier runs and callers gave as a bool
+    assert TrainingParams(bf16=True).bf16 == "on"
+    assert parse_params({"bf16": False}).bf16 == "off"
+    with pytest.raises(ParamsError, match="bf16"):
+        parse_params({"bf16": "fast"})

@@ -1,8 +1,9 @@
 """Where models run and in which precision: one policy for training, evaluation, merging,
 MLflow logging and Triton's Python backend.
 
-- CPU (the default, what CI runs): float32 weights; training and evaluation may autocast to
-  bf16 (`TrainingParams.bf16`), as before.
+- CPU (the default, what CI runs): float32 weights; training and evaluation autocast to bf16
+  where the CPU multiplies bf16 in hardware (`TrainingParams.bf16` "auto"; emulated bf16 on
+  other CPUs is about 3x slower than float32).
 - CUDA: half precision, bf16 where the GPU supports it, else fp16; Triton's models get a
   `KIND_GPU` instance group.
 
@@ -94,6 +95,25 @@ class DevicePolicy:
 
 def cpu_policy() -> DevicePolicy:
     return DevicePolicy("cpu", "float32")
+
+
+def native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without the probes: assume emulated bf16, which is slower
+        return False
+
+
+def mixed_precision(setting: str, policy: DevicePolicy) -> bool:
+    """Whether training and evaluation run in half precision under `setting` ("on", "off",
+    "auto") on `policy`'s device: "auto" is on a GPU (bf16, else fp16) and on a CPU that
+    multiplies bf16 in hardware; elsewhere bf16 is emulated and slower than float32."""
+    if setting == "auto":
+        return policy.cuda or native_bf16()
+    return setting == "on"
 
 
 def cuda_policy(bf16_supported: bool) -> DevicePolicy:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal, Protocol, get_args
 
 import numpy as np
 
+from twin.domain.devices import native_bf16
 from twin.settings import EmbeddingPrecision, Settings
 
 MODEL_ENV = "TWIN_EMBEDDING_MODEL"
@@ -90,16 +91,6 @@ def resolve_model(spec: str | None = None, name: str | None = None) -> Embedding
     if not (model_dir / "modules.json").exists():
         raise RuntimeError(f"package {spec!r} ships no sentence-transformers model in {model_dir}")
     return EmbeddingModelSpec(name or PACKAGED_MODEL_NAMES.get(spec, spec), model_dir.resolve())
-
-
-def native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles)."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without the probes: assume emulated bf16, which is slower
-        return False
 
 
 def resolve_precision(precision: str, device_type: str) -> Literal["fp32", "bf16"]:

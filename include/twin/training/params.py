@@ -214,10 +214,13 @@ class TrainingParams(BaseModel):
         title="4-bit QLoRA",
         description="Load the base model in 4-bit (bitsandbytes NF4); CUDA GPUs only.",
     )
-    bf16: bool = Field(
-        default=True,
+    bf16: Literal["auto", "on", "off"] = Field(
+        default="auto",
         title="bf16 mixed precision",
-        description="Train and evaluate in bfloat16 mixed precision; off: float32 throughout.",
+        description="Train and evaluate in bfloat16 mixed precision (fp16 on a GPU without "
+        "bf16). auto: on a GPU and on a CPU that multiplies bf16 in hardware (AVX512-BF16, "
+        "AMX); float32 on other CPUs, where emulated bf16 is about 3x slower. off: float32 "
+        "throughout.",
     )
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         default="auto",
@@ -262,6 +265,14 @@ class TrainingParams(BaseModel):
         description="Train even if this dataset version and configuration are already a "
         "registered version.",
     )
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        """True and False, as earlier runs gave it, mean "on" and "off"."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     @field_validator("max_steps", "dpo_max_steps")
     @classmethod

@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from twin.domain.devices import detect, mixed_precision
 from twin.domain.samples import DatasetSnapshot, Split
 from twin.settings import Settings
 from twin.store.base_models import BaseModelFolder, resolve_base_model
@@ -214,7 +215,7 @@ def own_answers(
         prompts=list(dict.fromkeys((s.prompt, len(s.chosen)) for s in samples)),
         output_path=folder / "data" / "own_answers.json",
         cache_dir=model_cache(settings) / "rejected",
-        bf16=params.bf16,
+        bf16=mixed_precision(params.bf16, detect()),
     )
     path = folder / "data" / "rejected.json"
     path.write_text(config.model_dump_json(indent=2))
@@ -297,7 +298,7 @@ def eval_config(
         seeds=list(range(params.eval_seeds)),
         max_new_tokens=params.max_new_tokens,
         max_length=params.max_length,
-        bf16=params.bf16,
+        bf16=mixed_precision(params.bf16, detect()),
         cache_dir=model_cache(settings) / "evaluation",
         judge_url=settings.judge_url,
         judge_model=settings.judge_model,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twin.domain.devices import DevicePolicy, detect
+from twin.domain.devices import DevicePolicy, detect, mixed_precision
 from twin.domain.generation import ensure_pad_token
 from twin.training.config import WorkerConfig, last_complete_checkpoint
 
@@ -104,6 +104,7 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
 
     p = config.params
     cuda = policy.cuda
+    half = mixed_precision(p.bf16, policy)
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
     dataset = load_dataset("json", data_files=str(config.data_path), split="train")
     common = dict(
@@ -121,8 +122,8 @@ def _build_trainer(config: WorkerConfig, policy: DevicePolicy):
         use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing == "on"
         or (p.gradient_checkpointing == "auto" and cuda),
-        bf16=p.bf16 and policy.dtype != "float16",
-        fp16=p.bf16 and policy.dtype == "float16",
+        bf16=half and policy.dtype != "float16",
+        fp16=half and policy.dtype == "float16",
         deepspeed=str(config.deepspeed_config) if config.deepspeed_config else None,
         dataloader_num_workers=0,
         ddp_backend=None if cuda else "gloo",
@@ -242,7 +243,7 @@ def merge(config: WorkerConfig) -> None:
     policy = detect()
     base = AutoModelForCausalLM.from_pretrained(config.model_path, **policy.load_kwargs())
     merged = PeftModel.from_pretrained(base, str(config.adapter_dir)).merge_and_unload()
-    if config.params.bf16 and not policy.half:
+    if mixed_precision(config.params.bf16, policy) and not policy.half:
         import torch
 
         # trained under bf16 autocast on the CPU: stored in bf16, half the bytes to log, load

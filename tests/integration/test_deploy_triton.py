@@ -119,13 +119,15 @@ def register_all(settings: Settings, folder: Path) -> dict[str, int]:
     garbage.load_state_dict(good.state_dict())
     with torch.no_grad():  # hidden states collapse: every step emits the same token
         garbage.model.norm.weight.zero_()
+    # wide enough that its prefill of a RAG prompt costs a few hundred milliseconds more than the
+    # champion's on every request, above the queueing noise a loaded 2-core host adds to pairs
     layout = good.config.to_dict() | {
-        "hidden_size": 256,
-        "intermediate_size": 768,
-        "num_hidden_layers": 6,
+        "hidden_size": 512,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 8,
         "num_attention_heads": 8,
         "num_key_value_heads": 8,
-        "head_dim": 32,
+        "head_dim": 64,
     }
     layout.pop("architectures", None)
     torch.manual_seed(0)
@@ -202,11 +204,13 @@ def env(chunk_store, tmp_path_factory) -> Iterator[Env]:  # noqa: F811
         shutil.rmtree(home, ignore_errors=True)
 
 
-# The slow challenger (a wider model) measured 2.35x the champion's p95 over side-by-side replayed
-# pairs, slower in all 8 (signed-rank p 0.0039), with the client loop running: it is judged
-# against a 1.3x budget. The identical challenger keeps the default budget (2.0): on a busy host
-# its mirrored pairs reached 2.0-3.7x at p95 in suite runs through a few requests stuck behind the
-# client's next one; the paired test found it no slower (p 0.47 and 0.76 in two runs).
+# The slow challenger (a wider model) measured 5.65x the champion's p95 over 13 side-by-side
+# replayed pairs, slower pair after pair (signed-rank p 0.0001), with the client loop running: it
+# is judged against a 1.3x budget. A narrower one (6 layers, 256 wide) was once slower at p95
+# (3.81x) but not pair after pair (p 0.75) on a loaded host, and was rolled back for another
+# reason. The identical challenger keeps the default budget (2.0): on a busy host its mirrored
+# pairs reached 2.0-3.7x at p95 in suite runs through a few requests stuck behind the client's
+# next one; the paired test found it no slower (p 0.47 and 0.76 in two runs).
 LATENCY_BUDGET = {"slow": {"max_latency_p95_ratio": 1.3}}
 
 

@@ -334,9 +334,10 @@ def read_article(text: str, final_url: str) -> Article | Rejection:
         return Rejection("listing page, not an article", skip=True)
     canonical = canonical_link(tree, final_url) or canonical_url(final_url)
     heading, published = article_title(tree), published_date(tree)
-    meta = extract_metadata(text if source is None else source, default_url=canonical)
+    page = text if source is None else source  # what trafilatura reads: its tree, else the text
+    meta = extract_metadata(page, default_url=canonical)
     title = heading or strip_title_suffix(meta.title or "", meta.sitename)
-    body = article_markdown(text if source is None else source, canonical, title)
+    body = article_markdown(page, canonical, title)
     if not body:
         return Rejection("no article text found")
     metadata: dict = {"tags": sorted(set(meta.tags or []))}

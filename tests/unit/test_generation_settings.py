@@ -133,3 +133,52 @@ def test_a_stop_sequence_ends_the_answer_in_both_paths(tiny_model) -> None:
     assert generator.generate([prompt], [16], settings=cut)[0].text == expected
     assert "".join(generator.stream(prompt, 16, settings=cut)) == expected
     assert json.loads(cut.tags()["generation.stop"]) == [stop]
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 0.9), (0.5, 0.9), (1.3, 0.6), (0.8, 1.0)])
+def test_the_sampler_draws_from_hugging_faces_distribution(temperature, top_p) -> None:
+    """Temperature, top-k 50 and top-p as Hugging Face's warpers apply them (what sampled
+    `generate` did before), including rows where repetition controls removed tokens."""
+    import torch
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from twin.domain.generation import TOP_K, Sampler
+
+    torch.manual_seed(3)
+    scores = torch.randn(6, 4096) * 4
+    scores[1, torch.randperm(4096)[:4060]] = float("-inf")  # fewer than top-k tokens left
+    scores[3, 17] = 40.0  # one token holds nearly all the mass
+    warped = scores.clone()
+    for warper in (
+        TemperatureLogitsWarper(temperature),
+        TopKLogitsWarper(TOP_K),
+        TopPLogitsWarper(top_p),
+    ):
+        warped = warper(None, warped)
+    expected = torch.softmax(warped, dim=-1)
+    sampler = Sampler(temperature, top_p)
+    probs, ids = sampler.distribution(scores)
+    got = torch.zeros_like(expected).scatter_(-1, ids, probs)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+    drawn = sampler(None, scores)
+    token = drawn.argmax(-1)
+    assert (drawn.isfinite().sum(-1) == 1).all()  # one token left per row: greedy takes it
+    assert (expected.gather(-1, token[:, None]) > 0).all()
+    assert token[3] == 17
+
+
+def test_sampled_settings_draw_the_same_text_for_the_same_seed(tiny_model) -> None:
+    from twin.serving.generation import Generator
+
+    generator = Generator(tiny_model, threads=1)
+    prompt = "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    settings = LOOPING.override(stop=(), temperature=1.5, top_p=1.0)
+    kwargs = settings.generate_kwargs()
+    assert kwargs["do_sample"] is False and kwargs["top_k"] is None  # the sampler draws
+    texts = {generator.generate([prompt], [16], settings=settings)[0].text for _ in range(2)}
+    others = {
+        generator.generate([prompt], [16], settings=settings.override(seed=s))[0].text
+        for s in range(1, 6)
+    }
+    assert len(texts) == 1 and len(others | texts) > 1

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twin.domain.devices import detect
 from twin.domain.generation import (
+    SAMPLER,
     GenerationSettings,
     end_of_turn,
     ensure_pad_token,
@@ -284,6 +285,8 @@ def cached_answers(
     packaged base model's answers under the same decoding are the same in every run)."""
     # the batch is in the key: padding and the sampler's draws depend on how prompts are grouped
     payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
+    if setting.temperature > 0:
+        payload.append(SAMPLER)
     return cached(
         config,
         tokenizer,

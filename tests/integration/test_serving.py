@@ -119,6 +119,43 @@ def test_concurrent_requests_are_batched_and_match_single_answers(served_llm) ->
     assert executions < len(prompts)  # some requests shared one padded batch
 
 
+def test_requests_that_differ_only_in_seed_share_a_batch_and_keep_their_answers(
+    served_llm,
+) -> None:
+    """Sampled rows draw from generators of their own: a request's answer is the one it gets
+    alone, and requests whose settings differ only in the seed are answered in one batch."""
+    settings, _ = served_llm
+
+    def ask(seed: int) -> str:
+        result = _infer_raw(
+            settings,
+            "http",
+            prompt=_prompt(PROMPT.encode()),
+            max_tokens=(np.array([[8]], dtype=np.int32), "INT32"),
+            temperature=(np.array([[1.3]], dtype=np.float32), "FP32"),
+            seed=(np.array([[seed]], dtype=np.int32), "INT32"),
+        )
+        return result.as_numpy("text").reshape(-1)[0].decode()
+
+    seeds = [1, 2, 3, 4] * 2
+    alone = [ask(seed) for seed in seeds]
+    assert alone[:4] == alone[4:] and len(set(alone)) > 1  # sampled: the seed matters
+    client = http_client(settings)
+    before = client.get_inference_statistics("twin_llm")["model_stats"]
+    client.close()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, seeds))
+    client = http_client(settings)
+    after = client.get_inference_statistics("twin_llm")["model_stats"]
+    client.close()
+    executions = sum(s["execution_count"] for s in after) - sum(
+        s["execution_count"] for s in before
+    )
+    assert executions < len(seeds)  # requests shared a batch
+    # (with one generator for a whole batch, two rows of the same seed would draw apart)
+    assert together == alone
+
+
 def _infer_raw(settings: Settings, protocol: str, **values):
     module = triton_http if protocol == "http" else triton_grpc
     client = http_client(settings, timeout_s=60) if protocol == "http" else None

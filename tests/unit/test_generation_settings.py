@@ -168,7 +168,9 @@ def test_the_sampler_draws_from_hugging_faces_distribution(temperature, top_p) -
     assert token[3] == 17
 
 
-def test_sampled_settings_draw_the_same_text_for_the_same_seed(tiny_model) -> None:
+def test_each_row_samples_with_its_own_seed_whatever_shares_its_batch(tiny_model) -> None:
+    """A request's text depends on its prompt and seed, not on its batch mates, so twin_llm
+    batches requests that differ only in their seed."""
     from twin.serving.generation import Generator
 
     generator = Generator(tiny_model, threads=1)
@@ -176,9 +178,12 @@ def test_sampled_settings_draw_the_same_text_for_the_same_seed(tiny_model) -> No
     settings = LOOPING.override(stop=(), temperature=1.5, top_p=1.0)
     kwargs = settings.generate_kwargs()
     assert kwargs["do_sample"] is False and kwargs["top_k"] is None  # the sampler draws
-    texts = {generator.generate([prompt], [16], settings=settings)[0].text for _ in range(2)}
-    others = {
-        generator.generate([prompt], [16], settings=settings.override(seed=s))[0].text
-        for s in range(1, 6)
+    alone = {
+        seed: generator.generate([prompt], [16], settings=settings.override(seed=seed))[0].text
+        for seed in (1, 2, 3, 4)
     }
-    assert len(texts) == 1 and len(others | texts) > 1
+    assert len(set(alone.values())) > 1
+    together = generator.generate([prompt] * 4, [16] * 4, settings=settings, seeds=[1, 2, 3, 4])
+    assert [g.text for g in together] == [alone[seed] for seed in (1, 2, 3, 4)]
+    again = generator.generate([prompt] * 2, [16] * 2, settings=settings.override(seed=3))
+    assert [g.text for g in again] == [alone[3]] * 2

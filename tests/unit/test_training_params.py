@@ -185,7 +185,7 @@ def test_mixed_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from twin.domain import devices
-    from twin.domain.devices import cpu_policy, cuda_policy, mixed_precision
+    from twin.domain.devices import cpu_policy, cuda_policy, mixed_precision, precision_name
 
     monkeypatch.setattr(devices, "native_bf16", lambda: False)
     assert TrainingParams().bf16 == "auto"
@@ -193,8 +193,14 @@ def test_mixed_precision_auto_is_bf16_only_where_the_hardware_multiplies_it(
     assert mixed_precision("auto", cuda_policy(False)) is True  # fp16 on the GPU
     assert mixed_precision("on", cpu_policy()) is True
     assert mixed_precision("off", cuda_policy(True)) is False
+    # the name a run records
+    assert precision_name("auto", cpu_policy()) == "float32"
+    assert precision_name("auto", cuda_policy(False)) == "float16"
+    assert precision_name("auto", cuda_policy(True)) == "bfloat16"
+    assert precision_name("on", cpu_policy()) == "bfloat16"
     monkeypatch.setattr(devices, "native_bf16", lambda: True)
     assert mixed_precision("auto", cpu_policy()) is True
+    assert precision_name("auto", cpu_policy()) == "bfloat16"
     # the switch earlier runs and callers gave as a bool
     assert TrainingParams(bf16=True).bf16 == "on"
     assert parse_params({"bf16": False}).bf16 == "off"

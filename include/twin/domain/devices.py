@@ -116,6 +116,14 @@ def mixed_precision(setting: str, policy: DevicePolicy) -> bool:
     return setting == "on"
 
 
+def precision_name(setting: str, policy: DevicePolicy) -> str:
+    """What `setting` resolves to on `policy`'s device, by name (float32, bfloat16, float16):
+    recorded with a training run, since "auto" differs between machines."""
+    if not mixed_precision(setting, policy):
+        return "float32"
+    return policy.dtype if policy.cuda else "bfloat16"
+
+
 def cuda_policy(bf16_supported: bool) -> DevicePolicy:
     """Half precision on a GPU: bf16 where supported (Ampere and later), else fp16."""
     return DevicePolicy("cuda", "bfloat16" if bf16_supported else "float16")

@@ -11,6 +11,7 @@ request may override them within the fields' bounds.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ MARK = "\u2063TWIN-END-MARK\u2063"
 # Hugging Face's default top-k, which its sampled decoding applies unless a model sets another
 TOP_K = 50
 # Names how a sampled token is drawn: a cache of sampled answers keys on it (same seed, same text)
-SAMPLER = "top-k-multinomial/1"
+SAMPLER = "top-k-multinomial-per-row/2"
 
 
 class GenerationSettings(BaseModel):
@@ -40,8 +41,9 @@ class GenerationSettings(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     stop: tuple[str, ...] = Field(default=(), max_length=8)
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `model.generate` (the seed is applied by `seeded`)."""
+    def generate_kwargs(self, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+        """Keyword arguments of one `model.generate` call: a sampled setting draws every row
+        from its own generator, seeded with `seeds[row]` (default: this setting's seed)."""
         kwargs: dict[str, Any] = {
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
@@ -49,11 +51,8 @@ class GenerationSettings(BaseModel):
         greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if self.temperature <= 0:
             return kwargs | greedy
-        return kwargs | greedy | {"logits_processor": [Sampler(self.temperature, self.top_p)]}
-
-    def seeded(self, torch_module: Any) -> None:
-        """Seed torch before a sampled `generate`, so the same request gives the same text."""
-        torch_module.manual_seed(self.seed)
+        sampler = Sampler(self.temperature, self.top_p, seeds or (self.seed,))
+        return kwargs | greedy | {"logits_processor": [sampler]}
 
     def cut(self, text: str) -> str:
         """The text up to the first stop sequence."""
@@ -126,17 +125,25 @@ class GenerationSettings(BaseModel):
 
 class Sampler:
     """Temperature, top-k and top-p sampling as the last logits processor of a greedy
-    `generate`: it draws the token and leaves it the only one standing, so the greedy step takes
-    it. The distribution is Hugging Face's (temperature, top-k `TOP_K`, then top-p over what
-    top-k kept); what changes is the work: Hugging Face sorts and draws over the whole
-    vocabulary at every step (49,152 entries for SmolLM2; on 2 CPU cores about a quarter of a
-    batch of 24's decoding time), this over the `TOP_K` best. The draw uses torch's global
-    generator, which `GenerationSettings.seeded` seeds."""
+    `generate`: it draws each row's token and leaves it the only one standing, so the greedy
+    step takes it. The distribution is Hugging Face's (temperature, top-k `TOP_K`, then top-p
+    over what top-k kept); what changes is the work and the randomness. Hugging Face sorts and
+    draws over the whole vocabulary at every step (49,152 entries for SmolLM2; on 2 CPU cores
+    about a quarter of a batch of 24's decoding time); this works on the `TOP_K` best. And each
+    row draws from a generator of its own, seeded with its seed (`seeds`: one per row, or one
+    for every row), so a request's text depends on its prompt and seed, not on which other
+    requests shared its batch, and requests that differ only in their seed can share one."""
 
-    def __init__(self, temperature: float, top_p: float, top_k: int = TOP_K) -> None:
-        if temperature <= 0 or not 0 < top_p <= 1 or top_k < 1:
-            raise ValueError(f"sampler: temperature {temperature}, top_p {top_p}, top_k {top_k}")
+    def __init__(
+        self, temperature: float, top_p: float, seeds: Sequence[int] = (0,), top_k: int = TOP_K
+    ) -> None:
+        if temperature <= 0 or not 0 < top_p <= 1 or top_k < 1 or not seeds:
+            raise ValueError(
+                f"sampler: temperature {temperature}, top_p {top_p}, top_k {top_k}, seeds {seeds}"
+            )
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.seeds = list(seeds)
+        self._generators: list[Any] = []
 
     def distribution(self, scores: Any) -> tuple[Any, Any]:
         """(probabilities, token ids) per row, over the `top_k` best scores, best first."""
@@ -157,8 +164,22 @@ class Sampler:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
+        rows = scores.shape[0]
+        if not self._generators:
+            seeds = self.seeds * rows if len(self.seeds) == 1 else self.seeds
+            if len(seeds) != rows:
+                raise ValueError(f"sampler: {len(self.seeds)} seeds for {rows} rows")
+            self._generators = [
+                torch.Generator(device=scores.device).manual_seed(seed) for seed in seeds
+            ]
         probs, ids = self.distribution(scores)
-        chosen = ids.gather(-1, torch.multinomial(probs, 1))
+        draws = torch.cat(
+            [
+                torch.multinomial(probs[i], 1, generator=generator)
+                for i, generator in enumerate(self._generators)
+            ]
+        )
+        chosen = ids.gather(-1, draws[:, None])
         return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
 
 

@@ -74,9 +74,11 @@ class Generator:
         max_tokens: Sequence[int],
         temperature: float | None = None,
         settings: GenerationSettings | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Complete every prompt in one padded batch; row i stops after `max_tokens[i]` tokens.
-        `settings` (default: the version's, with `temperature` if given) decide the decoding."""
+        `settings` (default: the version's, with `temperature` if given) decide the decoding;
+        row i samples with `seeds[i]` (default: the settings' seed for every row)."""
         torch = self.torch
         settings = settings or self.resolve(temperature)
         batch = self.tokenizer(
@@ -84,13 +86,12 @@ class Generator:
         ).to(self.model.device)
         width = batch["input_ids"].shape[1]
         with self._lock, torch.inference_mode():
-            settings.seeded(torch)
             out = self.model.generate(
                 **batch,
                 max_new_tokens=max(max_tokens),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.stop_ids,
-                **settings.generate_kwargs(),
+                **settings.generate_kwargs(seeds),
             )
         results = []
         for row, limit, mask in zip(out, max_tokens, batch["attention_mask"], strict=True):
@@ -125,7 +126,6 @@ class Generator:
         def run() -> None:
             try:
                 with self._lock, torch.inference_mode():
-                    settings.seeded(torch)
                     self.model.generate(
                         **batch,
                         max_new_tokens=max_tokens,

@@ -45,9 +45,10 @@ from twin.training.style_prompts import StylePrompt
 
 T = TypeVar("T")
 PUNCTUATION = ",;:!?()-\u2014'\""
-# One batch per seed of the 24 default prompts: on 2 CPU cores 24 prompts x 64 tokens took
-# 11.9 s in one batch against 14.5 s in two of 12 (SmolLM2-135M, bf16 autocast, sampled).
-BATCH = 24
+# Every seed's answers to the 24 default prompts in one batch: on 2 CPU cores 3 x 24 prompts x
+# 64 tokens took 17.5 s in one batch of 72 against 24.8-28.1 s in three of 24 (SmolLM2-135M,
+# float32, sampled), and 24 took 11.9 s in one batch against 14.5 s in two of 12.
+BATCH = 72
 CALIBRATION_PROMPTS = 24
 GRID_PROMPTS = 8
 GROUNDED_QUESTIONS = 6
@@ -169,17 +170,19 @@ def generate_answers(
     prompts: list[str],
     max_new_tokens: int,
     generation: GenerationSettings | None = None,
+    seeds: list[int] | None = None,
 ) -> list[str]:
     """Answers to each user prompt with `generation`'s decoding (greedy when None), batched with
-    left padding, stopped at the tokenizer's own end-of-turn and EOS tokens."""
+    left padding, stopped at the tokenizer's own end-of-turn and EOS tokens. Sampled, prompt i
+    draws with `seeds[i]` (default: `row_seed(generation.seed, i)`)."""
     import torch
 
     generation = generation or GenerationSettings()
+    seeds = seeds or [row_seed(generation.seed, i) for i in range(len(prompts))]
     tokenizer.padding_side = "left"
     ensure_pad_token(tokenizer)
     stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
     texts = [chat_prompt(tokenizer, p) for p in prompts]
-    generation.seeded(torch)
     answers: list[str] = []
     for start in range(0, len(texts), BATCH):
         batch = tokenizer(
@@ -194,7 +197,7 @@ def generate_answers(
                 max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=stops,
-                **generation.generate_kwargs(),
+                **generation.generate_kwargs(seeds[start : start + BATCH]),
             )
         new = out[:, batch["input_ids"].shape[1] :]
         answers += [
@@ -268,14 +271,28 @@ def choose_generation(
     return GRID[best], trials
 
 
+def row_seed(seed: int, index: int) -> int:
+    """The seed of row `index` of a sampled batch under `seed`: every row draws from its own
+    generator, so rows do not share their randomness."""
+    return (seed << 20) + index
+
+
 def seeded_answers(
     model, tokenizer, config: EvalConfig, generation: GenerationSettings, prompts: list[str]
 ) -> dict[int, list[str]]:
-    """Answers per seed (each cached, see `cached_answers`)."""
-    return {
-        seed: cached_answers(model, tokenizer, config, prompts, generation.override(seed=seed))
-        for seed in config.seeds
-    }
+    """Answers per seed: every seed's answers generated in one batch (prompt i under seed s
+    draws with `row_seed(s, i)`), cached as one."""
+    rows = [p for _ in config.seeds for p in prompts]
+    seeds = [row_seed(s, i) for s in config.seeds for i in range(len(prompts))]
+    key = [rows, seeds, generation.model_dump(mode="json"), config.max_new_tokens, config.bf16]
+    answers = cached(
+        config,
+        tokenizer,
+        [*key, BATCH, SAMPLER],
+        lambda: generate_answers(model, tokenizer, rows, config.max_new_tokens, generation, seeds),
+    )
+    n = len(prompts)
+    return {s: answers[k * n : (k + 1) * n] for k, s in enumerate(config.seeds)}
 
 
 def cached_answers(
@@ -283,7 +300,7 @@ def cached_answers(
 ) -> list[str]:
     """`generate_answers`, read from / written to the content-addressed cache when configured (a
     packaged base model's answers under the same decoding are the same in every run)."""
-    # the batch is in the key: padding and the sampler's draws depend on how prompts are grouped
+    # the batch is in the key: padding depends on how prompts are grouped
     payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
     if setting.temperature > 0:
         payload.append(SAMPLER)

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.domain.devices import detect, precision_name
 from twin.domain.generation import GenerationSettings
 from twin.domain.models import (
     ADAPTER_ARTIFACT,
@@ -174,6 +175,7 @@ def register_candidate(
                 "config_hash": config_hash,
                 "train_instructions": len(snapshot.instruction_split(Split.TRAIN)),
                 "train_preferences": len(snapshot.preference_split(Split.TRAIN)),
+                "precision": precision_name(params.bf16, detect()),
             }
         )
         _log_step_metrics(run.info.run_id, artifacts.metrics, uri)

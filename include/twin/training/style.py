@@ -21,9 +21,11 @@ Pure functions over strings; numpy and scikit-learn only.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,14 +108,22 @@ def mask_topic(text: str) -> str:
     return re.sub(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+", mask, text)
 
 
-def _tfidf_similarity(answers: Sequence[str], corpus: Sequence[str]) -> list[float]:
-    """Cosine of each answer's character 2-4-gram TF-IDF vector to the corpus centroid."""
+@functools.lru_cache(maxsize=4)
+def _corpus_space(corpus: tuple[str, ...]) -> tuple[Any, np.ndarray]:
+    """The character 2-4-gram TF-IDF space fitted on `corpus`, and the corpus' unit centroid
+    in it (kept: an evaluation scores many answer sets against one corpus)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2)
     vectorizer.fit(list(corpus))
     centroid = np.asarray(vectorizer.transform(list(corpus)).mean(axis=0)).ravel()
     centroid /= np.linalg.norm(centroid) or 1.0
+    return vectorizer, centroid
+
+
+def _tfidf_similarity(answers: Sequence[str], corpus: Sequence[str]) -> list[float]:
+    """Cosine of each answer's character 2-4-gram TF-IDF vector to the corpus centroid."""
+    vectorizer, centroid = _corpus_space(tuple(corpus))
     vectors = vectorizer.transform([a or " " for a in answers])  # rows are L2-normalised
     return [float(v) for v in vectors @ centroid]
 

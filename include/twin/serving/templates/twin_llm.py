@@ -56,7 +56,9 @@ class TritonPythonModel:
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        work = {}  # generation settings -> [(request index, row index, prompt, max_tokens)]
+        # generation settings but the seed -> [(request index, row index, prompt, max_tokens,
+        # seed)]: every row samples with its own seed, so rows differing in it share a batch
+        work = {}
         parsed = {}
         for index, request in enumerate(requests):
             try:
@@ -66,18 +68,22 @@ class TritonPythonModel:
                 continue
             parsed[index] = len(rows)
             for row, (text, limit, settings) in enumerate(rows):
-                work.setdefault(settings, []).append((index, row, text, limit))
+                key = settings.model_copy(update={"seed": 0})
+                work.setdefault(key, []).append((index, row, text, limit, settings.seed))
         outputs = {index: [None] * n for index, n in parsed.items()}
         for settings, items in work.items():
             try:
                 done = self.generator.generate(
-                    [i[2] for i in items], [i[3] for i in items], settings=settings
+                    [i[2] for i in items],
+                    [i[3] for i in items],
+                    settings=settings,
+                    seeds=[i[4] for i in items],
                 )
             except Exception as exc:  # one failing batch answers its own requests only
                 for index, *_ in items:
                     responses[index] = error_response(f"generation failed: {exc}")
                 continue
-            for (index, row, _, _), generation in zip(items, done, strict=True):
+            for (index, row, *_), generation in zip(items, done, strict=True):
                 outputs[index][row] = generation
         for index, generations in outputs.items():
             if responses[index] is not None:

@@ -284,31 +284,30 @@ def seeded_answers(
     draws with `row_seed(s, i)`), cached as one."""
     rows = [p for _ in config.seeds for p in prompts]
     seeds = [row_seed(s, i) for s in config.seeds for i in range(len(prompts))]
-    key = [rows, seeds, generation.model_dump(mode="json"), config.max_new_tokens, config.bf16]
-    answers = cached(
-        config,
-        tokenizer,
-        [*key, BATCH, SAMPLER],
-        lambda: generate_answers(model, tokenizer, rows, config.max_new_tokens, generation, seeds),
-    )
+    answers = cached_answers(model, tokenizer, config, rows, generation, seeds)
     n = len(prompts)
     return {s: answers[k * n : (k + 1) * n] for k, s in enumerate(config.seeds)}
 
 
 def cached_answers(
-    model, tokenizer, config: EvalConfig, prompts: list[str], setting: GenerationSettings
+    model,
+    tokenizer,
+    config: EvalConfig,
+    prompts: list[str],
+    setting: GenerationSettings,
+    seeds: list[int] | None = None,
 ) -> list[str]:
     """`generate_answers`, read from / written to the content-addressed cache when configured (a
     packaged base model's answers under the same decoding are the same in every run)."""
     # the batch is in the key: padding depends on how prompts are grouped
     payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
     if setting.temperature > 0:
-        payload.append(SAMPLER)
+        payload += [SAMPLER, seeds]
     return cached(
         config,
         tokenizer,
         payload,
-        lambda: generate_answers(model, tokenizer, prompts, config.max_new_tokens, setting),
+        lambda: generate_answers(model, tokenizer, prompts, config.max_new_tokens, setting, seeds),
     )
 
 

@@ -187,3 +187,54 @@ def test_every_sample_document_is_english_and_the_answer_repeats() -> None:
 )
 def test_too_little_prose_is_undetermined(text: str) -> None:
     assert detect_language(text) == (UNDETERMINED, 0.0)
+
+
+# Texts at langdetect's edges: runs of spaces, links and addresses it blanks, capitalised words
+# it skips, Vietnamese combining marks it folds, texts mostly in another script (it drops their
+# Latin letters), CJK, kana and Hangul it maps to one character each.
+EDGE_TEXTS = [
+    "Read   the  NOTES at https://example.org/a?b=c or write to ops@example.org   today.",
+    "THE PIPELINE FAILED AGAIN; We Re-Ran It And NOTHING Changed.  ",
+    "  leading and trailing spaces  ",
+    "Tiếng Việt có dấu: Người ta nói rằng dữ liệu là vàng.",
+    "Tie\u0302\u0301ng Vie\u0323\u0302t (combining marks) và dữ liệu",
+    "Данные проверяются каждую ночь, and the Airflow DAG reruns cleanly.",
+    "データパイプラインは毎晩実行されます。ひらがな カタカナ",
+    "数据管道每晚运行，Airflow 重新运行时没有重复。",
+    "데이터 파이프라인은 매일 밤 실행됩니다.",
+    "خط أنابيب البيانات يعمل كل ليلة ولا يكرر شيئا",
+    "Ελληνικά: η γραμμή δεδομένων τρέχει κάθε βράδυ.",
+    "Ș and ț, Romanian: Știu că fiecare pas trebuie să poată fi reluat.",
+    "x" * 30 + " " + "ÆØÅ æøå " * 20 + "\u2028 \u00a0 \u200b end",
+]
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS + [text for _, text in LABELLED])
+def test_the_fast_detector_gives_langdetects_own_probabilities(text: str) -> None:
+    from langdetect import DetectorFactory
+    from langdetect import detect_langs as langdetect_langs
+
+    from twin.domain.language import detect_langs
+
+    DetectorFactory.seed = 0
+    expected = [(lang.lang, lang.prob) for lang in langdetect_langs(text)]
+    assert [(lang.lang, lang.prob) for lang in detect_langs(text)] == expected
+
+
+def test_the_fast_detector_gives_langdetects_n_grams_on_the_sample_documents() -> None:
+    from langdetect import detector_factory
+    from langdetect.detector import Detector as LangdetectDetector
+
+    from twin.domain.language import Detector
+
+    detector_factory.init_factory()
+    for doc in load_documents():
+        ours, theirs = (
+            Detector(detector_factory._factory),
+            LangdetectDetector(detector_factory._factory),
+        )
+        for detector in (ours, theirs):
+            detector.append(doc.body)
+            detector.cleaning_text()
+        assert ours.text == theirs.text
+        assert ours._extract_ngrams() == theirs._extract_ngrams()

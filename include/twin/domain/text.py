@@ -11,7 +11,9 @@ from datasketch import MinHash
 # langdetect (seeded) over py3langid or lingua: on tests/unit/test_language_detection.py it
 # labels every text right; py3langid 0.2.2 (the last for numpy<2) calls Danish Norwegian, and
 # lingua 2.1 is a 96 MB wheel that takes ~20 s to load all its models.
-from langdetect import DetectorFactory, LangDetectException, detect_langs
+from langdetect import DetectorFactory, LangDetectException
+
+from twin.domain.language import detect_langs  # langdetect's, without its per-character loops
 
 NUM_PERM = 128
 SHINGLE_WORDS = 5

@@ -5,6 +5,8 @@ Each run is the `twin_warehouse` pipeline's stages called directly, in order: ex
 MinHash near-duplicates), dbt marts, marts quality gate. The corpus is synthetic but built from
 the sample author's sentences, so documents are distinct, realistic prose. Everything runs in a
 scratch Postgres database and a scratch Mongo database of the running stack, dropped at the end.
+It ends with an md5 of what `marts.documents` holds, so runs of two code versions (the other on
+`PYTHONPATH`) show whether their output is the same.
 
     set -a; . .twin/stack.env; set +a
     python benchmarks/warehouse.py [--documents 10000] [--changed-fraction 0.01] [--scale 1]
@@ -42,6 +44,14 @@ PLATFORMS = [
     (Platform.SUBSTACK, DocumentKind.ARTICLE),
     (Platform.LINKEDIN, DocumentKind.POST),
 ]
+
+
+# What the marts hold, comparable across runs and code versions (`updated_at` is a clock).
+CONTENT_CHECKSUM = """
+    select md5(string_agg(md5(row(document_id, author, platform, document_kind, title, url,
+                                  published_at, word_count, language, language_confidence, body,
+                                  clean_hash)::text), '' order by document_id))
+    from marts.documents"""
 
 
 def sentence_pool() -> list[str]:
@@ -135,6 +145,7 @@ def main() -> None:
                 client.drop_database(name)
         with psycopg.connect(dsn) as conn:
             marts = conn.execute("select count(*) from marts.documents").fetchone()[0]
+            content = conn.execute(CONTENT_CHECKSUM).fetchone()[0]
 
     print(
         f"{args.documents} documents ({marts} mart rows); incremental run: {len(changed)} "
@@ -146,6 +157,7 @@ def main() -> None:
     total_full, total_incr = sum(full.values()), sum(incremental.values())
     print(f"{'total':<26} {total_full:>8.1f} {total_incr:>8.1f}")
     print(f"incremental / full = {total_incr / total_full:.3f}")
+    print(f"marts.documents content (every column but updated_at), md5: {content}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ store upsert, then the incremental extract-load), and the pipeline runs in the D
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,13 @@ Share this post
 Thanks for reading The Boring Pipeline! Subscribe for free to receive new posts.
 Originally published at https://example.org/contact
 We use cookies to improve your experience. Accept all cookies
+> Join our newsletter for the next one
+**Follow me** on Mastodon
+Cookie settings
+Open in app
+6 min read
+Leave a comment
+Clap if this helped
 """
 
 
@@ -270,6 +278,13 @@ def test_cleaning_strips_chrome_and_redacts_every_kind_of_pii(
         "Thanks for reading",
         "Originally published",
         "cookies",
+        "Join our newsletter",
+        "Follow me",
+        "Cookie settings",
+        "Open in app",
+        "min read",
+        "Leave a comment",
+        "Clap if",
         "![",
         "<div",
         "<strong>",
@@ -282,6 +297,53 @@ def test_cleaning_strips_chrome_and_redacts_every_kind_of_pii(
     )
     assert "# tidy-vectors" in repo_body
     assert "def " not in repo_body and "create table" not in repo_body.lower()
+
+
+# One line of each kind `boilerplate_line_patterns` removes, each a whole text of its own: the
+# keyword test in front of the patterns must let every one of them through.
+BOILERPLATE_LINES = (
+    "Subscribe",
+    "> Join our newsletter for the next one",
+    "Sign up now",
+    "**Follow me** on Mastodon",
+    "Share on LinkedIn",
+    "Thanks for reading!",
+    "Originally published at https://example.org/post",
+    "This website uses cookies to give you the best experience.",
+    "Manage cookies",
+    "Cookie preferences",
+    "Read the rest in the app",
+    "6 min read",
+    "- Leave a comment",
+    "Restack",
+    "Give it a clap",
+)
+KEPT_LINES = (
+    "I read the app's logs for six minutes.",
+    "We share one on-call rotation.",
+)
+
+
+def test_every_boilerplate_pattern_removes_a_line_that_stands_alone(warehouse: Warehouse):
+    quoted = (line.replace("'", "''") for line in BOILERPLATE_LINES + KEPT_LINES)
+    rows = ", ".join(f"('{line}')" for line in quoted)
+    shown = warehouse.dbt(
+        "show",
+        "--inline",
+        "select line, {{ remove_boilerplate('line') }} as cleaned"
+        f" from (values {rows}) as t(line)",
+        "--output",
+        "json",
+        "--limit",
+        "-1",
+        "--quiet",
+    )
+    out = shown.output_tail
+    cleaned = {r["line"]: r["cleaned"] for r in json.loads(out[out.index("{") :])["show"]}
+    assert {line: cleaned[line] for line in BOILERPLATE_LINES} == dict.fromkeys(
+        BOILERPLATE_LINES, ""
+    )
+    assert {line: cleaned[line] for line in KEPT_LINES} == {line: line for line in KEPT_LINES}
 
 
 def test_cross_posts_collapse_to_the_earliest_copy(warehouse: Warehouse, first_run: PipelineRun):

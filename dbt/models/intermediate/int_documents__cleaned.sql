@@ -23,14 +23,16 @@ source_text as (
     from changed
 ),
 
-normalised as (
+-- `materialized`: the text columns below are read several times each; a CTE Postgres inlines would
+-- repeat their regular expressions at every reference (about four times the work).
+normalised as materialized (
     select
         *,
         {{ normalise_whitespace(strip_markup(normalise_whitespace('source_text'))) }} as plain_text
     from source_text
 ),
 
-cleaned as (
+cleaned as materialized (
     select
         *,
         btrim(

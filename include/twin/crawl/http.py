@@ -38,7 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from twin.crawl.closing import Closing
+from twin.closing import Closing
 from twin.crawl.codings import ACCEPT_ENCODING, BodyRefused, BoundedBody
 from twin.crawl.decode import decode_body, media_type, type_allowed
 from twin.crawl.errors import BlockedURL, FetchError

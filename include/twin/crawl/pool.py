@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from twin.crawl.closing import Closing
+from twin.closing import Closing
 
 T = TypeVar("T")
 

@@ -21,6 +21,12 @@ from pathlib import Path
 
 DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 PHONE_REGIONS = ("US", "GB", "SE", "DE", "FR", "NO", "DK", "FI", "NL", "AU", "JP")
+# Every phone number `phones` keeps has six digits or more (an international number: a two-digit
+# country code and a four-digit number, the shortest libphonenumber validates; a national one
+# needs nine), and libphonenumber's matcher allows at most four punctuation characters between
+# two of its digits: a text without such a run of digits holds none, and is not matched eleven
+# times over.
+PHONE_DIGITS = re.compile(r"\d(?:\D{0,4}\d){5}")
 SECRET_PLUGINS = (
     "AWSKeyDetector",
     "ArtifactoryDetector",
@@ -47,8 +53,11 @@ DETECTOR_LIBRARIES = ("phonenumbers", "detect-secrets", "python-stdnum", "email-
 PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET|IBAN|NAME)\]")
 # Google Cloud formats detect-secrets has no plugin for: API keys and OAuth access tokens.
 GOOGLE_KEY = re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b|\bya29\.[0-9A-Za-z_-]{20,}")
+# A value (group 1) assigned to a name holding one of the words. The match starts at the word,
+# not at the name's first character: the value is the same, and a leading `[A-Za-z0-9_.-]*`
+# made every name be re-read once per character.
 ASSIGNED = re.compile(
-    r"(?i)[A-Za-z0-9_.-]*(?:key|secret|token|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
+    r"(?i)(?:key|secret|token|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
     r"[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})"
 )
 MIN_SECRET_ENTROPY = 3.0
@@ -118,6 +127,8 @@ def kinds(findings: Iterable[Finding]) -> dict[str, int]:
 
 def phones(text: str) -> list[Finding]:
     """Valid phone numbers (international anywhere; national ones of the listed regions)."""
+    if not PHONE_DIGITS.search(text):
+        return []
     import phonenumbers
 
     spans: set[tuple[int, int]] = set()
@@ -186,11 +197,31 @@ def ibans(text: str) -> list[Finding]:
 def secrets(text: str) -> list[Finding]:
     """Vendor keys and tokens (detect-secrets), Google keys, private-key blocks, high-entropy
     values assigned to secret-like names."""
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.core.scan import scan_line
     from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
-    del get_mapping_from_secret_type_to_class  # imported for its plugin registry side effect
+    found = vendor_secrets(text)
+    entropy = Base64HighEntropyString().calculate_shannon_entropy
+    for m in GOOGLE_KEY.finditer(text):
+        found.append(Finding("secret", m.start(), m.end(), "google-key-format"))
+    for m in ASSIGNED.finditer(text):
+        value = m.group(1)
+        if PLACEHOLDER.search(value) or not re.search(r"[0-9]", value):
+            continue
+        if entropy(value) >= MIN_SECRET_ENTROPY:
+            found.append(Finding("secret", m.start(1), m.end(1), "assigned-high-entropy"))
+    return found
+
+
+def vendor_secrets(text: str) -> list[Finding]:
+    """What detect-secrets' vendor plugins flag, line by line (a private key to its block's end).
+
+    Texts none of the plugins' patterns match anywhere are not scanned line by line: most prose
+    holds nothing they look for, and the scan (with its settings) is most of the detector's time.
+    """
+    if not _may_hold_vendor_secret(text):
+        return []
+    from detect_secrets.core.scan import scan_line
+
     found = []
     offset = 0
     with _secret_settings():
@@ -208,16 +239,27 @@ def secrets(text: str) -> list[Finding]:
                         end = block_end.end() if block_end else len(text)
                     found.append(Finding("secret", start, end, f"detect-secrets:{secret.type}"))
             offset += len(line)
-    entropy = Base64HighEntropyString().calculate_shannon_entropy
-    for m in GOOGLE_KEY.finditer(text):
-        found.append(Finding("secret", m.start(), m.end(), "google-key-format"))
-    for m in ASSIGNED.finditer(text):
-        value = m.group(1)
-        if PLACEHOLDER.search(value) or not re.search(r"[0-9]", value):
-            continue
-        if entropy(value) >= MIN_SECRET_ENTROPY:
-            found.append(Finding("secret", m.start(1), m.end(1), "assigned-high-entropy"))
     return found
+
+
+@lru_cache(maxsize=1)
+def _vendor_patterns() -> tuple[re.Pattern[str], ...]:
+    """The plugins' own patterns (`denylist`), to search a whole text at once: a line is
+    flagged only where one of them matches it, and with `^` and `$` at every line boundary
+    (MULTILINE) a match inside a line is a match inside the text."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    plugins = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+    return tuple(
+        re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
+        for name in SECRET_PLUGINS
+        for pattern in plugins[name]().denylist
+    )
+
+
+def _may_hold_vendor_secret(text: str) -> bool:
+    """Whether any line of `text` can hold what the plugins flag."""
+    return any(pattern.search(text) for pattern in _vendor_patterns())
 
 
 @lru_cache(maxsize=1)

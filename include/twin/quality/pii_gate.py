@@ -25,11 +25,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from twin.parallel import CpuPool
 from twin.quality.pii_detect import find_pii, fingerprint, kinds
 
 EXPECTATION = "independent_pii_detector"
 KEYS_SHOWN = 10
 INSERT_BATCH = 1000
+SCAN_BATCH = 2000  # rows read and scanned at a time (on every core: `twin.parallel.CpuPool`)
 
 log = logging.getLogger("twin.quality")
 
@@ -110,24 +112,24 @@ def _scan_table(
     clean: set[tuple[str, str]] = set()
     rows_read = 0
     try:
-        with conn.cursor(name="pii_scan") as cursor:
+        with conn.cursor(name="pii_scan") as cursor, CpuPool() as pool:
             cursor.execute(query)
-            for row in cursor:
-                rows_read += 1
-                key = ":".join(str(value) for value in row[: len(keys)])
-                texts = row[len(keys) : len(keys) + len(columns)]
-                cell_digests = row[len(keys) + len(columns) :]
-                for column, scope, text, digest in zip(
-                    columns, scopes, texts, cell_digests, strict=True
-                ):
-                    findings = find_pii(text or "")
-                    if not findings:
-                        clean.add((scope, digest))
-                        continue
-                    counts, rows = found[column]
-                    for kind, n in kinds(findings).items():
-                        counts[kind] = counts.get(kind, 0) + n
-                    rows.append(key)
+            width = len(keys) + len(columns)
+            while batch := cursor.fetchmany(SCAN_BATCH):
+                rows_read += len(batch)
+                texts = [text or "" for row in batch for text in row[len(keys) : width]]
+                findings = iter(pool.map(find_pii, texts))
+                for row in batch:
+                    key = ":".join(str(value) for value in row[: len(keys)])
+                    for column, scope, digest in zip(columns, scopes, row[width:], strict=True):
+                        cell = next(findings)
+                        if not cell:
+                            clean.add((scope, digest))
+                            continue
+                        counts, rows = found[column]
+                        for kind, n in kinds(cell).items():
+                            counts[kind] = counts.get(kind, 0) + n
+                        rows.append(key)
     except psycopg.errors.UndefinedTable as exc:
         conn.rollback()
         raise RuntimeError(

@@ -17,9 +17,10 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import psycopg
 from datasketch import MinHash, MinHashLSH
@@ -33,6 +34,7 @@ from twin.domain.text import (  # shared with the datasets stage; re-exported fo
     signature_bytes,
     signature_from_bytes,
 )
+from twin.parallel import CpuPool
 from twin.settings import Settings
 from twin.warehouse.manifest import DBT_PROJECT_DIR
 
@@ -44,6 +46,15 @@ TABLE = "intermediate.document_enrichment"
 CANDIDATE_THRESHOLD = 0.5
 FETCH_BATCH = 500
 ENRICHMENT_MACROS = DBT_PROJECT_DIR / "macros" / "enrichment.sql"
+UPSERT = f"""insert into {TABLE} (document_id, clean_hash, language, language_confidence,
+        near_duplicate_of, jaccard, shingle_count, minhash, computed_at)
+    values (%s, %s, %s, %s, %s, %s, %s, %s, now())
+    on conflict (document_id) do update set
+        clean_hash = excluded.clean_hash, language = excluded.language,
+        language_confidence = excluded.language_confidence,
+        near_duplicate_of = excluded.near_duplicate_of,
+        jaccard = excluded.jaccard, shingle_count = excluded.shingle_count,
+        minhash = excluded.minhash, computed_at = excluded.computed_at"""
 
 
 def enrichment_ddl() -> str:
@@ -179,13 +190,29 @@ def stored_enrichments(conn: psycopg.Connection) -> dict[str, Enrichment]:
     return {row[0]: Enrichment(*row[1:7], bytes(row[7])) for row in rows}
 
 
-def bodies(conn: psycopg.Connection, ids: Sequence[str]) -> Iterable[tuple[str, str]]:
-    """(document_id, body) for the given documents, fetched in batches."""
+def body_batches(conn: psycopg.Connection, ids: Sequence[str]) -> Iterator[list[tuple[str, str]]]:
+    """(document_id, body) for the given documents, `FETCH_BATCH` at a time."""
     for start in range(0, len(ids), FETCH_BATCH):
         chunk = list(ids[start : start + FETCH_BATCH])
-        yield from conn.execute(
+        yield conn.execute(
             f"select document_id, body from {SOURCE} where document_id = any(%s)", (chunk,)
         ).fetchall()
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What is computed from a document's text: its signature (as stored), shingle count and
+    language."""
+
+    minhash: bytes
+    shingle_count: int
+    language: tuple[str, float]
+
+
+def analyse(body: str, num_perm: int = NUM_PERM) -> Analysis:
+    """The text analysis of one body (pure: runs in worker processes)."""
+    signature, size = minhash_of(body, num_perm)
+    return Analysis(signature_bytes(signature), size, detect_language(body))
 
 
 def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> EnrichResult:
@@ -213,12 +240,18 @@ def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> E
                 signatures[doc_id], sizes[doc_id] = sig, known.shingle_count
                 languages[doc_id] = (known.language, known.language_confidence)
         stale = sorted(set(current_hash) - set(signatures))
-        for doc_id, body in bodies(conn, stale):
-            signatures[doc_id], sizes[doc_id] = minhash_of(body, num_perm)
-            languages[doc_id] = detect_language(body)
+        with CpuPool() as pool:
+            for batch in body_batches(conn, stale):
+                texts = [body for _, body in batch]
+                for (doc_id, _), done in zip(
+                    batch, pool.map(partial(analyse, num_perm=num_perm), texts), strict=True
+                ):
+                    signatures[doc_id] = signature_from_bytes(done.minhash, num_perm)
+                    sizes[doc_id], languages[doc_id] = done.shingle_count, done.language
 
         near = assign_near_duplicates(docs, signatures, sizes, num_perm)
         inserted = updated = 0
+        writes = []
         for doc_id, clean_hash in current_hash.items():
             row = Enrichment(
                 clean_hash,
@@ -230,22 +263,13 @@ def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> E
             before = stored.get(doc_id)
             if before == row:
                 continue
-            conn.execute(
-                f"""insert into {TABLE} (document_id, clean_hash, language, language_confidence,
-                        near_duplicate_of, jaccard, shingle_count, minhash, computed_at)
-                    values (%s, %s, %s, %s, %s, %s, %s, %s, now())
-                    on conflict (document_id) do update set
-                        clean_hash = excluded.clean_hash, language = excluded.language,
-                        language_confidence = excluded.language_confidence,
-                        near_duplicate_of = excluded.near_duplicate_of,
-                        jaccard = excluded.jaccard, shingle_count = excluded.shingle_count,
-                        minhash = excluded.minhash, computed_at = excluded.computed_at""",
-                (doc_id, *row.__dict__.values()),
-            )
+            writes.append((doc_id, *row.__dict__.values()))
             if before is None:
                 inserted += 1
             else:
                 updated += 1
+        with conn.cursor() as cursor:  # one pipelined batch, not a round trip per row
+            cursor.executemany(UPSERT, writes)
         gone = sorted(set(stored) - set(current_hash))
         if gone:
             conn.execute(f"delete from {TABLE} where document_id = any(%s)", (gone,))

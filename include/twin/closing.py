@@ -1,5 +1,5 @@
-"""`Closing`: a resource of the crawl run (the HTTP client, the extraction pool) that a `with`
-block closes when it ends, however it ends."""
+"""`Closing`: a resource (the crawler's HTTP client and extraction pool, `twin.parallel.CpuPool`)
+that a `with` block closes when it ends, however it ends."""
 
 from __future__ import annotations
 

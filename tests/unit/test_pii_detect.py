@@ -1,0 +1,77 @@
+"""The marts gate's detector skips texts that cannot hold a secret or a phone number; what it
+skips must never hide one. Each case is written at the edge of what the skip allows."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from twin.quality.pii_detect import SECRET_PLUGINS, find_pii
+
+
+def _jwt() -> str:
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    header, payload = part({"alg": "HS256", "typ": "JWT"}), part({"sub": "1234567890"})
+    return f"{header}.{payload}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+
+
+# One invented secret per detect-secrets plugin the detector runs (formats from each plugin's
+# own patterns; none is a real credential).
+VENDOR_SECRETS = {
+    "AWSKeyDetector": "key id AKIAZ7QXWVUTSRQPONML here",
+    "ArtifactoryDetector": "AKCp8abcdefghijkl",
+    "AzureStorageKeyDetector": "AccountKey=" + "a" * 86 + "==;",
+    "BasicAuthDetector": "git clone https://deploy:hunter2secret@git.example.org/x.git",
+    "DiscordBotTokenDetector": "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs",
+    "GitHubTokenDetector": "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "GitLabTokenDetector": "glpat-x1Y2z3A4b5C6d7E8f9G0",
+    "JwtTokenDetector": "Authorization: Bearer " + _jwt(),
+    "MailchimpDetector": "mc 0123456789abcdef0123456789abcdef-us12",
+    "NpmDetector": "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789",
+    "OpenAIDetector": "sk-" + "A" * 20 + "T3BlbkFJ" + "B" * 20,
+    "PrivateKeyDetector": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n"
+    "-----END RSA PRIVATE KEY-----",
+    "PypiTokenDetector": "pypi-AgEIcHlwaS5vcmc" + "a" * 70,
+    "SendGridDetector": "SG." + "a" * 22 + "." + "b" * 43,
+    "SlackDetector": "xoxb-1234567890-abcdefghij",
+    "SquareOAuthDetector": "sq0csp-" + "a" * 43,
+    "StripeDetector": "sk_live_a1B2c3D4e5F6g7H8i9J0k1L2",
+    "TelegramBotTokenDetector": "bot 123456789:" + "A" * 35,
+    "TwilioKeyDetector": "AC" + "a1" * 16,
+}
+
+
+def test_every_plugin_has_a_case() -> None:
+    assert set(VENDOR_SECRETS) == set(SECRET_PLUGINS)
+
+
+@pytest.mark.parametrize("plugin", sorted(VENDOR_SECRETS))
+def test_a_vendor_secret_inside_prose_is_found(plugin: str) -> None:
+    text = f"Notes from the migration.\n{VENDOR_SECRETS[plugin]}\nThe rest went fine."
+    assert any(f.detector.startswith("detect-secrets:") for f in find_pii(text)), plugin
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call +49 1644 now.",  # a two-digit country code and a four-digit number: the shortest
+        "Call +43 (0) 1112 now.",
+        "Ring +49 -- 16 -- 44 after lunch.",  # four punctuation characters between digits
+        "Text me at (212) 555-0142 if it breaks.",  # a national number: nine digits or more
+    ],
+)
+def test_the_shortest_and_most_spaced_out_phone_numbers_are_found(text: str) -> None:
+    assert [f.kind for f in find_pii(text)] == ["phone"]
+
+
+def test_a_value_assigned_to_a_secret_name_is_found_by_its_value() -> None:
+    text = "db.password_main = 'q8Zr2Lm5Tx9Kp3Vw'\nservice_token_key: Yb7Nc4Rt1Qs8Uv2W"
+    found = [(f.detector, text[f.start : f.end]) for f in find_pii(text)]
+    assert found == [
+        ("assigned-high-entropy", "q8Zr2Lm5Tx9Kp3Vw"),
+        ("assigned-high-entropy", "Yb7Nc4Rt1Qs8Uv2W"),
+    ]

@@ -10,6 +10,7 @@ It ends with an md5 of what `marts.documents` holds, so runs of two code version
 
     set -a; . .twin/stack.env; set +a
     python benchmarks/warehouse.py [--documents 10000] [--changed-fraction 0.01] [--scale 1]
+                                   [--nodes 10]
 
 `--scale` multiplies `--documents` (0.1 for a quick run).
 """
@@ -35,7 +36,7 @@ from twin.store.extract_load import run_extract_load
 from twin.store.mongo import mongo_client, twin_database
 from twin.store.raw_documents import RawDocumentStore
 from twin.store.warehouse import scratch_database
-from twin.warehouse.dbt import run_dbt
+from twin.warehouse.dbt import DbtRunResult, run_dbt
 from twin.warehouse.enrich import run_enrichment
 
 PLATFORMS = [
@@ -78,24 +79,45 @@ def synthetic_document(n: int, pool: list[str], rng: random.Random) -> RawDocume
     )
 
 
-def timed(stages: dict[str, float], name: str, step: Callable[[], object]) -> None:
+def timed(stages: dict[str, float], name: str, step: Callable[[], object]) -> object:
     began = time.perf_counter()
-    step()
+    result = step()
     stages[name] = time.perf_counter() - began
+    return result
 
 
-def warehouse_run(settings: Settings) -> dict[str, float]:
-    """One pass of the pipeline's stages; seconds per stage."""
+def print_slowest_nodes(label: str, result: object, count: int) -> None:
+    """A dbt stage's `count` slowest nodes and what the rest of its time went to."""
+    if not isinstance(result, DbtRunResult):
+        return
+    nodes = sorted(result.nodes, key=lambda n: n.seconds, reverse=True)
+    in_nodes = sum(n.seconds for n in result.nodes)
+    print(
+        f"  {label}: {len(nodes)} nodes, {in_nodes:.1f} s in nodes, "
+        f"{result.seconds - in_nodes:.1f} s outside them (start-up, parse, hooks)"
+    )
+    for n in nodes[:count]:
+        print(f"    {n.seconds:6.2f} s  {n.resource_type:<5} {n.name}")
+
+
+def warehouse_run(settings: Settings, slowest: int = 0) -> dict[str, float]:
+    """One pass of the pipeline's stages; seconds per stage (and, with `slowest`, each dbt
+    stage's slowest nodes printed)."""
     stages: dict[str, float] = {}
     timed(stages, "extract-load", lambda: run_extract_load(settings))
     timed(stages, "raw gate", lambda: enforce_gate("raw_documents", settings))
-    timed(
+    upstream = timed(
         stages,
         "dbt staging+intermediate",
         lambda: run_dbt(["build", "--select", "tag:staging", "tag:intermediate"], settings),
     )
     timed(stages, "enrichment", lambda: run_enrichment(settings))
-    timed(stages, "dbt marts", lambda: run_dbt(["build", "--select", "tag:marts"], settings))
+    marts = timed(
+        stages, "dbt marts", lambda: run_dbt(["build", "--select", "tag:marts"], settings)
+    )
+    if slowest:
+        print_slowest_nodes("dbt staging+intermediate", upstream, slowest)
+        print_slowest_nodes("dbt marts", marts, slowest)
     timed(stages, "marts gate", lambda: enforce_gate("marts_documents", settings))
     return stages
 
@@ -105,6 +127,9 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--changed-fraction", type=float, default=0.01)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --documents")
+    parser.add_argument(
+        "--nodes", type=int, default=0, help="print each dbt stage's N slowest nodes per run"
+    )
     args = parser.parse_args()
     args.documents = max(1, round(args.documents * args.scale))
 
@@ -130,7 +155,8 @@ def main() -> None:
                 store.ensure_indexes()
                 for start in range(0, len(docs), 1000):
                     store.upsert(docs[start : start + 1000])
-                full = warehouse_run(settings)
+                print("full run")
+                full = warehouse_run(settings, args.nodes)
                 count = int(args.documents * args.changed_fraction)
                 changed = rng.sample(range(args.documents), count)
                 edited = [
@@ -140,7 +166,8 @@ def main() -> None:
                     for n in changed
                 ]
                 store.upsert(edited)
-                incremental = warehouse_run(settings)
+                print("incremental run")
+                incremental = warehouse_run(settings, args.nodes)
             finally:
                 client.drop_database(name)
         with psycopg.connect(dsn) as conn:

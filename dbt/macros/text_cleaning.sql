@@ -65,19 +65,34 @@ cookie (policy|settings|preferences|consent)[^\n]{0,60}
 {%- do return(patterns.strip().split('\n')) -%}
 {%- endmacro %}
 
-{#- Words one of which every line pattern above contains as it stands (case aside): a text with
-    none of them has no boilerplate line. Testing for them costs about a hundredth of the line
-    patterns' scan, which most texts are spared. A new pattern needs its word here. -#}
+{#- Words one of which every line pattern above contains as it stands (case aside): a text or line
+    with none of them holds no boilerplate line. Testing for them costs about a hundredth of the line
+    patterns' scan, which most texts and lines are spared. A new pattern needs its word here. -#}
 {% macro boilerplate_keywords() -%}
 subscribe|newsletter|sign up|follow (me|us)|share (this|on)|thanks for reading|originally published|cookie|in (the )?app|min read|leave a comment|like this post|restack|clap
 {%- endmacro %}
 
-{#- `expr` is read up to three times: pass a column, not an expression. -#}
+{#- True when the line `expr` (no newline in it) is boilerplate as a whole. -#}
+{% macro is_boilerplate_line(expr) -%}
+    ({{ expr }} ~* '{{ boilerplate_keywords() }}'
+     and {{ expr }} ~* '^[ \t>*_#|-]*(?:(?:{{ boilerplate_line_patterns() | join(')|(?:') }}))[ \t.!:*_]*$')
+{%- endmacro %}
+
+{#- The text without its boilerplate lines, each removed with the newline that ends it (a last line
+    that is boilerplate leaves the newline before it). Lines are tested one by one: the patterns
+    run only on the few lines that hold a keyword, not from every position of the whole text.
+    `expr` is read up to three times: pass a column, not an expression. -#}
 {% macro remove_boilerplate(expr) -%}
-    case when {{ expr }} ~* '{{ boilerplate_keywords() }}' then regexp_replace(
-        {{ expr }},
-        '^[ \t>*_#|-]*(?:(?:{{ boilerplate_line_patterns() | join(')|(?:') }}))[ \t.!:*_]*$\n?',
-        '', 'gin')
+    case when {{ expr }} ~* '{{ boilerplate_keywords() }}' then (
+        select string_agg(
+            case when {{ is_boilerplate_line('boilerplate_line.line_text') }} then ''
+                 else boilerplate_line.line_text end,
+            E'\n' order by boilerplate_line.line_no)
+        from (select string_to_array({{ expr }}, E'\n') as lines) as boilerplate_text,
+             unnest(boilerplate_text.lines) with ordinality as boilerplate_line(line_text, line_no)
+        where boilerplate_line.line_no = cardinality(boilerplate_text.lines)
+           or not {{ is_boilerplate_line('boilerplate_line.line_text') }}
+    )
     else {{ expr }} end
 {%- endmacro %}
 

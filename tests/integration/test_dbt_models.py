@@ -346,6 +346,43 @@ def test_every_boilerplate_pattern_removes_a_line_that_stands_alone(warehouse: W
     assert {line: cleaned[line] for line in KEPT_LINES} == {line: line for line in KEPT_LINES}
 
 
+# Texts of several lines and what remove_boilerplate leaves of each: a boilerplate line goes with
+# the newline that ends it, a last one leaves the newline before it, neighbours both go, and a
+# paragraph that only mentions a keyword stays.
+BOILERPLATE_TEXTS = {
+    "Intro.\nSubscribe\nBody.": "Intro.\nBody.",
+    "Intro.\n\nSubscribe now for free\n> Follow me on Mastodon\nBody.\n": "Intro.\n\nBody.\n",
+    "Body.\nThanks for reading!": "Body.\n",
+    "Thanks for reading!\n": "",
+    "6 min read\nBody.": "Body.",
+    "The newsletter went out late, so I wrote about it.\nShare on LinkedIn\n": (
+        "The newsletter went out late, so I wrote about it.\n"
+    ),
+    "Our newsletter\nIt subscribes to nothing.": "Our newsletter\nIt subscribes to nothing.",
+}
+
+
+def test_boilerplate_lines_leave_with_their_newline(warehouse: Warehouse):
+    rows = ", ".join(
+        f"({n}, E'{text.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + 'n')}')"
+        for n, text in enumerate(BOILERPLATE_TEXTS)
+    )
+    shown = warehouse.dbt(
+        "show",
+        "--inline",
+        "select n, {{ remove_boilerplate('text') }} as cleaned"
+        f" from (values {rows}) as t(n, text)",
+        "--output",
+        "json",
+        "--limit",
+        "-1",
+        "--quiet",
+    )
+    out = shown.output_tail
+    cleaned = {r["n"]: r["cleaned"] for r in json.loads(out[out.index("{") :])["show"]}
+    assert [cleaned[n] for n in range(len(BOILERPLATE_TEXTS))] == list(BOILERPLATE_TEXTS.values())
+
+
 def test_cross_posts_collapse_to_the_earliest_copy(warehouse: Warehouse, first_run: PipelineRun):
     in_mart = {row[0] for row in warehouse.rows("select document_id from marts.documents")}
     recorded = {

@@ -1,7 +1,7 @@
 {#-
   GENERATED from include/twin/domain/pii.py by `python -m twin.quality.pii_macros`: do not edit.
   PII redaction with Postgres regular expressions, one pattern macro per rule, used to redact
-  (`redact_pii`) and to look for leftovers (`contains_pii`, tests/assert_no_pii_in_marts.sql).
+  (`redact_pii`) and to look for leftovers (`contains_pii`, macros/pii_guard.sql).
   The marts quality gate checks with an independent detector (twin.quality.pii_detect).
 -#}
 

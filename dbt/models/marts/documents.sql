@@ -19,13 +19,15 @@
                      join {{ ref('int_documents__deduplicated') }} as d
                        on d.document_id = e.document_id and d.clean_hash = e.clean_hash
                      where e.document_id = m.document_id and e.near_duplicate_of is not null)",
+            "{{ refuse_written_pii('document_id', ['body', 'title']) }}",
         ],
     )
 }}
 -- One row per unique, live, clean document: exact duplicates (int_documents__deduplicated) and
 -- near-duplicates (enrichment) left out. Incremental: only rows that differ from what the mart
--- holds are merged, and the post-hook removes documents that were deleted upstream or became
--- duplicates. A document whose enrichment is stale (its text changed, the enrichment step has not
+-- holds are merged, the first post-hook removes documents that were deleted upstream or became
+-- duplicates, and the second fails the build (rolling it back) when a row it wrote still matches a
+-- PII pattern. A document whose enrichment is stale (its text changed, the enrichment step has not
 -- run yet) keeps its previous row until it has.
 with deduplicated as (
     select * from {{ ref('int_documents__deduplicated') }}

@@ -1,4 +1,5 @@
-"""The raw store's server through the project's client: unique indexes reject duplicates."""
+"""The raw store's server through the project's client: unique indexes reject duplicates, `$in`
+lookups split into chunks find exactly what was asked."""
 
 import uuid
 
@@ -6,7 +7,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from twin.settings import Settings
-from twin.store.mongo import mongo_client, twin_database
+from twin.store.mongo import find_in, mongo_client, twin_database
 
 pytestmark = pytest.mark.integration
 
@@ -34,3 +35,17 @@ def test_documents_survive_a_new_client(stack_settings: Settings) -> None:
         coll = twin_database(client, stack_settings)[name]
         assert coll.count_documents({"n": {"$gte": 50}}) == 50
         coll.drop()
+
+
+def test_find_in_chunks_finds_every_listed_document_and_no_other(stack_settings: Settings) -> None:
+    with mongo_client(stack_settings) as client:
+        coll = twin_database(client, stack_settings)[f"probe_{uuid.uuid4().hex[:8]}"]
+        coll.insert_many([{"_id": f"doc-{i:03d}", "n": i} for i in range(300)])
+        try:
+            wanted = [f"doc-{i:03d}" for i in range(0, 300, 2)] + ["doc-missing"]
+            found = list(find_in(coll, "_id", iter(wanted), {"n": 1}, chunk=7))
+            assert sorted(d["_id"] for d in found) == sorted(wanted[:-1])
+            assert all(d["n"] == int(d["_id"][4:]) for d in found)
+            assert list(find_in(coll, "_id", [])) == []
+        finally:
+            coll.drop()

@@ -38,6 +38,7 @@ import psycopg
 from pymongo.database import Database
 
 from twin.settings import Settings
+from twin.store.mongo import find_in
 from twin.store.raw_documents import STORED_AT
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,7 @@ def extract_load(
             stale = differing(conn, keys)
             docs = []
             if stale:
-                found = {d["_id"]: d for d in db["documents"].find({"_id": {"$in": stale}})}
+                found = {d["_id"]: d for d in find_in(db["documents"], "_id", stale)}
                 docs = [found[i] for i in stale if i in found]  # order of the scan
             last = keys[-1]
             mark = (as_utc(last.get(STORED_AT)) or EPOCH, last["_id"])

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from twin.settings import Settings
+
+# Values per `$in` query. The embedded stack's server matches `$in` in time that grows with the
+# square of the list (1,000 ids: 0.71 s; ten queries of 100: 0.13 s); on MongoDB the split costs
+# a round trip per hundred.
+IN_CHUNK = 100
 
 
 def mongo_client(settings: Settings) -> MongoClient:
@@ -23,3 +32,16 @@ def mongo_client(settings: Settings) -> MongoClient:
 def twin_database(client: MongoClient, settings: Settings) -> Database:
     """The platform's database (`twin` unless configured otherwise)."""
     return client[settings.mongo_database]
+
+
+def find_in(
+    collection: Collection,
+    field: str,
+    values: Iterable[Any],
+    projection: Mapping[str, Any] | None = None,
+    chunk: int = IN_CHUNK,
+) -> Iterator[dict]:
+    """The documents whose `field` is one of `values` (`$in`, asked `chunk` values at a time)."""
+    listed = list(values)
+    for start in range(0, len(listed), chunk):
+        yield from collection.find({field: {"$in": listed[start : start + chunk]}}, projection)

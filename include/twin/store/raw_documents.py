@@ -16,6 +16,7 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.database import Database
 
 from twin.domain.documents import RawDocument
+from twin.store.mongo import find_in
 
 # Set by the MongoDB server on every document write (`$currentDate`): the extract-load orders
 # on it, never on a writer's clock, which may be skewed or taken long before the write commits.
@@ -65,8 +66,8 @@ class RawDocumentStore:
         now = now or datetime.now(UTC)
         known = {
             d["url"]: d
-            for d in self.documents.find(
-                {"url": {"$in": list(latest)}}, {"url": 1, "content_hash": 1, "deleted_at": 1}
+            for d in find_in(
+                self.documents, "url", latest, {"url": 1, "content_hash": 1, "deleted_at": 1}
             )
         }
         ops: list[UpdateOne] = []
@@ -163,7 +164,7 @@ class RawDocumentStore:
     # conditional GET -----------------------------------------------------------------------
     def known_validators(self, urls: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
         """ETag and Last-Modified last seen for each URL that has them."""
-        found = self.validators.find({"url": {"$in": list(urls)}})
+        found = find_in(self.validators, "url", urls)
         return {v["url"]: (v.get("etag"), v.get("last_modified")) for v in found}
 
     def remember_validators(self, validators: dict[str, tuple[str | None, str | None]]) -> int:

@@ -74,19 +74,32 @@ def minhash_of(text: str, num_perm: int = NUM_PERM) -> tuple[MinHash, int]:
     return sig, len(grams)
 
 
+def hashvalues_bytes(values: np.ndarray) -> bytes:
+    """A signature's hash values as stored: little-endian uint32 per permutation."""
+    return np.asarray(values, dtype="<u4").tobytes()
+
+
+def hashvalues_from_bytes(blob: bytes, num_perm: int = NUM_PERM) -> np.ndarray | None:
+    """A stored signature's hash values (None if it was made with another num_perm)."""
+    if len(blob) != num_perm * 4:
+        return None
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+
+
 def signature_bytes(sig: MinHash) -> bytes:
-    """The signature as stored: little-endian uint32 per permutation."""
-    return np.asarray(sig.hashvalues, dtype="<u4").tobytes()
+    """The signature as stored (`hashvalues_bytes` of its hash values)."""
+    return hashvalues_bytes(sig.hashvalues)
 
 
 def signature_from_bytes(blob: bytes, num_perm: int = NUM_PERM) -> MinHash | None:
     """A stored signature back as a MinHash (None if it was made with another num_perm)."""
-    if len(blob) != num_perm * 4:
+    values = hashvalues_from_bytes(blob, num_perm)
+    if values is None:
         return None
     template = empty_minhash(num_perm)
     return MinHash(
         seed=MINHASH_SEED,
-        hashvalues=np.frombuffer(blob, dtype="<u4").astype(np.uint32),
+        hashvalues=values,
         permutations=template.permutations,
         scheme=MINHASH_SCHEME,
     )

@@ -22,17 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
+import numpy as np
 import psycopg
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHashLSH
 
 from twin.domain.text import (  # shared with the datasets stage; re-exported for callers
     NUM_PERM,
     detect_language,
+    hashvalues_bytes,
+    hashvalues_from_bytes,
     is_near_duplicate,
     minhash_of,
     shingles,  # noqa: F401
     signature_bytes,
-    signature_from_bytes,
+    signature_from_bytes,  # noqa: F401
 )
 from twin.parallel import CpuPool
 from twin.settings import Settings
@@ -121,43 +124,75 @@ def canonical_order(docs: Iterable[CurrentDocument]) -> list[CurrentDocument]:
     )
 
 
+def lsh_bands(num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """(bands, rows per band) of datasketch's MinHashLSH at `CANDIDATE_THRESHOLD`."""
+    lsh = MinHashLSH(threshold=CANDIDATE_THRESHOLD, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def band_candidates(matrix: np.ndarray, bands: int, rows: int) -> dict[int, set[int]]:
+    """LSH candidates by row of `matrix` (one signature's hash values per row): for each row
+    that agrees with another on every value of some band, the rows it agrees with on one (itself
+    included), which is what a MinHashLSH query with these bands returns. Rows with no such
+    partner are left out."""
+    found: dict[int, set[int]] = {}
+    for band in range(bands):
+        part = np.ascontiguousarray(matrix[:, band * rows : (band + 1) * rows])
+        keys = part.view(np.dtype((np.void, part.dtype.itemsize * rows))).ravel()
+        _, bucket, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        bucket = bucket.ravel()
+        shared = np.flatnonzero(counts[bucket] > 1)
+        if not len(shared):
+            continue
+        shared = shared[np.argsort(bucket[shared], kind="stable")]
+        for group in np.split(shared, np.flatnonzero(np.diff(bucket[shared])) + 1):
+            members = set(group.tolist())
+            for row in members:
+                found.setdefault(row, set()).update(members)
+    return found
+
+
 def assign_near_duplicates(
     docs: Sequence[CurrentDocument],
-    signatures: dict[str, MinHash],
+    signatures: dict[str, np.ndarray],
     sizes: dict[str, int],
     num_perm: int = NUM_PERM,
 ) -> dict[str, tuple[str | None, float | None]]:
     """For each document: (canonical it nearly duplicates, estimated Jaccard) or (None, None).
 
-    Documents are visited in canonical order; each is compared (through LSH candidates) with
-    the canonical documents before it, so a copy always points at a canonical document.
+    `signatures` holds each document's MinHash values. Documents are visited in canonical order;
+    each is compared (through LSH candidates) with the canonical documents before it, so a copy
+    always points at a canonical document.
     """
     ordered = canonical_order(docs)
-    position = {d.document_id: i for i, d in enumerate(ordered)}
-    lsh = MinHashLSH(threshold=CANDIDATE_THRESHOLD, num_perm=num_perm)
-    with lsh.insertion_session() as session:
-        for d in ordered:
-            if sizes[d.document_id]:
-                session.insert(d.document_id, signatures[d.document_id], check_duplication=False)
-    canonical: set[str] = set()
+    with_text = [d.document_id for d in ordered if sizes[d.document_id]]
+    row = {doc_id: i for i, doc_id in enumerate(with_text)}  # rows follow the canonical order
+    matrix = (
+        np.stack([signatures[doc_id] for doc_id in with_text])
+        if with_text
+        else np.empty((0, num_perm), dtype=np.uint32)
+    )
+    candidates = band_candidates(matrix, *lsh_bands(num_perm))
+    canonical: set[int] = set()
     result: dict[str, tuple[str | None, float | None]] = {}
     for d in ordered:
         doc_id = d.document_id
-        best: tuple[str, float] | None = None
-        if sizes[doc_id]:
-            for cand in sorted(lsh.query(signatures[doc_id]), key=position.__getitem__):
-                if cand not in canonical:
-                    continue  # itself, a later document, or a copy of something else
-                jac = float(signatures[doc_id].jaccard(signatures[cand]))
-                if is_near_duplicate(jac, sizes[doc_id], sizes[cand]) and (
-                    best is None or jac > best[1]
-                ):
-                    best = (cand, jac)
+        best: tuple[int, float] | None = None
+        i = row.get(doc_id)
+        for cand in sorted(candidates.get(i, ())) if i is not None else ():
+            if cand not in canonical:
+                continue  # itself, a later document, or a copy of something else
+            jac = float(np.count_nonzero(matrix[i] == matrix[cand])) / float(num_perm)
+            if is_near_duplicate(jac, sizes[doc_id], sizes[with_text[cand]]) and (
+                best is None or jac > best[1]
+            ):
+                best = (cand, jac)
         if best is None:
-            canonical.add(doc_id)
+            if i is not None:
+                canonical.add(i)
             result[doc_id] = (None, None)
         else:
-            result[doc_id] = (best[0], round(best[1], 4))
+            result[doc_id] = (with_text[best[0]], round(best[1], 4))
     return result
 
 
@@ -230,12 +265,12 @@ def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> E
         stored = stored_enrichments(conn)
         current_hash = {d.document_id: d.clean_hash for d in docs}
 
-        signatures: dict[str, MinHash] = {}
+        signatures: dict[str, np.ndarray] = {}
         sizes: dict[str, int] = {}
         languages: dict[str, tuple[str, float]] = {}
         for doc_id, clean_hash in current_hash.items():
             known = stored.get(doc_id)
-            sig = signature_from_bytes(known.minhash, num_perm) if known else None
+            sig = hashvalues_from_bytes(known.minhash, num_perm) if known else None
             if known and sig is not None and known.clean_hash == clean_hash:
                 signatures[doc_id], sizes[doc_id] = sig, known.shingle_count
                 languages[doc_id] = (known.language, known.language_confidence)
@@ -246,7 +281,7 @@ def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> E
                 for (doc_id, _), done in zip(
                     batch, pool.map(partial(analyse, num_perm=num_perm), texts), strict=True
                 ):
-                    signatures[doc_id] = signature_from_bytes(done.minhash, num_perm)
+                    signatures[doc_id] = hashvalues_from_bytes(done.minhash, num_perm)
                     sizes[doc_id], languages[doc_id] = done.shingle_count, done.language
 
         near = assign_near_duplicates(docs, signatures, sizes, num_perm)
@@ -258,7 +293,7 @@ def enrich_documents(conn: psycopg.Connection, *, num_perm: int = NUM_PERM) -> E
                 *languages[doc_id],
                 *near[doc_id],
                 sizes[doc_id],
-                signature_bytes(signatures[doc_id]),
+                hashvalues_bytes(signatures[doc_id]),
             )
             before = stored.get(doc_id)
             if before == row:

@@ -75,3 +75,27 @@ def test_a_value_assigned_to_a_secret_name_is_found_by_its_value() -> None:
         ("assigned-high-entropy", "q8Zr2Lm5Tx9Kp3Vw"),
         ("assigned-high-entropy", "Yb7Nc4Rt1Qs8Uv2W"),
     ]
+
+
+# Addresses at the edge of the e-mail scans' skips: each one holds just what its pattern needs
+# (an @, a bracketed "at", a spelled-out " dot ").
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write to jane.doe@example.org.",
+        "Write to jane.doe [at] example [dot] org",
+        "Write to jane.doe(AT)example.org",
+        "Write to jane.doe <at> example.org",
+        "Write to jane.doe at example dot org",
+        "Write to jane.doe AT example\tDOT\torg",
+    ],
+)
+def test_every_e_mail_form_is_found(text: str) -> None:
+    assert [f.kind for f in find_pii(text)] == ["email"]
+
+
+@pytest.mark.parametrize(
+    "text", ["Look at github.com for it.", "git@github.com:me/repo.git", "at dot at dot"]
+)
+def test_text_that_only_looks_like_an_address_is_not_an_e_mail(text: str) -> None:
+    assert [f.kind for f in find_pii(text)] == []

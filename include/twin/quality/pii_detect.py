@@ -72,6 +72,10 @@ _BRACKET_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
 # "look at github.com" would be an address)
 BRACKETED_ADDRESS = re.compile(rf"[\w.%+-]+{_BRACKET_AT}[\w-]+(?:{_BRACKET_DOT}[\w-]+)+", re.I)
 SPELLED_ADDRESS = re.compile(r"[\w.%+-]+\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)+", re.I)
+# What each candidate pattern above cannot match without: their leading `[\w.%+-]+` is tried
+# from every position of every word, so a text without these is spared the scans.
+BRACKETED_AT = re.compile(r"[\[({<]\s*at\s*[\])}>]", re.I)
+SPELLED_DOT = re.compile(r"\sdot\s", re.I)
 SIGN_OFF = re.compile(
     r"^\s*(?:--|—|best|best regards|kind regards|warm regards|regards|cheers|thanks|thank you|"
     r"many thanks|sincerely|yours|all the best|med vänliga hälsningar|vänliga hälsningar|"
@@ -165,8 +169,14 @@ def emails(text: str) -> list[Finding]:
 
 def email_candidates(text: str) -> list[tuple[int, int, str]]:
     """(start, end, address) of plain and de-obfuscated address candidates."""
-    out = [(m.start(), m.end(), m.group(0).rstrip(".")) for m in EMAIL_CANDIDATE.finditer(text)]
-    for pattern in (BRACKETED_ADDRESS, SPELLED_ADDRESS):
+    out = []
+    if "@" in text:
+        out += [
+            (m.start(), m.end(), m.group(0).rstrip(".")) for m in EMAIL_CANDIDATE.finditer(text)
+        ]
+    for pattern, required in ((BRACKETED_ADDRESS, BRACKETED_AT), (SPELLED_ADDRESS, SPELLED_DOT)):
+        if not required.search(text):
+            continue
         for m in pattern.finditer(text):
             address = OBFUSCATED_DOT.sub(".", OBFUSCATED_AT.sub("@", m.group(0), count=1))
             out.append((m.start(), m.end(), address))

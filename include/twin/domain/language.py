@@ -14,7 +14,7 @@ Only the methods named here differ from langdetect 1.0.9.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from langdetect import detector_factory
@@ -61,8 +61,8 @@ class Detector(LangdetectDetector):
     def _extract_ngrams(self) -> list[str]:
         # An n-gram never spans a space, so the list is each word's n-grams in text order; a
         # word's own (with the space after it, if any) are cut once and remembered.
-        known = self.word_lang_prob_map
-        cache = _word_cache(known)
+        profile = _profile(self.word_lang_prob_map)
+        cache = profile.words
         found: list[str] = []
         words = self.text.translate(_NORMALISE).split(" ")
         last = len(words) - 1
@@ -72,7 +72,7 @@ class Detector(LangdetectDetector):
             key = (word, i < last)
             grams = cache.get(key)
             if grams is None:
-                grams = cache[key] = _word_ngrams(word + " " if i < last else word, known)
+                grams = cache[key] = _word_ngrams(word + " " if i < last else word, profile.known)
             found += grams
         if len(cache) > WORD_CACHE_SIZE:
             cache.clear()
@@ -85,7 +85,7 @@ class Detector(LangdetectDetector):
         ngrams = self._extract_ngrams()
         if not ngrams:
             raise LangDetectException(ErrorCode.CantDetectError, "No features in text.")
-        table = _word_table(self.word_lang_prob_map)
+        profile = _profile(self.word_lang_prob_map)
         size = len(self.langlist)
         langprob = np.zeros(size)
         self.random.seed(self.seed)
@@ -99,7 +99,7 @@ class Detector(LangdetectDetector):
             weight = alpha / self.BASE_FREQ
             i = 0
             while True:
-                prob *= weight + table(self.random.choice(ngrams))
+                prob *= weight + profile.probabilities(self.random.choice(ngrams))
                 if i % 5 == 0:
                     prob /= np.cumsum(prob)[-1]
                     if prob.max() > self.CONV_THRESHOLD or i >= self.ITERATION_LIMIT:
@@ -107,15 +107,6 @@ class Detector(LangdetectDetector):
                 i += 1
             langprob += prob / self.n_trial
         self.langprob = langprob.tolist()
-
-    def _update_lang_prob(self, prob: list[float], word: str | None, alpha: float) -> bool:
-        if word is None or word not in self.word_lang_prob_map:
-            return False
-        weight = alpha / self.BASE_FREQ
-        prob[:] = [
-            p * (weight + q) for p, q in zip(prob, self.word_lang_prob_map[word], strict=True)
-        ]
-        return True
 
 
 def _word_ngrams(word: str, known: dict) -> list[str]:
@@ -140,32 +131,30 @@ def _word_ngrams(word: str, known: dict) -> list[str]:
     return found
 
 
-# Per profile map (langdetect's factory holds one): each word's n-grams, and each n-gram's
-# probabilities as an array.
-_WORD_CACHES: dict[int, tuple[dict, dict[tuple[str, bool], list[str]]]] = {}
-_TABLES: dict[int, tuple[dict, Callable[[str], np.ndarray]]] = {}
+@dataclass
+class _Profile:
+    """What is remembered per profile map (langdetect's factory holds one): each word's n-grams
+    and each n-gram's probabilities as an array."""
+
+    known: dict
+    words: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def probabilities(self, gram: str) -> np.ndarray:
+        found = self.arrays.get(gram)
+        if found is None:
+            found = self.arrays[gram] = np.array(self.known[gram], dtype=np.float64)
+        return found
 
 
-def _word_cache(known: dict) -> dict[tuple[str, bool], list[str]]:
-    entry = _WORD_CACHES.get(id(known))
-    if entry is None or entry[0] is not known:
-        entry = _WORD_CACHES[id(known)] = (known, {})
-    return entry[1]
+_PROFILES: dict[int, _Profile] = {}
 
 
-def _word_table(known: dict) -> Callable[[str], np.ndarray]:
-    entry = _TABLES.get(id(known))
-    if entry is None or entry[0] is not known:
-        arrays: dict[str, np.ndarray] = {}
-
-        def table(word: str) -> np.ndarray:
-            found = arrays.get(word)
-            if found is None:
-                found = arrays[word] = np.array(known[word], dtype=np.float64)
-            return found
-
-        entry = _TABLES[id(known)] = (known, table)
-    return entry[1]
+def _profile(known: dict) -> _Profile:
+    found = _PROFILES.get(id(known))
+    if found is None or found.known is not known:
+        found = _PROFILES[id(known)] = _Profile(known)
+    return found
 
 
 def detect_langs(text: str) -> list[Language]:

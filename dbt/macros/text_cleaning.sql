@@ -79,13 +79,15 @@ subscribe|newsletter|sign up|follow (me|us)|share (this|on)|thanks for reading|o
 {%- endmacro %}
 
 {#- The text without its boilerplate lines, each removed with the newline that ends it (a last line
-    that is boilerplate leaves the newline before it). Lines are tested one by one: the patterns
-    run only on the few lines that hold a keyword, not from every position of the whole text.
-    `expr` is read up to three times: pass a column, not an expression. -#}
+    that is boilerplate leaves the newline before it, as an empty last line). Lines are tested one
+    by one, each once: the patterns run only on the few lines that hold a keyword, not from every
+    position of the whole text. `expr` is read up to three times: pass a column, not an
+    expression. -#}
 {% macro remove_boilerplate(expr) -%}
     case when {{ expr }} ~* '{{ boilerplate_keywords() }}' then (
         select string_agg(
-            case when {{ is_boilerplate_line('boilerplate_line.line_text') }} then ''
+            case when boilerplate_line.line_no = cardinality(boilerplate_text.lines)
+                      and {{ is_boilerplate_line('boilerplate_line.line_text') }} then ''
                  else boilerplate_line.line_text end,
             E'\n' order by boilerplate_line.line_no)
         from (select string_to_array({{ expr }}, E'\n') as lines) as boilerplate_text,

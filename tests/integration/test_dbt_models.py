@@ -170,6 +170,12 @@ class Warehouse:
             enrichment = enrich_documents(conn)
         return PipelineRun(intermediate, enrichment, self.dbt("build", "--select", "tag:marts"))
 
+    def show(self, sql: str) -> list[dict]:
+        """The rows of `dbt show --inline SQL` (the project's macros available), every row."""
+        shown = self.dbt("show", "--inline", sql, "--output", "json", "--limit", "-1", "--quiet")
+        out = shown.output_tail
+        return json.loads(out[out.index("{") :])["show"]
+
     def rows(self, sql: str, *params: object) -> list[tuple]:
         with self.connect() as conn:
             return conn.execute(sql, params).fetchall()
@@ -326,19 +332,11 @@ KEPT_LINES = (
 def test_every_boilerplate_pattern_removes_a_line_that_stands_alone(warehouse: Warehouse):
     quoted = (line.replace("'", "''") for line in BOILERPLATE_LINES + KEPT_LINES)
     rows = ", ".join(f"('{line}')" for line in quoted)
-    shown = warehouse.dbt(
-        "show",
-        "--inline",
+    shown = warehouse.show(
         "select line, {{ remove_boilerplate('line') }} as cleaned"
-        f" from (values {rows}) as t(line)",
-        "--output",
-        "json",
-        "--limit",
-        "-1",
-        "--quiet",
+        f" from (values {rows}) as t(line)"
     )
-    out = shown.output_tail
-    cleaned = {r["line"]: r["cleaned"] for r in json.loads(out[out.index("{") :])["show"]}
+    cleaned = {r["line"]: r["cleaned"] for r in shown}
     assert {line: cleaned[line] for line in BOILERPLATE_LINES} == dict.fromkeys(
         BOILERPLATE_LINES, ""
     )
@@ -366,19 +364,11 @@ def test_boilerplate_lines_leave_with_their_newline(warehouse: Warehouse):
         f"({n}, E'{text.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + 'n')}')"
         for n, text in enumerate(BOILERPLATE_TEXTS)
     )
-    shown = warehouse.dbt(
-        "show",
-        "--inline",
+    shown = warehouse.show(
         "select n, {{ remove_boilerplate('text') }} as cleaned"
-        f" from (values {rows}) as t(n, text)",
-        "--output",
-        "json",
-        "--limit",
-        "-1",
-        "--quiet",
+        f" from (values {rows}) as t(n, text)"
     )
-    out = shown.output_tail
-    cleaned = {r["n"]: r["cleaned"] for r in json.loads(out[out.index("{") :])["show"]}
+    cleaned = {r["n"]: r["cleaned"] for r in shown}
     assert [cleaned[n] for n in range(len(BOILERPLATE_TEXTS))] == list(BOILERPLATE_TEXTS.values())
 
 

@@ -4,11 +4,12 @@ thread while used as a context manager, then stop, wait for the thread and close
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Self
 
+from twin.closing import Closing
 
-class ServerThread:
+
+class ServerThread(Closing):
     """Runs `_serve` on a daemon thread inside `with`; on exit `_shutdown` asks it to stop, the
     thread is joined (5 s at most), then `_close` releases the socket."""
 
@@ -26,14 +27,9 @@ class ServerThread:
 
     def __enter__(self) -> Self:
         self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._shutdown()
         self._thread.join(5)
         self._close()

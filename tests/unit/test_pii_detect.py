@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from twin.quality.needles import needles
 from twin.quality.pii_detect import SECRET_PLUGINS, find_pii
 
 
@@ -66,6 +67,52 @@ def test_a_vendor_secret_inside_prose_is_found(plugin: str) -> None:
 )
 def test_the_shortest_and_most_spaced_out_phone_numbers_are_found(text: str) -> None:
     assert [f.kind for f in find_pii(text)] == ["phone"]
+
+
+def test_phone_numbers_are_found_on_any_line_at_their_place_in_the_text() -> None:
+    text = "\n".join(
+        ["Release 2.4 shipped 1,200 fixes.", "", "Call +46 70 123 45 67 today.", "(212) 555-0142"]
+    )
+    found = [text[f.start : f.end] for f in find_pii(text) if f.kind == "phone"]
+    assert found == ["+46 70 123 45 67", "(212) 555-0142"]
+
+
+def test_a_number_broken_over_two_lines_is_no_phone_number() -> None:
+    assert [f.kind for f in find_pii("Ring +46 70 123\n45 67 today.")] == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "credent\u0130al",  # the dotted capital I: "i" to case-insensitive matching
+        "credent\u0131al",  # the dotless small i
+        "\u017fecret",  # the long s: "s" to case-insensitive matching
+        "\u212aey",  # the Kelvin sign: "k"
+        "API_KEY",
+    ],
+)
+def test_a_secret_name_in_any_case_insensitive_spelling_is_read(name: str) -> None:
+    text = f"config: {name} = 'q8Zr2Lm5Tx9Kp3Vw'"
+    found = [(f.detector, text[f.start : f.end]) for f in find_pii(text)]
+    assert found == [("assigned-high-entropy", "q8Zr2Lm5Tx9Kp3Vw")]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"(?:\s|=|^)AKC[a-z]{10,}", ("AKC",)),
+        (r"\bAIza[0-9]{35}\b|\bya29\.[0-9]{20,}", ("AIza", "ya29.")),
+        (r"(ghp|gho)_[A-Za-z0-9_]{36}", ("gh",)),  # the parser keeps the branches' common "gh"
+        (r"(?:A3T[A-Z0-9]|ABIA|AKIA)[0-9A-Z]{16}", ("3T", "BIA", "KIA")),  # longer than "A"
+        (r"(?i)xox(?:a|b)-\d+", None),  # case-insensitive: no literal is one character
+        (r"\d{8,10}:?[0-9A-Z]{35}", None),  # nothing every match holds
+        (r"(?:ab|\d)+cd", ("cd",)),  # a repeated group is not required; what follows is
+    ],
+)
+def test_needles_are_texts_every_match_holds(pattern: str, expected: tuple | None) -> None:
+    import re
+
+    assert needles(re.compile(pattern)) == expected
 
 
 def test_a_value_assigned_to_a_secret_name_is_found_by_its_value() -> None:

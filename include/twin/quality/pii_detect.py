@@ -19,13 +19,15 @@ from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
+from twin.quality.needles import NeedlePattern
+
 DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 PHONE_REGIONS = ("US", "GB", "SE", "DE", "FR", "NO", "DK", "FI", "NL", "AU", "JP")
 # Every phone number `phones` keeps has six digits or more (an international number: a two-digit
 # country code and a four-digit number, the shortest libphonenumber validates; a national one
 # needs nine), and libphonenumber's matcher allows at most four punctuation characters between
-# two of its digits: a text without such a run of digits holds none, and is not matched eleven
-# times over.
+# two of its digits and none of them a line break: a line without such a run of digits holds
+# none, and is not matched eleven times over.
 PHONE_DIGITS = re.compile(r"\d(?:\D{0,4}\d){5}")
 SECRET_PLUGINS = (
     "AWSKeyDetector",
@@ -52,7 +54,7 @@ SECRET_PLUGINS = (
 DETECTOR_LIBRARIES = ("phonenumbers", "detect-secrets", "python-stdnum", "email-validator")
 PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|ADDRESS|SECRET|IBAN|NAME)\]")
 # Google Cloud formats detect-secrets has no plugin for: API keys and OAuth access tokens.
-GOOGLE_KEY = re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b|\bya29\.[0-9A-Za-z_-]{20,}")
+GOOGLE_KEY = NeedlePattern(re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b|\bya29\.[0-9A-Za-z_-]{20,}"))
 # A value (group 1) assigned to a name holding one of the words. The match starts at the word,
 # not at the name's first character: the value is the same, and a leading `[A-Za-z0-9_.-]*`
 # made every name be re-read once per character.
@@ -60,6 +62,11 @@ ASSIGNED = re.compile(
     r"(?i)(?:key|secret|token|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
     r"[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{12,})"
 )
+# Words one of which `ASSIGNED` needs, as case-folded text holds them: case-insensitive matching
+# also takes the dotted and dotless capital/small i of Turkish for "i", which case folding keeps
+# apart, so those are read as "i" (and a combining dot above dropped) before the test.
+ASSIGNED_WORDS = ("key", "secret", "token", "passw", "pwd", "credential")
+TURKISH_I = str.maketrans({"\u0131": "i", "\u0307": None})
 MIN_SECRET_ENTROPY = 3.0
 KEY_BLOCK_END = re.compile(r"-----END[A-Z ]{0,40}PRIVATE KEY-----")
 IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
@@ -130,9 +137,21 @@ def kinds(findings: Iterable[Finding]) -> dict[str, int]:
 
 
 def phones(text: str) -> list[Finding]:
-    """Valid phone numbers (international anywhere; national ones of the listed regions)."""
-    if not PHONE_DIGITS.search(text):
-        return []
+    """Valid phone numbers (international anywhere; national ones of the listed regions).
+
+    libphonenumber's matcher is run on each line that can hold one (`PHONE_DIGITS`), not on the
+    whole text: its candidates never span a line break, and a line's own ends look to it as
+    the line break beside them does (neither a letter nor a symbol it refuses)."""
+    spans: set[tuple[int, int]] = set()
+    offset = 0
+    for line in text.split("\n"):
+        if PHONE_DIGITS.search(line):
+            spans.update((offset + s, offset + e) for s, e in _phone_spans(line))
+        offset += len(line) + 1
+    return [Finding("phone", s, e, "phonenumbers") for s, e in sorted(spans)]
+
+
+def _phone_spans(text: str) -> set[tuple[int, int]]:
     import phonenumbers
 
     spans: set[tuple[int, int]] = set()
@@ -145,7 +164,7 @@ def phones(text: str) -> list[Finding]:
             if DATE_LIKE.fullmatch(raw.strip()) or (not international and digits < 9):
                 continue
             spans.add((match.start, match.end))
-    return [Finding("phone", s, e, "phonenumbers") for s, e in sorted(spans)]
+    return spans
 
 
 # --- e-mails ----------------------------------------------------------------------------------
@@ -213,7 +232,9 @@ def secrets(text: str) -> list[Finding]:
     entropy = Base64HighEntropyString().calculate_shannon_entropy
     for m in GOOGLE_KEY.finditer(text):
         found.append(Finding("secret", m.start(), m.end(), "google-key-format"))
-    for m in ASSIGNED.finditer(text):
+    folded = text.casefold().translate(TURKISH_I)
+    assigned = ASSIGNED.finditer(text) if any(w in folded for w in ASSIGNED_WORDS) else ()
+    for m in assigned:
         value = m.group(1)
         if PLACEHOLDER.search(value) or not re.search(r"[0-9]", value):
             continue
@@ -253,15 +274,16 @@ def vendor_secrets(text: str) -> list[Finding]:
 
 
 @lru_cache(maxsize=1)
-def _vendor_patterns() -> tuple[re.Pattern[str], ...]:
+def _vendor_patterns() -> tuple[NeedlePattern, ...]:
     """The plugins' own patterns (`denylist`), to search a whole text at once: a line is
     flagged only where one of them matches it, and with `^` and `$` at every line boundary
-    (MULTILINE) a match inside a line is a match inside the text."""
+    (MULTILINE) a match inside a line is a match inside the text. Each is searched only in
+    texts holding its needles (`twin.quality.needles`)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
     plugins = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
     return tuple(
-        re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
+        NeedlePattern(re.compile(pattern.pattern, pattern.flags | re.MULTILINE))
         for name in SECRET_PLUGINS
         for pattern in plugins[name]().denylist
     )

@@ -372,6 +372,37 @@ def test_boilerplate_lines_leave_with_their_newline(warehouse: Warehouse):
     assert [cleaned[n] for n in range(len(BOILERPLATE_TEXTS))] == list(BOILERPLATE_TEXTS.values())
 
 
+CLEAN_DOCUMENT = "intermediate.clean_document(text, text, jsonb, text)"
+
+
+def test_a_stale_cleaning_function_is_replaced_before_the_model_runs(
+    warehouse: Warehouse, first_run: PipelineRun
+):
+    """The cleaning is the function `intermediate.clean_document`, installed by the model's
+    pre-hook; one left by another definition (an edited macro, a hand edit) is replaced at the
+    next build, even one that cleans nothing new."""
+    probe = (
+        "select (intermediate.clean_document('post', %s, '[]'::jsonb, 'A  title')).body",
+        "Write to jane.doe@example.org\u00a0today.",
+    )
+    assert warehouse.rows(*probe) == [("Write to [EMAIL] today.",)]
+    with warehouse.connect() as conn:
+        conn.execute(
+            """create or replace function intermediate.clean_document(
+                   document_kind text, body_markdown text, repository_files jsonb,
+                   raw_title text, out title text, out body text, out word_count integer,
+                   out clean_hash text, out redactions integer)
+               language plpgsql immutable as $$ begin body := body_markdown; end $$"""
+        )
+        conn.execute(f"comment on function {CLEAN_DOCUMENT} is 'another definition'")
+    assert warehouse.rows(*probe) == [("Write to jane.doe@example.org\u00a0today.",)]
+
+    assert warehouse.dbt("build", "--select", "int_documents__cleaned").success
+    assert warehouse.rows(*probe) == [("Write to [EMAIL] today.",)]
+    (digest,) = warehouse.rows(f"select obj_description('{CLEAN_DOCUMENT}'::regprocedure)")[0]
+    assert digest != "another definition" and len(digest) == 32
+
+
 def test_a_mart_row_that_still_holds_pii_never_lands(warehouse: Warehouse, first_run: PipelineRun):
     """A redaction that missed (a clean body edited behind dbt's back) fails the marts build, and
     what the build wrote rolls back: the mart keeps what it had, and the failure names the

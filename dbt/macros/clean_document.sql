@@ -5,8 +5,7 @@
     As one opaque function marked PARALLEL SAFE, a build's query can run it in Postgres' parallel
     workers, on every core: written inline, its correlated subqueries (a repository's files, the
     line-by-line boilerplate removal) held the work in one backend. PL/pgSQL, so the planner never
-    inlines it back. The function is replaced only when its definition changed (a digest of it is
-    its comment), under an advisory lock, so builds running at once never race to create it.
+    inlines it back. It is replaced only when its definition changed (`install_function`).
 
     The macro is the model's pre-hook, inside its transaction: it also lets this transaction's
     plans scan tables of any size in parallel (`min_parallel_table_scan_size`; raw bodies live in
@@ -42,18 +41,7 @@ begin
 end
 $clean$
 {%- endset -%}
-{%- set digest = local_md5(definition) -%}
-do $install$
-begin
-    perform pg_advisory_xact_lock(hashtext('{{ schema }}.clean_document'));
-    if obj_description(
-           to_regprocedure('{{ schema }}.clean_document(text, text, jsonb, text)'), 'pg_proc'
-       ) is distinct from '{{ digest }}' then
-        {{ definition }};
-        comment on function {{ schema }}.clean_document(text, text, jsonb, text) is '{{ digest }}';
-    end if;
-end
-$install$;
+{{ install_function(schema, 'clean_document', 'text, text, jsonb, text', definition) }};
 set local min_parallel_table_scan_size = 0
 {%- endmacro %}
 

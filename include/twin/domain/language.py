@@ -54,6 +54,8 @@ class Detector(LangdetectDetector):
         self.text += SPACE_RUNS.sub(" ", text[: self.max_text_length])
 
     def cleaning_text(self) -> None:
+        if self.text.isascii():  # no character at or above U+0300: nothing to clean
+            return
         latin, non_latin = len(LATIN.findall(self.text)), len(NON_LATIN.findall(self.text))
         if latin * 2 < non_latin:
             self.text = "".join(ch for ch in self.text if ch < "A" or ch > "z")
@@ -101,7 +103,7 @@ class Detector(LangdetectDetector):
             while True:
                 prob *= weight + profile.probabilities(self.random.choice(ngrams))
                 if i % 5 == 0:
-                    prob /= np.cumsum(prob)[-1]
+                    prob /= prob.cumsum()[-1]
                     if prob.max() > self.CONV_THRESHOLD or i >= self.ITERATION_LIMIT:
                         break
                 i += 1

@@ -4,6 +4,7 @@ rules and language detection (the warehouse's enrichment and the training datase
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 import numpy as np
 from datasketch import MinHash
@@ -118,7 +119,7 @@ def language_text(body: str) -> str:
 def detect_language(body: str) -> tuple[str, float]:
     """(ISO 639-1 code, probability); ('und', 0.0) for text too short or unrecognisable."""
     text = language_text(body)
-    if len(LETTER_RE.findall(text)) < MIN_LANGUAGE_LETTERS:
+    if next(islice(LETTER_RE.finditer(text), MIN_LANGUAGE_LETTERS - 1, None), None) is None:
         return UNDETERMINED, 0.0
     DetectorFactory.seed = 0  # langdetect samples at random: a fixed seed keeps runs identical
     try:

@@ -11,6 +11,7 @@ begin
     perform pg_advisory_xact_lock(hashtext('{{ signature }}'));
     if obj_description(to_regprocedure('{{ signature }}'), 'pg_proc')
        is distinct from '{{ digest }}' then
+        drop function if exists {{ signature }};  -- a new definition may return other columns
         {{ definition }};
         comment on function {{ signature }} is '{{ digest }}';
     end if;

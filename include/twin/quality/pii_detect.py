@@ -72,7 +72,7 @@ KEY_BLOCK_END = re.compile(r"-----END[A-Z ]{0,40}PRIVATE KEY-----")
 IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 OBFUSCATED_AT = re.compile(r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+", re.IGNORECASE)
 OBFUSCATED_DOT = re.compile(r"\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+", re.IGNORECASE)
-EMAIL_CANDIDATE = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+EMAIL_CANDIDATE = NeedlePattern(re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+"))
 _BRACKET_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*"
 _BRACKET_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
 # "name [at] domain [dot] com" (any dot); "name at domain dot com" (the dot spelled out too, or
@@ -188,11 +188,7 @@ def emails(text: str) -> list[Finding]:
 
 def email_candidates(text: str) -> list[tuple[int, int, str]]:
     """(start, end, address) of plain and de-obfuscated address candidates."""
-    out = []
-    if "@" in text:
-        out += [
-            (m.start(), m.end(), m.group(0).rstrip(".")) for m in EMAIL_CANDIDATE.finditer(text)
-        ]
+    out = [(m.start(), m.end(), m.group(0).rstrip(".")) for m in EMAIL_CANDIDATE.finditer(text)]
     for pattern, required in ((BRACKETED_ADDRESS, BRACKETED_AT), (SPELLED_ADDRESS, SPELLED_DOT)):
         if not required.search(text):
             continue

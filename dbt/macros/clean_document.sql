@@ -8,8 +8,7 @@
     inlines it back. It is replaced only when its definition changed (`install_function`).
 
     The macro is the model's pre-hook, inside its transaction: it also lets this transaction's
-    plans scan tables of any size in parallel (`min_parallel_table_scan_size`; raw bodies live in
-    TOAST, so the heap that decides looks small), leaving the choice to the costs. -#}
+    plans scan tables of any size in parallel (`parallel_scans_of_any_size`). -#}
 {% macro clean_document_function(schema) -%}
 {%- set definition -%}
 create or replace function {{ schema }}.clean_document(
@@ -42,7 +41,7 @@ end
 $clean$
 {%- endset -%}
 {{ install_function(schema, 'clean_document', 'text, text, jsonb, text', definition) }};
-set local min_parallel_table_scan_size = 0
+{{ parallel_scans_of_any_size() }}
 {%- endmacro %}
 
 {#- What one call costs the planner, in `cpu_operator_cost` units (0.0025 of a page read): about

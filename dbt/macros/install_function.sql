@@ -18,3 +18,11 @@ begin
 end
 $install$
 {%- endmacro %}
+
+{#- Lets the rest of the transaction's plans scan tables of any size in parallel: the text
+    tables' bodies live in TOAST, so the heap that decides (`min_parallel_table_scan_size`) looks
+    small however much text they hold; the costs then decide. For a hook beside a function above,
+    whose real cost is what makes a parallel plan worth it. -#}
+{% macro parallel_scans_of_any_size() -%}
+set local min_parallel_table_scan_size = 0
+{%- endmacro %}

@@ -10,7 +10,7 @@
     transaction id is read once, before the scan (reading it is not parallel safe). -#}
 {% macro refuse_written_pii(key, columns) -%}
 {{ contains_pii_function(this.schema) }};
-set local min_parallel_table_scan_size = 0;
+{{ parallel_scans_of_any_size() }};
 do $guard$
 declare
     written xid := pg_current_xact_id()::xid;

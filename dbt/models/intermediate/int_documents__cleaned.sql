@@ -17,8 +17,7 @@ with changed as (
     {% if is_incremental() %}
     where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
     {% endif %}
-)
-,
+),
 
 -- `materialized`: each column of the cleaning's result is read from one call, not a call each.
 cleaned as materialized (

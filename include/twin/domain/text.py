@@ -92,20 +92,6 @@ def signature_bytes(sig: MinHash) -> bytes:
     return hashvalues_bytes(sig.hashvalues)
 
 
-def signature_from_bytes(blob: bytes, num_perm: int = NUM_PERM) -> MinHash | None:
-    """A stored signature back as a MinHash (None if it was made with another num_perm)."""
-    values = hashvalues_from_bytes(blob, num_perm)
-    if values is None:
-        return None
-    template = empty_minhash(num_perm)
-    return MinHash(
-        seed=MINHASH_SEED,
-        hashvalues=values,
-        permutations=template.permutations,
-        scheme=MINHASH_SCHEME,
-    )
-
-
 def language_text(body: str) -> str:
     """The prose of a markdown body: code, URLs, hashtags and placeholders removed."""
     text = CODE_BLOCK_RE.sub(" ", body)

@@ -35,7 +35,6 @@ from twin.domain.text import (  # shared with the datasets stage; re-exported fo
     minhash_of,
     shingles,  # noqa: F401
     signature_bytes,
-    signature_from_bytes,  # noqa: F401
 )
 from twin.parallel import CpuPool
 from twin.settings import Settings

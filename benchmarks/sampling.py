@@ -78,7 +78,9 @@ def main() -> int:
     def seconds(batch: int, side: str) -> float:
         rows = (texts * (batch // len(texts) + 1))[:batch]
         encoded = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False)
-        kwargs = sides[side] or settings.generate_kwargs()
+        kwargs = sides[side] or settings.generate_kwargs(
+            prompt_length=encoded["input_ids"].shape[1]
+        )
         torch.manual_seed(settings.seed)
         start = time.perf_counter()
         with torch.inference_mode():

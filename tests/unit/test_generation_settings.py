@@ -48,7 +48,38 @@ def test_settings_are_bounded_and_overrides_name_the_field() -> None:
     with pytest.raises(ValueError, match="'temperature'"):
         LOOPING.override(temperature=-1)
     assert LOOPING.override(temperature=None) == LOOPING
-    assert LOOPING.override(temperature=0).generate_kwargs()["do_sample"] is False
+    assert LOOPING.override(temperature=0).generate_kwargs(prompt_length=4)["do_sample"] is False
+
+
+def _controlled_scores(settings: GenerationSettings, prompt: list[int], answer: list[int]):
+    """The scores a uniform next-token distribution is left with by `settings`' repetition
+    controls, after `prompt` and `answer` (one row, vocabulary of 10)."""
+    import torch
+
+    kwargs = settings.override(temperature=0).generate_kwargs(prompt_length=len(prompt))
+    # the model's own generation_config.json (which holds the settings) must not apply them again
+    assert (kwargs["repetition_penalty"], kwargs["no_repeat_ngram_size"]) == (1.0, 0)
+    ids = torch.tensor([prompt + answer])
+    scores = torch.ones(1, 10)
+    for processor in kwargs["logits_processor"]:
+        scores = processor(ids, scores)
+    return scores[0].tolist()
+
+
+def test_repetition_controls_read_the_answer_and_leave_the_prompts_passages_alone() -> None:
+    """A twin answering from retrieved passages may use their words and phrases: the penalty
+    and the n-gram ban apply to what the answer already said, not to the prompt."""
+    prompt, answer = [1, 2, 3, 4, 1, 2], [5, 6, 7, 5, 6]
+    penalised = _controlled_scores(GenerationSettings(repetition_penalty=2.0), prompt, answer)
+    assert penalised == [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 1.0, 1.0]
+    # "5 6" was followed by 7 in the answer: 7 is banned; "1 2" ends the prompt and was followed
+    # by 3 there, which stays allowed after the answer's own "1 2"
+    banned = _controlled_scores(GenerationSettings(no_repeat_ngram_size=3), prompt, answer)
+    assert banned == [1.0] * 7 + [float("-inf")] + [1.0] * 2
+    after_prompt = _controlled_scores(GenerationSettings(no_repeat_ngram_size=3), prompt, [1, 2])
+    assert after_prompt == [1.0] * 10
+    neutral = GenerationSettings().generate_kwargs(prompt_length=6)
+    assert "logits_processor" not in neutral
 
 
 def test_settings_round_trip_through_the_model_folder_and_the_registry_tags(tiny_model) -> None:
@@ -176,7 +207,7 @@ def test_each_row_samples_with_its_own_seed_whatever_shares_its_batch(tiny_model
     generator = Generator(tiny_model, threads=1)
     prompt = "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
     settings = LOOPING.override(stop=(), temperature=1.5, top_p=1.0)
-    kwargs = settings.generate_kwargs()
+    kwargs = settings.generate_kwargs(prompt_length=1)
     assert kwargs["do_sample"] is False and kwargs["top_k"] is None  # the sampler draws
     alone = {
         seed: generator.generate([prompt], [16], settings=settings.override(seed=seed))[0].text

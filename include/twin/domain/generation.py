@@ -26,6 +26,9 @@ MARK = "\u2063TWIN-END-MARK\u2063"
 TOP_K = 50
 # Names how a sampled token is drawn: a cache of sampled answers keys on it (same seed, same text)
 SAMPLER = "top-k-multinomial-per-row/2"
+# Names what the repetition controls read (the answer, not the prompt): a cache of answers keys
+# on it
+REPETITION_SCOPE = "answer-only/1"
 
 
 class GenerationSettings(BaseModel):
@@ -41,18 +44,42 @@ class GenerationSettings(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     stop: tuple[str, ...] = Field(default=(), max_length=8)
 
-    def generate_kwargs(self, seeds: Sequence[int] | None = None) -> dict[str, Any]:
-        """Keyword arguments of one `model.generate` call: a sampled setting draws every row
-        from its own generator, seeded with `seeds[row]` (default: this setting's seed)."""
+    def generate_kwargs(
+        self, seeds: Sequence[int] | None = None, *, prompt_length: int
+    ) -> dict[str, Any]:
+        """Keyword arguments of one `model.generate` call on a batch padded to `prompt_length`
+        tokens: a sampled setting draws every row from its own generator, seeded with
+        `seeds[row]` (default: this setting's seed).
+
+        The repetition penalty and the no-repeat n-gram size read the answer only. Hugging
+        Face's own (the `repetition_penalty` / `no_repeat_ngram_size` arguments) read the prompt
+        too in a decoder-only model: every token of the retrieved passages would be penalised
+        and every n-gram of them banned, so a twin could not say what its own writing says.
+        Both are passed as neutral so that a model's `generation_config.json` (which holds them)
+        does not apply them that way again.
+        """
+        processors: list[Any] = []
+        if self.repetition_penalty != 1.0:
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            processors.append(
+                RepetitionPenaltyLogitsProcessor(
+                    self.repetition_penalty, prompt_ignore_length=prompt_length
+                )
+            )
+        if self.no_repeat_ngram_size:
+            processors.append(AnswerNoRepeatNGram(self.no_repeat_ngram_size, prompt_length))
         kwargs: dict[str, Any] = {
-            "repetition_penalty": self.repetition_penalty,
-            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
         }
-        greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        if self.temperature <= 0:
-            return kwargs | greedy
-        sampler = Sampler(self.temperature, self.top_p, seeds or (self.seed,))
-        return kwargs | greedy | {"logits_processor": [sampler]}
+        if self.temperature > 0:  # the sampler draws last, from what the controls left
+            processors.append(Sampler(self.temperature, self.top_p, seeds or (self.seed,)))
+        return kwargs | {"logits_processor": processors} if processors else kwargs
 
     def cut(self, text: str) -> str:
         """The text up to the first stop sequence."""
@@ -121,6 +148,21 @@ class GenerationSettings(BaseModel):
         if "stop" in values:
             values["stop"] = json.loads(values["stop"])
         return cls.model_validate(values)
+
+
+class AnswerNoRepeatNGram:
+    """Hugging Face's no-repeat n-gram rule over the tokens after the first `prompt_length`
+    (the answer so far): an n-gram of the answer is not generated twice, one of the prompt may
+    be."""
+
+    def __init__(self, size: int, prompt_length: int) -> None:
+        from transformers import NoRepeatNGramLogitsProcessor
+
+        self.rule = NoRepeatNGramLogitsProcessor(size)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.rule(input_ids[:, self.prompt_length :], scores)
 
 
 class Sampler:

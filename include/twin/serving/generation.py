@@ -91,7 +91,7 @@ class Generator:
                 max_new_tokens=max(max_tokens),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.stop_ids,
-                **settings.generate_kwargs(seeds),
+                **settings.generate_kwargs(seeds, prompt_length=width),
             )
         results = []
         for row, limit, mask in zip(out, max_tokens, batch["attention_mask"], strict=True):
@@ -120,6 +120,7 @@ class Generator:
         batch = self.tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(
             self.model.device
         )
+        width = batch["input_ids"].shape[1]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
 
@@ -132,7 +133,7 @@ class Generator:
                         pad_token_id=self.tokenizer.pad_token_id,
                         eos_token_id=self.stop_ids,
                         streamer=streamer,
-                        **settings.generate_kwargs(),
+                        **settings.generate_kwargs(prompt_length=width),
                     )
             except BaseException as exc:  # surfaced to the consumer below
                 failure.append(exc)

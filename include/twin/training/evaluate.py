@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twin.domain.devices import detect
 from twin.domain.generation import (
+    REPETITION_SCOPE,
     SAMPLER,
     GenerationSettings,
     end_of_turn,
@@ -197,7 +198,9 @@ def generate_answers(
                 max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=stops,
-                **generation.generate_kwargs(seeds[start : start + BATCH]),
+                **generation.generate_kwargs(
+                    seeds[start : start + BATCH], prompt_length=batch["input_ids"].shape[1]
+                ),
             )
         new = out[:, batch["input_ids"].shape[1] :]
         answers += [
@@ -301,6 +304,7 @@ def cached_answers(
     packaged base model's answers under the same decoding are the same in every run)."""
     # the batch is in the key: padding depends on how prompts are grouped
     payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
+    payload += [REPETITION_SCOPE]
     if setting.temperature > 0:
         payload += [SAMPLER, seeds]
     return cached(

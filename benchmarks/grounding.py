@@ -97,7 +97,7 @@ def main() -> int:
         _, chunk = max(best_chunk(docs[k].body, question) for k in relevant)
         others = sorted(
             (
-                best_chunk(d.body, question) + (key,)
+                (*best_chunk(d.body, question), key)
                 for key, d in docs.items()
                 if key not in relevant
             ),

@@ -13,7 +13,11 @@ the answer's content words found in the answering chunk, `twin.training.style.gr
 the answers that open with the document's own words (their first content word in the chunk),
 repeated 4-gram rate, answers repeating a sentence, mean words, and one example answer.
 
-    python benchmarks/grounding.py [--questions 66] [--max-tokens 64] [--scale 1]
+    python benchmarks/grounding.py [--model DIR] [--questions 66] [--max-tokens 64] [--scale 1]
+
+`--model` names a model folder (a registered version's, e.g. Triton's
+`twin_llm/<version>/hf`) to run instead of the packaged base, with its own decoding
+(`generation_config.json`) instead of the grid.
 
 `--scale` multiplies `--questions` (0.25 for a quick run).
 """
@@ -57,6 +61,7 @@ def best_chunk(body: str, question: str) -> tuple[int, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a model folder (default: the packaged base)")
     parser.add_argument("--questions", type=int, default=66)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--context-tokens", type=int, default=700)
@@ -70,7 +75,7 @@ def main() -> int:
 
     from sample_author import load_documents
     from sample_author.questions import question_set
-    from twin.domain.generation import ensure_pad_token, stop_token_ids
+    from twin.domain.generation import GenerationSettings, ensure_pad_token, stop_token_ids
     from twin.rag.passages import Passage
     from twin.rag.prompt import build_prompt
     from twin.store.base_models import resolve_base_model
@@ -79,7 +84,8 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cache = Path(os.environ.get("TWIN_MODEL_CACHE") or PROJECT_ROOT / ".twin" / "models")
-    folder = resolve_base_model("smollm2-135m", cache).path
+    folder = args.model or resolve_base_model("smollm2-135m", cache).path
+    decodings = [GenerationSettings.load(folder)] if args.model else list(GRID)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ensure_pad_token(tokenizer)
     tokenizer.padding_side = "left"
@@ -116,6 +122,7 @@ def main() -> int:
         answering.append(chunk)
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     width = batch["input_ids"].shape[1]
+    print(f"model: {folder}")
     print(f"{len(prompts)} questions, prompts padded to {width} tokens, {args.max_tokens} new")
 
     def answers(setting, scope: str) -> list[str]:
@@ -144,7 +151,7 @@ def main() -> int:
 
     print(f"{'decoding':<34} {'repetition controls read':<16} {'grounded':>9} {'opens':>6} "
           f"{'rep4':>6} {'sent.rep':>8} {'words':>6}")  # fmt: skip
-    for setting in GRID:
+    for setting in decodings:
         label = (
             f"T {setting.temperature} p {setting.top_p} rp {setting.repetition_penalty} "
             f"nr {setting.no_repeat_ngram_size}"

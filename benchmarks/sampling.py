@@ -4,7 +4,8 @@ A registered version decodes sampled (temperature, top-p, repetition penalty, no
 n-grams: the setting its evaluation chose from `twin.training.evaluate.GRID`). Hugging Face's
 sampled `generate` sorts the whole vocabulary for top-p and draws over all of it at every step;
 `GenerationSettings.generate_kwargs` hands the draw to `Sampler`, which works on the top-k
-tokens only, from the same distribution (see its unit test). This times both on the packaged
+tokens only, from the same distribution (see its unit test); both sides apply the same
+repetition controls, to the answer. This times both on the packaged
 SmolLM2-135M-Instruct, in one process, on the topic-held-out prompts the evaluation asks (the
 sample author's offered set), at the batch sizes evaluation (24), the shadow replay (8) and
 twin_rag's batcher (1, 4) use. Every row generates exactly `--max-tokens` tokens (EOS is held
@@ -33,11 +34,14 @@ sys.path.insert(0, str(PROJECT_ROOT))
 SAMPLE_AUTHOR = "Ada Lindqvist"
 
 
-def hugging_face_kwargs(settings) -> dict:
-    """What `generate_kwargs` returned before `Sampler`: Hugging Face's own sampled decoding."""
+def hugging_face_kwargs(settings, prompt_length: int) -> dict:
+    """Hugging Face's own sampled decoding after the same repetition controls (which read the
+    answer only): what `generate_kwargs` returned before `Sampler`, controls aside."""
+    controls = settings.override(temperature=0).generate_kwargs(prompt_length=prompt_length)
     return {
-        "repetition_penalty": settings.repetition_penalty,
-        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+        "logits_processor": controls.get("logits_processor", []),
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
         "do_sample": True,
         "temperature": settings.temperature,
         "top_p": settings.top_p,
@@ -73,13 +77,16 @@ def main() -> int:
     offered, _ = author_prompts(SAMPLE_AUTHOR, [], ["linkedin", "medium", "substack", "blog"])
     texts = [chat_prompt(tokenizer, p.prompt) for p in offered]
     settings = GRID[0]
-    sides = {"hugging face": hugging_face_kwargs(settings), "top-k sampler": None}
+    sides = ["hugging face", "top-k sampler"]
 
     def seconds(batch: int, side: str) -> float:
         rows = (texts * (batch // len(texts) + 1))[:batch]
         encoded = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False)
-        kwargs = sides[side] or settings.generate_kwargs(
-            prompt_length=encoded["input_ids"].shape[1]
+        width = encoded["input_ids"].shape[1]
+        kwargs = (
+            hugging_face_kwargs(settings, width)
+            if side == "hugging face"
+            else settings.generate_kwargs(prompt_length=width)
         )
         torch.manual_seed(settings.seed)
         start = time.perf_counter()

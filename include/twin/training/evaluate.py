@@ -192,17 +192,16 @@ def generate_answers(
             padding=True,
             add_special_tokens=False,
         ).to(model.device)
+        width = batch["input_ids"].shape[1]
         with torch.no_grad():
             out = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=stops,
-                **generation.generate_kwargs(
-                    seeds[start : start + BATCH], prompt_length=batch["input_ids"].shape[1]
-                ),
+                **generation.generate_kwargs(seeds[start : start + BATCH], prompt_length=width),
             )
-        new = out[:, batch["input_ids"].shape[1] :]
+        new = out[:, width:]
         answers += [
             generation.cut(t).strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)
         ]
@@ -303,8 +302,14 @@ def cached_answers(
     """`generate_answers`, read from / written to the content-addressed cache when configured (a
     packaged base model's answers under the same decoding are the same in every run)."""
     # the batch is in the key: padding depends on how prompts are grouped
-    payload = [prompts, setting.model_dump(mode="json"), config.max_new_tokens, config.bf16, BATCH]
-    payload += [REPETITION_SCOPE]
+    payload = [
+        prompts,
+        setting.model_dump(mode="json"),
+        config.max_new_tokens,
+        config.bf16,
+        BATCH,
+        REPETITION_SCOPE,
+    ]
     if setting.temperature > 0:
         payload += [SAMPLER, seeds]
     return cached(

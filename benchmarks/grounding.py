@@ -75,7 +75,12 @@ def main() -> int:
 
     from sample_author import load_documents
     from sample_author.questions import question_set
-    from twin.domain.generation import GenerationSettings, ensure_pad_token, stop_token_ids
+    from twin.domain.generation import (
+        GenerationSettings,
+        Sampler,
+        ensure_pad_token,
+        stop_token_ids,
+    )
     from twin.rag.passages import Passage
     from twin.rag.prompt import build_prompt
     from twin.store.base_models import resolve_base_model
@@ -129,7 +134,7 @@ def main() -> int:
         seeds = [row_seed(setting.seed, i) for i in range(len(prompts))]
         kwargs = setting.generate_kwargs(seeds, prompt_length=width)
         if scope == "whole sequence":  # Hugging Face's own arguments; the same sampler draws
-            sampler = [p for p in kwargs.get("logits_processor", []) if hasattr(p, "seeds")]
+            sampler = [p for p in kwargs.get("logits_processor", []) if isinstance(p, Sampler)]
             kwargs |= {
                 "repetition_penalty": setting.repetition_penalty,
                 "no_repeat_ngram_size": setting.no_repeat_ngram_size,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
@@ -242,6 +243,49 @@ def test_tokenizer_fingerprint_mismatch_refuses_to_load(served_llm, tiny_model_d
 
     unload_version(settings, bad)
     assert served_versions(settings) == [version]
+    assert generate_text(settings, PROMPT, max_tokens=3, version=version)["text"] is not None
+
+
+def instance_processes(settings: Settings, version: int) -> set[int]:
+    """Process ids of the Python-backend instances Triton runs for `twin_llm` version `version`
+    (each instance is a stub process of the server's, started when the version loads)."""
+    repository = str(settings.triton_model_repository)
+    model_file = f"{repository}/twin_llm/{version}/model.py"
+    found: set[int] = set()
+    for server in psutil.process_iter(["cmdline"]):
+        if f"--model-repository={repository}" not in (server.info["cmdline"] or []):
+            continue
+        for child in server.children(recursive=True):
+            try:
+                line = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            # the stub that only completes the config is named after the model, not an instance
+            if model_file in line and any(a.startswith("twin_llm_") for a in line):
+                found.add(child.pid)
+    return found
+
+
+def test_a_version_loaded_and_unloaded_beside_the_served_one_leaves_it_loaded(
+    served_llm, tiny_model_dir
+) -> None:
+    """A challenger loaded beside the champion, then unloaded, leaves the champion's instance as it
+    was: nothing of twin_llm's own folder changes but its config, so Triton only updates the
+    version policy (a reload would load the champion's weights a second time, on a GPU too)."""
+    from twin.serving.repository import unload_version
+
+    settings, version = served_llm
+    before = instance_processes(settings, version)
+    assert before, "no instance process found for the served version"
+    other = version + 200
+    materialise_version(settings, other, source_dir=tiny_model_dir)
+    assert load_versions(settings, [other]) == [version, other]
+    assert generate_text(settings, PROMPT, max_tokens=3, version=other)["text"] is not None
+    assert instance_processes(settings, other)
+    assert instance_processes(settings, version) == before
+
+    assert unload_version(settings, other) == [version]
+    assert instance_processes(settings, version) == before
     assert generate_text(settings, PROMPT, max_tokens=3, version=version)["text"] is not None
 
 

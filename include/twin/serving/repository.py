@@ -3,8 +3,8 @@
 
 Layout (Triton version numbers are the MLflow version numbers):
 
+    served.json                      {"versions": [...]}: what twin_llm's config lists
     twin_llm/config.pbtxt            batched Python backend, version_policy = served versions
-    twin_llm/served.json             {"versions": [...]}: what the config lists
     twin_llm/<v>/model.py            copy of twin/serving/templates/twin_llm.py
     twin_llm/<v>/hf/                 merged weights + tokenizer (safetensors)
     twin_llm/<v>/version.json        source, run id, tokenizer fingerprint
@@ -16,6 +16,11 @@ Layout (Triton version numbers are the MLflow version numbers):
 Functions for the deployment stage: `materialise_version`, `load_versions`, `unload_version`,
 `set_default_version`, `set_shadow`, `read_routing`. Triton runs with explicit model control:
 nothing serves until `load_versions` / `load_rag` asks for it.
+
+`served.json` lies at the repository's top, outside every model's folder: Triton reloads every
+version of a model when a file of the model's own folder (other than its config and its
+versions' folders) changes, so a record kept in `twin_llm/` reloaded the champion each time a
+challenger was loaded or unloaded beside it. Triton ignores files at the top of a repository.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from twin.store.model_repository import RepositoryStore, repository_store
 TEMPLATES = Path(__file__).parent / "templates"
 ROUTING_FILE = "routing.json"
 SERVED_FILE = "served.json"
+# where an earlier layout kept it (read when the top-level record is missing)
+LEGACY_SERVED_FILE = f"{LLM_MODEL}/{SERVED_FILE}"
 VERSION_FILE = "version.json"
 CONFIG_FILE = "config.pbtxt"
 # What a tokenizer loads from a Hugging Face folder (twin_rag and shadow replay build prompts)
@@ -153,6 +160,25 @@ def _install_templates(store: RepositoryStore, version: int) -> None:
     if store.read_text(f"{stream}/{VERSION_FILE}") != record:
         store.write_text(f"{stream}/{VERSION_FILE}", record)
     store.mirror_tree(f"{llm}/hf", f"{stream}/hf")
+    for folder in (llm, stream):
+        _no_bytecode_folder(store, folder)
+
+
+def _no_bytecode_folder(store: RepositoryStore, folder: str) -> None:
+    """A file named `__pycache__` in a version's folder, where Python would make the folder of
+    model.py's bytecode: Triton's stub imports model.py with bytecode writing on (whatever the
+    environment says), the folder it then writes changes the version, and Triton takes a changed
+    version for a new one: the next load of the model (a challenger beside it) would load the
+    served version's weights a second time. Python skips the write when the folder cannot be
+    made. An S3 repository needs none: Triton imports from a local copy of it."""
+    root = store.local_root()
+    if root is None:
+        return
+    cache = root / folder / "__pycache__"
+    if cache.is_dir():  # written by a load before this rule
+        shutil.rmtree(cache)
+    if not cache.exists():
+        cache.write_text("")
 
 
 def _put_template(store: RepositoryStore, path: str, template: str) -> None:
@@ -182,7 +208,10 @@ def tokenizer_folder(settings: Settings, version: int, cache: Path) -> Path:
 
 def served_versions(settings: Settings) -> list[int]:
     """The versions `twin_llm`'s config lists (empty when none)."""
-    text = repository_store(settings).read_text(f"{LLM_MODEL}/{SERVED_FILE}")
+    store = repository_store(settings)
+    text = store.read_text(SERVED_FILE)
+    if text is None:
+        text = store.read_text(LEGACY_SERVED_FILE)
     return json.loads(text)["versions"] if text else []
 
 
@@ -201,7 +230,7 @@ def write_llm_configs(
         store.write_text(
             f"{STREAM_MODEL}/{CONFIG_FILE}", stream_config(settings, chosen, policy=policy)
         )
-    store.write_text(f"{LLM_MODEL}/{SERVED_FILE}", json.dumps({"versions": chosen}))
+    store.write_text(SERVED_FILE, json.dumps({"versions": chosen}))
     return chosen
 
 

@@ -248,6 +248,13 @@ def evaluate_retrieval(
     usable = [q for q in questions if q.relevant_ids]
     skipped = [q.id for q in questions if not q.relevant_ids]
     table = EvalTable(rows=[], skipped=skipped)
+    # Every question's vector from a few batched encodes up front (the retriever keeps them),
+    # not from one encode of a single text per question inside the first configuration's loop.
+    from twin.rag.retrieve import QUERY_CACHE_SIZE
+
+    texts = [retriever.parse(q.question, now=q.now or now).text for q in usable]
+    if texts:
+        retriever.embed(texts[:QUERY_CACHE_SIZE])
     for config in configs:
         results: list[QuestionResult] = []
         for q in usable:

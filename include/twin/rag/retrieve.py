@@ -203,6 +203,15 @@ class Retriever:
         # from this call's own vectors: more texts than the cache holds would evict some of them
         return np.stack([found[t] for t in texts])
 
+    def parse(
+        self, question: str, *, self_query: bool = True, now: datetime | None = None
+    ) -> ParsedQuery:
+        """`question` with the constraints it states read out as filters (`search`'s first step;
+        `parsed.text` is what gets embedded)."""
+        if not self_query:
+            return ParsedQuery(text=question, original=question)
+        return parse_query(question, self.known_authors, now=now, extractor=self.query_extractor)
+
     def dense_query(
         self, vector: np.ndarray, n: int, filters: SearchFilters | None = None
     ) -> tuple[sql.Composed, dict[str, Any]]:
@@ -445,12 +454,7 @@ class Retriever:
         trace = SearchTrace(mode=mode)
         clock = time.perf_counter()
 
-        if self_query:
-            parsed = parse_query(
-                question, self.known_authors, now=now, extractor=self.query_extractor
-            )
-        else:
-            parsed = ParsedQuery(text=question, original=question)
+        parsed = self.parse(question, self_query=self_query, now=now)
         merged = parsed.filters.merged(filters)
         trace.query = parsed
         text = parsed.text

@@ -227,6 +227,9 @@ class TritonService(Service):
             f"--grpc-restricted-protocol=model-repository:{TRITON_REPOSITORY_KEY_HEADER}="
             f"{KEY_PLACEHOLDER}",
             "--allow-gpu-metrics=false",
+            # every config.pbtxt the platform writes is complete: no stub process started per
+            # model load only to ask model.py to complete it
+            "--disable-auto-complete-config",
             "--strict-readiness=false",
             "--log-verbose=0",
         ]

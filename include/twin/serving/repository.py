@@ -8,6 +8,7 @@ Layout (Triton version numbers are the MLflow version numbers):
     twin_llm/<v>/model.py            copy of twin/serving/templates/twin_llm.py
     twin_llm/<v>/hf/                 merged weights + tokenizer (safetensors)
     twin_llm/<v>/version.json        source, run id, tokenizer fingerprint
+    twin_llm/<v>/__pycache__         an empty file: no bytecode written here (see below)
     twin_llm_stream/...              the decoupled variant; <v>/hf links to twin_llm/<v>/hf
                                      (a copy, server-side, in an S3 repository)
     twin_rag/config.pbtxt, twin_rag/1/model.py, twin_rag/1/settings.json (mode 0600)

@@ -12,6 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from twin.settings import Settings
 
@@ -48,10 +49,24 @@ def scratch_database(admin_dsn: str, prefix: str = "scratch") -> Iterator[str]:
             conn.execute("create extension if not exists vector")
         yield dsn
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
+        _drop_database(admin_dsn, name)
+
+
+@retry(
+    retry=retry_if_exception_type(psycopg.errors.InsufficientPrivilege),
+    wait=wait_fixed(1),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+def _drop_database(admin_dsn: str, name: str) -> None:
+    """Drop `name`, closing its connections. A role that is no superuser may not close another
+    role's backend (an autovacuum worker visiting a freshly loaded database runs as the bootstrap
+    superuser): Postgres refuses the drop while one is connected, so it is tried again a second
+    later, for up to a minute."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 # --- DSNs -------------------------------------------------------------------------------------
